@@ -1,0 +1,43 @@
+"""Label maps: input checks shared by every loss, miner and metric, and resizing to a stage."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX,
+                 name: str = "labels") -> None:
+    """Raise ValueError unless `labels` is an integer [B,H,W] map with values in [0, C) or ignore."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be an integer tensor (int64 class ids), got {labels.dtype}; "
+            f"convert with {name}.long() after checking the values are whole class ids"
+        )
+    if labels.dim() != 3:
+        raise ValueError(f"{name} must have shape [B,H,W], got {tuple(labels.shape)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if labels.numel() == 0:
+        return
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        values = torch.unique(labels[bad])[:5].tolist()
+        raise ValueError(
+            f"{name} hold values {values} outside [0, {num_classes}) that are not the ignore value "
+            f"{ignore_index}; map them to a class id or to {ignore_index} (or pass the right "
+            f"num_classes / ignore_index)"
+        )
+
+
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of an integer map [B,H,W] to [B,h,w] (METHOD.md: `Y_i`)."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
+    return resized[:, 0].to(labels.dtype)

@@ -1,0 +1,182 @@
+"""A multi-stage segmentation network with one projection head per stage (METHOD.md, Notation).
+
+`SegmentationNet(encoder, num_classes)` = a replaceable encoder returning a list of stage
+features (local -> global context), a light U-Net/FPN-style decoder giving logits at input
+resolution, and projection heads that run only when embeddings are asked for (training), so the
+deployed network has the parameters and cost of a plain one. Taught in notebooks 00 and 01.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (no bias) -> BatchNorm -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class PlainEncoder(nn.Module):
+    """Stages of (stride-2 conv, conv): strides 2, 4, 8, ... Returns a list of [B,c_i,H/2^i,W/2^i]."""
+
+    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.channels = tuple(widths)
+        chans = (in_channels, *widths)
+        self.stages = nn.ModuleList(
+            nn.Sequential(conv_bn_relu(chans[i], chans[i + 1], 2), conv_bn_relu(chans[i + 1], chans[i + 1]))
+            for i in range(len(widths))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with a residual (1x1 projection when shapes change)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = conv_bn_relu(c_in, c_out, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = (
+            nn.Identity() if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.skip(x))
+
+
+class ResNetEncoder(nn.Module):
+    """A ResNet-style 4-stage encoder for GPUs (ResNet-18/34 layout, strides 4/8/16/32).
+
+    `blocks=(2, 2, 2, 2)` with widths (64, 128, 256, 512) is ResNet-18's shape (11 M parameters);
+    the stem is a stride-2 7x7 conv and a max-pool, as in ResNet.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, widths: tuple[int, ...] = (64, 128, 256, 512),
+        blocks: tuple[int, ...] = (2, 2, 2, 2),
+    ) -> None:
+        super().__init__()
+        self.channels = tuple(widths)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        chans = (widths[0], *widths)
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(
+                BasicBlock(chans[i] if j == 0 else widths[i], widths[i], 2 if (j == 0 and i > 0) else 1)
+                for j in range(blocks[i])
+            ))
+            for i in range(len(widths))
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class ProjectionHead(nn.Module):
+    """1x1 conv (c->c) -> ReLU -> BatchNorm -> 1x1 conv (c->d), then per-pixel L2 normalisation."""
+
+    def __init__(self, c: int, d: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(inplace=True), nn.BatchNorm2d(c), nn.Conv2d(c, d, 1))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(f), dim=1)
+
+
+class Decoder(nn.Module):
+    """U-Net/FPN-style: from the deepest stage up, upsample, concatenate the skip, two convs."""
+
+    def __init__(self, channels: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(conv_bn_relu(channels[i + 1] + channels[i], channels[i]),
+                          conv_bn_relu(channels[i], channels[i]))
+            for i in reversed(range(len(channels) - 1))
+        )
+        self.classifier = nn.Conv2d(channels[0], num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        x = feats[-1]
+        for block, skip in zip(self.blocks, reversed(feats[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
+
+
+class SegmentationNet(nn.Module):
+    """Encoder + decoder + per-stage projection heads.
+
+    forward(x [B,3,H,W]) -> logits [B,C,H,W];
+    forward(x, return_embeddings=True) -> (logits, [emb_i [B,D,h_i,w_i] L2-normalised per pixel]).
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int, embed_dim: int = 64) -> None:
+        super().__init__()
+        if not hasattr(encoder, "channels"):
+            raise ValueError("encoder must expose `channels`, the widths of the stage features it returns")
+        self.encoder = encoder
+        self.decoder = Decoder(tuple(encoder.channels), num_classes)
+        self.heads = nn.ModuleList(ProjectionHead(c, embed_dim) for c in encoder.channels)
+        self.num_classes, self.embed_dim = num_classes, embed_dim
+
+    def forward(self, x: torch.Tensor, return_embeddings: bool = False):
+        if x.dim() != 4:
+            raise ValueError(f"images must have shape [B,3,H,W], got {tuple(x.shape)}")
+        feats = self.encoder(x)
+        logits = self.decoder(feats, x.shape[-2:])
+        if not return_embeddings:
+            return logits
+        return logits, [head(f) for head, f in zip(self.heads, feats, strict=True)]
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's raw stage features, for inspection."""
+        return self.encoder(x)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build: `arch` "plain" (CPU default, ~0.5 M parameters) or "resnet"."""
+
+    arch: str = "plain"
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    embed_dim: int = 64
+
+
+def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> SegmentationNet:
+    """Build the network a config names."""
+    if cfg.arch == "plain":
+        encoder = PlainEncoder(in_channels, tuple(cfg.widths))
+    elif cfg.arch == "resnet":
+        encoder = ResNetEncoder(in_channels, tuple(cfg.widths), tuple(cfg.blocks))
+    else:
+        raise ValueError(f"unknown arch {cfg.arch!r}: use 'plain' or 'resnet'")
+    return SegmentationNet(encoder, num_classes, cfg.embed_dim)
+
+
+def deployed_parameters(model: SegmentationNet) -> int:
+    """Parameters used at inference (encoder + decoder; the projection heads are training-only)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("heads."))

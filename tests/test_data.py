@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from ctx import data
+from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig, augment, generate_scenes, split_indices
+
+
+def test_splits_are_disjoint_and_sized():
+    _, digits = data.load_mnist()
+    parts = {s: split_indices(digits, s) for s in ("train", "val", "test")}
+    for s, n in (("train", 350), ("val", 75), ("test", 75)):
+        assert np.bincount(digits[parts[s]], minlength=10).tolist() == [n] * 10
+    assert not set(parts["train"]) & set(parts["val"])
+    assert not set(parts["train"]) & set(parts["test"])
+    assert not set(parts["val"]) & set(parts["test"])
+
+
+def test_unknown_split():
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_indices(np.zeros(10, int), "dev")
+
+
+def test_scenes_are_deterministic_and_prefix_stable():
+    a_img, a_lab = generate_scenes("val", 6, seed=3)
+    b_img, b_lab = generate_scenes("val", 3, seed=3)
+    assert torch.equal(a_img[:3], b_img) and torch.equal(a_lab[:3], b_lab)
+    c_img, _ = generate_scenes("val", 3, seed=4)
+    assert not torch.equal(c_img, b_img)
+
+
+def test_scene_contents():
+    img, lab = generate_scenes("train", 40, SceneConfig(image_size=64))
+    assert img.shape == (40, 3, 64, 64) and img.dtype == torch.uint8
+    assert lab.shape == (40, 64, 64) and lab.dtype == torch.int64
+    assert lab.min() >= 0 and lab.max() < NUM_CLASSES
+    counts = torch.bincount(lab.flatten(), minlength=NUM_CLASSES)
+    assert (counts > 0).all(), "every digit class should appear in 40 scenes"
+    per_scene = [len(torch.unique(lab_i)) - 1 for lab_i in lab]
+    assert min(per_scene) >= 1 and max(per_scene) >= 3
+
+
+def test_scale_range_spans_three_times():
+    cfg = SceneConfig()
+    assert cfg.max_scale / cfg.min_scale >= 3.0
+    assert round(cfg.min_scale * 64) == 15 and round(cfg.max_scale * 64) == 45
+
+
+def test_colour_does_not_reveal_class():
+    """Per digit instance, the mean stroke colour of each class matches the overall mean within
+    sampling error (4 standard errors): colour carries no class information."""
+    img, lab = generate_scenes("train", 400)
+    img = img.float().permute(0, 2, 3, 1) / 255
+    colours = {c: [] for c in range(1, NUM_CLASSES)}
+    for x, y in zip(img, lab):
+        for c in y.unique().tolist():
+            if c:
+                colours[c].append(x[y == c].mean(0))
+    pooled = torch.stack([v for vs in colours.values() for v in vs])
+    mean, std = pooled.mean(0), pooled.std(0)
+    for c, vs in colours.items():
+        err = 4 * std / len(vs) ** 0.5
+        assert ((torch.stack(vs).mean(0) - mean).abs() < err).all(), f"class {c}"
+
+
+def test_augment_keeps_image_and_labels_aligned():
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(3, 16, 16)
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    image[:, 6:10, 6:10] = 1.0
+    labels[6:10, 6:10] = 4
+    out_img, out_lab = augment(image, labels, g, max_shift=3)
+    stroke = out_img.mean(0) > out_img.mean()
+    assert torch.equal(stroke, out_lab == 4)
+    assert (out_lab == 4).sum() == 16
+
+
+def test_dataset_items_and_epoch_augmentation():
+    ds = DigitScenes("train", 4, SceneConfig(image_size=32), augment=True)
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.shape == (32, 32) and y.dtype == torch.int64
+    assert torch.equal(ds[0][0], x), "same epoch, same augmentation"
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][0], x)
+    plain = DigitScenes("train", 4, SceneConfig(image_size=32))
+    assert torch.equal(plain[0][0], plain.images[0].float() / 255)
+
+
+def test_missing_data_file_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="extract_mnist.py"):
+        data.load_mnist(tmp_path / "nope.npz")

@@ -1,0 +1,66 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from ctx.model import (ModelConfig, PlainEncoder, ResNetEncoder, SegmentationNet, build_model,
+                       deployed_parameters)
+
+
+def test_default_model_shapes_and_size():
+    model = build_model(ModelConfig(), num_classes=11)
+    x = torch.randn(2, 3, 64, 64)
+    logits, embs = model(x, return_embeddings=True)
+    assert logits.shape == (2, 11, 64, 64)
+    assert [e.shape[-1] for e in embs] == [32, 16, 8, 4]  # strides 2/4/8/16
+    assert all(e.shape[:2] == (2, 64) for e in embs)
+    for e in embs:
+        torch.testing.assert_close(e.norm(dim=1), torch.ones_like(e[:, 0]))
+    assert 0.4e6 < deployed_parameters(model) < 0.6e6
+
+
+def test_deployed_model_never_runs_the_heads():
+    model = build_model(ModelConfig(), num_classes=11).eval()
+    calls = []
+    for head in model.heads:
+        head.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert calls == []
+    # same parameters and output as the network without any heads at all
+    plain = SegmentationNet(model.encoder, 11)
+    plain.decoder = model.decoder
+    plain.heads = nn.ModuleList()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain.eval()(x))
+    assert deployed_parameters(model) == sum(p.numel() for p in plain.parameters())
+
+
+def test_resnet_encoder_strides():
+    enc = ResNetEncoder(widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1))
+    feats = enc(torch.randn(1, 3, 128, 128))
+    assert [f.shape[-1] for f in feats] == [32, 16, 8, 4]  # strides 4/8/16/32
+    model = build_model(ModelConfig(arch="resnet", widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1)), 5)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5, 64, 64)
+
+
+def test_replaceable_encoder():
+    class Tiny(nn.Module):
+        channels = (4, 8)
+
+        def forward(self, x):
+            return [torch.zeros(x.shape[0], 4, 8, 8), torch.zeros(x.shape[0], 8, 4, 4)]
+
+    model = SegmentationNet(Tiny(), num_classes=3, embed_dim=5)
+    logits, embs = model(torch.randn(2, 3, 16, 16), return_embeddings=True)
+    assert logits.shape == (2, 3, 16, 16) and [e.shape[1] for e in embs] == [5, 5]
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model(ModelConfig(arch="vit"), 3)
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
+        build_model(ModelConfig(), 3)(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="channels"):
+        SegmentationNet(nn.Identity(), 3)
+    assert PlainEncoder().channels == (16, 32, 64, 128)

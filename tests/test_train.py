@@ -1,0 +1,122 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from ctx.data import DigitScenes
+from ctx.io import save_checkpoint
+from ctx.train import (TrainConfig, config_from_dict, load_model, parse_args, resolve_device, train,
+                       train_or_load)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_trains_and_writes_history(tiny_train_config):
+    result = train(tiny_train_config)
+    out = result["checkpoint"].parent
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert history and history[-1]["step"] == 6
+    assert 0 <= history[-1]["val"]["miou"] <= 100
+    assert history[-1]["train"]["ce"] > 0
+    model, ckpt = load_model(out)
+    assert not model.training and ckpt["step"] == 6
+
+
+def test_same_seed_same_numbers(tiny_train_config, tmp_path):
+    a = train(tiny_train_config)
+    b = train(dataclasses.replace(tiny_train_config, out=str(tmp_path / "b")))
+    for k, v in _state(a["model"]).items():
+        torch.testing.assert_close(v, b["model"].state_dict()[k], rtol=0, atol=0)
+
+
+def test_resume_continues_as_if_uninterrupted(tiny_train_config, tmp_path, monkeypatch):
+    """Ctrl-C mid-epoch saves a checkpoint; running again ends where an uninterrupted run ends."""
+    cfg = dataclasses.replace(tiny_train_config, max_steps=10)  # 4 steps per epoch
+    full = train(dataclasses.replace(cfg, out=str(tmp_path / "full")))
+    part_cfg = dataclasses.replace(cfg, out=str(tmp_path / "part"))
+    get_item, calls = DigitScenes.__getitem__, []
+
+    def interrupting_get_item(self, i):  # Ctrl-C while loading the batch of step 7 (mid-epoch 2)
+        calls.extend([i] if self.augment else [])
+        if len(calls) == 6 * cfg.batch_size + 1:
+            raise KeyboardInterrupt
+        return get_item(self, i)
+
+    monkeypatch.setattr(DigitScenes, "__getitem__", interrupting_get_item)
+    with pytest.raises(KeyboardInterrupt):
+        train(part_cfg)
+    monkeypatch.setattr(DigitScenes, "__getitem__", get_item)
+    assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["step"] == 6
+    resumed = train(part_cfg)
+    for k, v in _state(full["model"]).items():
+        torch.testing.assert_close(v, resumed["model"].state_dict()[k], rtol=0, atol=0)
+    assert [h["step"] for h in resumed["history"]] == [h["step"] for h in full["history"]]
+
+
+def test_contextrast_loss_trains(tiny_train_config):
+    cfg = dataclasses.replace(tiny_train_config, loss="contextrast", negatives="random", max_steps=3)
+    history = train(cfg)["history"]
+    assert history[-1]["train"]["pa"] > 0
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(tiny_train_config):
+    out = tiny_train_config.out
+    train(tiny_train_config)
+    path = f"{out}/checkpoint.pt"
+    with open(path, "wb") as f:
+        f.write(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        train(dataclasses.replace(tiny_train_config, max_steps=8))
+    assert open(path, "rb").read() == b"not a checkpoint"
+
+
+def test_mismatched_checkpoint_is_refused(tiny_train_config):
+    train(tiny_train_config)
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        train(dataclasses.replace(tiny_train_config, lr=1e-4))
+
+
+def test_train_or_load_loads_a_finished_run(tiny_train_config):
+    first = train(tiny_train_config)
+    again = train_or_load(tiny_train_config, device="cpu")
+    for k, v in _state(first["model"]).items():
+        torch.testing.assert_close(v, again["model"].state_dict()[k])
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"model": {}, "config": {}}, path)
+    good = path.read_bytes()
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"model": Boom(), "config": {}}, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_devices_and_cli():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    cfg = parse_args(["--loss", "contextrast", "--negatives", "random", "--no-fusion",
+                      "--stages", "3", "--max-steps", "7", "--tau", "0.2"])
+    assert (cfg.loss, cfg.negatives, cfg.fusion, cfg.stages, cfg.max_steps, cfg.tau) == (
+        "contextrast", "random", False, (3,), 7, 0.2)
+    assert parse_args([]) == TrainConfig()
+    with pytest.raises(ValueError, match="unknown config keys"):
+        config_from_dict({"learning_rate": 1})
+
+
+def test_bad_settings(tiny_train_config):
+    with pytest.raises(ValueError, match="unknown loss"):
+        train(dataclasses.replace(tiny_train_config, loss="dice"))
+    with pytest.raises(ValueError, match="bf16"):
+        train(dataclasses.replace(tiny_train_config, bf16=True))
