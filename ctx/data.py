@@ -125,7 +125,10 @@ def make_scene(
 
 
 def generate_scenes(
-    split: str, num_scenes: int, cfg: SceneConfig = SceneConfig(), seed: int = 0,
+    split: str,
+    num_scenes: int,
+    cfg: SceneConfig = SceneConfig(),
+    seed: int = 0,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scenes of a split: (images uint8 [N,3,S,S], labels int64 [N,S,S]). Deterministic in
@@ -180,8 +183,12 @@ class DigitScenes(Dataset):
     """
 
     def __init__(
-        self, split: str = "train", num_scenes: int | None = None,
-        cfg: SceneConfig = SceneConfig(), seed: int = 0, augment: bool = False,
+        self,
+        split: str = "train",
+        num_scenes: int | None = None,
+        cfg: SceneConfig = SceneConfig(),
+        seed: int = 0,
+        augment: bool = False,
         progress: bool = False,
     ) -> None:
         self.split, self.cfg, self.seed, self.augment = split, cfg, seed, augment
@@ -205,5 +212,9 @@ class DigitScenes(Dataset):
 
     def describe(self) -> dict:
         """A JSON-able description (split, count, seed, scene settings) for results files."""
-        return {"split": self.split, "num_scenes": self.num_scenes, "seed": self.seed,
-                **asdict(self.cfg)}
+        return {
+            "split": self.split,
+            "num_scenes": self.num_scenes,
+            "seed": self.seed,
+            **asdict(self.cfg),
+        }

@@ -53,7 +53,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """torch.load(weights_only=True) with errors that say what to do."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}: train first (python -m ctx.train --out {path.parent})")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: train first (python -m ctx.train --out {path.parent})"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle garbage, wrong file type
@@ -62,7 +64,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"delete it and train again, or point to another file"
         ) from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path} is not a ctx checkpoint (no 'model'/'config' entries); point to another file")
+        raise ValueError(
+            f"{path} is not a ctx checkpoint (no 'model'/'config' entries); point to another file"
+        )
     return ckpt
 
 
@@ -73,4 +77,6 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from git or regenerate it") from e
+        raise ValueError(
+            f"{path} is not valid JSON ({e}); restore it from git or regenerate it"
+        ) from e

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 IGNORE_INDEX = 255
 
 
-def check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX,
-                 name: str = "labels") -> None:
+def check_labels(
+    labels: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX, name: str = "labels"
+) -> None:
     """Raise ValueError unless `labels` is an integer [B,H,W] map with values in [0, C) or ignore."""
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")

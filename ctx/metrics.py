@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from ctx.labels import IGNORE_INDEX, check_labels
 
 
-def boundary_band(labels: torch.Tensor, width: int = 2, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def boundary_band(
+    labels: torch.Tensor, width: int = 2, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """Pixels within `width` pixels (Chebyshev) of a change of ground-truth label: [B,H,W] bool.
     Ignore pixels are never in the band."""
     lab = labels[:, None].float()
@@ -29,7 +31,11 @@ class ConfusionMatrix:
     of the first update, plus a second one restricted to the ground-truth boundary band."""
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, boundary_width: int = 2):
-        self.num_classes, self.ignore_index, self.boundary_width = num_classes, ignore_index, boundary_width
+        self.num_classes, self.ignore_index, self.boundary_width = (
+            num_classes,
+            ignore_index,
+            boundary_width,
+        )
         self.mat: torch.Tensor | None = None
         self.boundary: torch.Tensor | None = None
 
@@ -42,10 +48,14 @@ class ConfusionMatrix:
         """pred int [B,H,W] (argmax), labels int64 [B,H,W] with ignore values."""
         check_labels(labels, self.num_classes, self.ignore_index)
         if pred.shape != labels.shape:
-            raise ValueError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape")
+            raise ValueError(
+                f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape"
+            )
         pred = pred.long()
         if self.mat is None:
-            z = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long, device=labels.device)
+            z = torch.zeros(
+                self.num_classes, self.num_classes, dtype=torch.long, device=labels.device
+            )
             self.mat, self.boundary = z, z.clone()
         valid = labels != self.ignore_index
         self.mat += self._count(pred[valid], labels[valid])

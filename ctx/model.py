@@ -32,7 +32,9 @@ class PlainEncoder(nn.Module):
         self.channels = tuple(widths)
         chans = (in_channels, *widths)
         self.stages = nn.ModuleList(
-            nn.Sequential(conv_bn_relu(chans[i], chans[i + 1], 2), conv_bn_relu(chans[i + 1], chans[i + 1]))
+            nn.Sequential(
+                conv_bn_relu(chans[i], chans[i + 1], 2), conv_bn_relu(chans[i + 1], chans[i + 1])
+            )
             for i in range(len(widths))
         )
 
@@ -50,10 +52,15 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = conv_bn_relu(c_in, c_out, stride)
-        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
+        )
         self.skip = (
-            nn.Identity() if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,21 +75,29 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, widths: tuple[int, ...] = (64, 128, 256, 512),
+        self,
+        in_channels: int = 3,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
         blocks: tuple[int, ...] = (2, 2, 2, 2),
     ) -> None:
         super().__init__()
         self.channels = tuple(widths)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
         )
         chans = (widths[0], *widths)
         self.stages = nn.ModuleList(
-            nn.Sequential(*(
-                BasicBlock(chans[i] if j == 0 else widths[i], widths[i], 2 if (j == 0 and i > 0) else 1)
-                for j in range(blocks[i])
-            ))
+            nn.Sequential(
+                *(
+                    BasicBlock(
+                        chans[i] if j == 0 else widths[i], widths[i], 2 if (j == 0 and i > 0) else 1
+                    )
+                    for j in range(blocks[i])
+                )
+            )
             for i in range(len(widths))
         )
 
@@ -100,7 +115,9 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, c: int, d: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(inplace=True), nn.BatchNorm2d(c), nn.Conv2d(c, d, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(c, c, 1), nn.ReLU(inplace=True), nn.BatchNorm2d(c), nn.Conv2d(c, d, 1)
+        )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(f), dim=1)
@@ -112,8 +129,10 @@ class Decoder(nn.Module):
     def __init__(self, channels: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            nn.Sequential(conv_bn_relu(channels[i + 1] + channels[i], channels[i]),
-                          conv_bn_relu(channels[i], channels[i]))
+            nn.Sequential(
+                conv_bn_relu(channels[i + 1] + channels[i], channels[i]),
+                conv_bn_relu(channels[i], channels[i]),
+            )
             for i in reversed(range(len(channels) - 1))
         )
         self.classifier = nn.Conv2d(channels[0], num_classes, 1)
@@ -136,7 +155,9 @@ class SegmentationNet(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, embed_dim: int = 64) -> None:
         super().__init__()
         if not hasattr(encoder, "channels"):
-            raise ValueError("encoder must expose `channels`, the widths of the stage features it returns")
+            raise ValueError(
+                "encoder must expose `channels`, the widths of the stage features it returns"
+            )
         self.encoder = encoder
         self.decoder = Decoder(tuple(encoder.channels), num_classes)
         self.heads = nn.ModuleList(ProjectionHead(c, embed_dim) for c in encoder.channels)

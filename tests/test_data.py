@@ -52,7 +52,7 @@ def test_colour_does_not_reveal_class():
     img, lab = generate_scenes("train", 400)
     img = img.float().permute(0, 2, 3, 1) / 255
     colours = {c: [] for c in range(1, NUM_CLASSES)}
-    for x, y in zip(img, lab):
+    for x, y in zip(img, lab, strict=True):
         for c in y.unique().tolist():
             if c:
                 colours[c].append(x[y == c].mean(0))

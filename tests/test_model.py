@@ -2,8 +2,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ctx.model import (ModelConfig, PlainEncoder, ResNetEncoder, SegmentationNet, build_model,
-                       deployed_parameters)
+from ctx.model import (
+    ModelConfig,
+    PlainEncoder,
+    ResNetEncoder,
+    SegmentationNet,
+    build_model,
+    deployed_parameters,
+)
 
 
 def test_default_model_shapes_and_size():

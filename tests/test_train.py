@@ -6,8 +6,15 @@ import torch
 
 from ctx.data import DigitScenes
 from ctx.io import save_checkpoint
-from ctx.train import (TrainConfig, config_from_dict, load_model, parse_args, resolve_device, train,
-                       train_or_load)
+from ctx.train import (
+    TrainConfig,
+    config_from_dict,
+    load_model,
+    parse_args,
+    resolve_device,
+    train,
+    train_or_load,
+)
 
 
 def _state(model):
@@ -57,7 +64,9 @@ def test_resume_continues_as_if_uninterrupted(tiny_train_config, tmp_path, monke
 
 
 def test_contextrast_loss_trains(tiny_train_config):
-    cfg = dataclasses.replace(tiny_train_config, loss="contextrast", negatives="random", max_steps=3)
+    cfg = dataclasses.replace(
+        tiny_train_config, loss="contextrast", negatives="random", max_steps=3
+    )
     history = train(cfg)["history"]
     assert history[-1]["train"]["pa"] > 0
 
@@ -106,10 +115,29 @@ def test_devices_and_cli():
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
-    cfg = parse_args(["--loss", "contextrast", "--negatives", "random", "--no-fusion",
-                      "--stages", "3", "--max-steps", "7", "--tau", "0.2"])
+    cfg = parse_args(
+        [
+            "--loss",
+            "contextrast",
+            "--negatives",
+            "random",
+            "--no-fusion",
+            "--stages",
+            "3",
+            "--max-steps",
+            "7",
+            "--tau",
+            "0.2",
+        ]
+    )
     assert (cfg.loss, cfg.negatives, cfg.fusion, cfg.stages, cfg.max_steps, cfg.tau) == (
-        "contextrast", "random", False, (3,), 7, 0.2)
+        "contextrast",
+        "random",
+        False,
+        (3,),
+        7,
+        0.2,
+    )
     assert parse_args([]) == TrainConfig()
     with pytest.raises(ValueError, match="unknown config keys"):
         config_from_dict({"learning_rate": 1})

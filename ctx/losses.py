@@ -1,0 +1,348 @@
+"""Pixel-anchor (PA) loss, the Contextrast total loss and a CE baseline (METHOD.md, CCL 3-4).
+
+Both `ContextrastLoss` and `CrossEntropyLoss` are called as `(logits, embeddings, labels)` and return
+`(total, parts)`, so a training loop treats them the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctx.anchors import _check_emb, _class_anchors, check_fusion_weights, fuse_anchors
+from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
+
+
+def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 4 or not logits.is_floating_point():
+        desc = f"{tuple(logits.shape)} {logits.dtype}" if isinstance(logits, torch.Tensor) else ""
+        raise ValueError(f"logits must be a floating tensor [B,C,H,W], got {desc or type(logits)}")
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(f"logits have {logits.shape[1]} channels, expected C={num_classes}")
+    b, _, h, w = logits.shape
+    if tuple(labels.shape) != (b, h, w):
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree: labels must "
+            f"be [B,H,W] with the logits' batch and spatial size"
+        )
+
+
+def _ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp_min(1)
+
+
+def safe_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Mean CE of logits [B,C,H,W] over non-ignore pixels of labels [B,H,W].
+
+    Exactly 0 (graph kept, finite gradients) when every pixel is ignored, where plain
+    `F.cross_entropy` returns NaN.
+    """
+    if isinstance(labels, torch.Tensor) and isinstance(logits, torch.Tensor) and logits.dim() == 4:
+        check_labels(labels, logits.shape[1], ignore_index)
+    _check_logits(logits, labels, None)
+    return _ce(logits, labels, ignore_index)
+
+
+def _pick(
+    mask: torch.Tensor, keys: torch.Tensor, k: int
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Per row of mask [C,M], the (at most) k entries with the largest keys (keys >= 0).
+
+    Returns (idx [C,k] or None when M <= k, i.e. every column, valid [C,k] or mask).
+    """
+    if mask.shape[1] <= k:
+        return None, mask
+    vals, idx = torch.where(mask, keys, -1.0).topk(k, dim=1, sorted=False)
+    return idx, vals >= 0
+
+
+def _pa_loss(
+    emb, labels, anchors, present, hard, generator, *, tau, max_pos, max_neg, fill, ignore
+):
+    """Vectorised PA loss for one stage; returns (loss, stats). See `pixel_anchor_loss`."""
+    b, d, h, w = emb.shape
+    c = anchors.shape[0]
+    y = labels.reshape(-1)
+    valid = y != ignore
+    own = (y[None] == torch.arange(c, device=y.device)[:, None]) & valid  # [C,M] class-n pixels
+    cand = valid & ~own  # [C,M] candidate negatives of anchor n
+    # [C,D] @ [B,D,HW] -> [B,C,HW] -> [C,M]: copies C*M values rather than permuting emb.
+    a = anchors.to(emb.dtype).expand(b, c, d)
+    sims = torch.bmm(a, emb.reshape(b, d, h * w)).transpose(0, 1).reshape(c, -1)
+    # One uniform key per (class, pixel): positives and negatives of a class are disjoint sets,
+    # so the same keys give independent random subsets of both. Hard pixels rank first (+1).
+    keys = torch.rand(c, y.numel(), generator=generator, device=emb.device)
+    pos_idx, pos_ok = _pick(own, keys, max_pos)
+    if hard is not None:
+        hard = hard.reshape(-1)
+        keys = keys + hard
+        if not fill:
+            cand = cand & hard
+    neg_idx, neg_ok = _pick(cand, keys, max_neg)
+    pos_s = sims if pos_idx is None else sims.gather(1, pos_idx)  # [C,P]
+    neg_s = sims if neg_idx is None else sims.gather(1, neg_idx)  # [C,Q]
+
+    # -log(e^s_p / (e^s_p + sum_q e^s_q)) = softplus(lse_q - s_p); no negatives: lse = -inf -> 0.
+    has_neg = neg_ok.any(1)
+    masked = torch.where(neg_ok & has_neg[:, None], neg_s / tau, float("-inf"))
+    lse = torch.logsumexp(torch.where(has_neg[:, None], masked, 0.0), dim=1)
+    lse = torch.where(has_neg, lse, float("-inf"))  # keeps gradients finite on empty rows
+    per_pos = torch.where(pos_ok, F.softplus(lse[:, None] - pos_s / tau), 0.0)
+    n_pos = pos_ok.sum(1)
+    in_n = present & (n_pos > 0)
+    per_class = per_pos.sum(1) / n_pos.clamp_min(1)
+    loss = torch.where(in_n, per_class, 0.0).sum() / in_n.sum().clamp_min(1)
+
+    with torch.no_grad():
+        pos_m, neg_m = pos_ok & in_n[:, None], neg_ok & in_n[:, None]
+        n_pos, n_neg = pos_m.sum(1), neg_m.sum(1)
+        c_all = in_n.sum()
+        stats = {
+            "classes": c_all,
+            "pos_count": n_pos.sum(),
+            "neg_count": n_neg.sum(),
+            "pos_per_class_max": n_pos.max(),
+            "neg_per_class_max": n_neg.max(),
+            "pos_sim": (pos_s * pos_m).sum() / pos_m.sum().clamp_min(1),
+            "neg_sim": (neg_s * neg_m).sum() / neg_m.sum().clamp_min(1),
+            "hard_count": (hard & valid).sum() if hard is not None else torch.zeros_like(c_all),
+        }
+    return loss, stats
+
+
+def pixel_anchor_loss(
+    emb: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: torch.Tensor,
+    present: torch.Tensor,
+    hard: torch.Tensor | None = None,
+    tau: float = 0.1,
+    max_positives: int = 1024,
+    max_negatives: int = 256,
+    fill: bool = True,
+    generator: torch.Generator | None = None,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+    return_stats: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PA loss of one stage: (1/|N|) sum_{n in N} L^n, an InfoNCE with anchor n as the query.
+
+    emb [B,D,H,W] (L2-normalised per pixel by the heads; not re-normalised here), labels [B,H,W]
+    at the same resolution, anchors [C,D], present [C] bool, hard [B,H,W] bool or None -> scalar.
+    N = present classes with at least one pixel here. Positives of n: its pixels, a random subset
+    of `max_positives` if more **[choice]**. Negatives: pixels labelled != n; with `hard`, hard ones
+    first (a random subset of `max_negatives` if more), topped up at random to `max_negatives` when
+    `fill` **[choice]**, or hard only when not; with `hard=None`, random ones up to `max_negatives`
+    (`fill` unused). Caps are per process and per anchor **[choice]**: each denominator holds at
+    most `max_negatives` negatives whatever the world size. A class without negatives gives 0;
+    no class gives a 0 that keeps the graph. Exactly the formula when no cap is hit.
+    `generator` (on emb's device; None = default RNG) drives all sampling.
+    `return_stats=True` also returns cheap 0-dim statistics (counts, mean similarities).
+    """
+    c = anchors.shape[0] if isinstance(anchors, torch.Tensor) and anchors.dim() == 2 else None
+    if c is None or not anchors.is_floating_point():
+        desc = tuple(anchors.shape) if isinstance(anchors, torch.Tensor) else type(anchors)
+        raise ValueError(f"anchors must be a floating tensor [C,D], got {desc}")
+    check_labels(labels, c, ignore_index)
+    _check_emb(emb, labels)
+    if anchors.shape[1] != emb.shape[1]:
+        raise ValueError(f"anchors have D={anchors.shape[1]} but emb has D={emb.shape[1]}")
+    if (
+        not isinstance(present, torch.Tensor)
+        or present.dtype != torch.bool
+        or present.shape != (c,)
+    ):
+        raise ValueError(f"present must be a bool tensor [C={c}]")
+    if hard is not None and (hard.dtype != torch.bool or hard.shape != labels.shape):
+        raise ValueError(f"hard must be None or a bool tensor {tuple(labels.shape)} like labels")
+    _check_hyper(tau=tau, max_positives=max_positives, max_negatives=max_negatives)
+    kw = dict(tau=tau, max_pos=max_positives, max_neg=max_negatives, fill=fill, ignore=ignore_index)
+    loss, stats = _pa_loss(emb, labels, anchors, present, hard, generator, **kw)
+    return (loss, stats) if return_stats else loss
+
+
+def _check_hyper(**kw) -> None:
+    if "tau" in kw and not kw["tau"] > 0:
+        raise ValueError(f"tau must be > 0, got {kw['tau']}")
+    if "alpha" in kw and not kw["alpha"] >= 0:
+        raise ValueError(f"alpha must be >= 0, got {kw['alpha']}")
+    if "k" in kw and not 0 < kw["k"] <= 1:
+        raise ValueError(f"k (fraction of boundary pixels kept) must be in (0, 1], got {kw['k']}")
+    for name in ("max_positives", "max_negatives"):
+        if name in kw and not (isinstance(kw[name], int) and kw[name] >= 1):
+            raise ValueError(f"{name} must be an int >= 1, got {kw[name]!r}")
+
+
+class ContextrastLoss(nn.Module):
+    """L = CE + alpha * sum_i lambda_i PA_i with fused anchors and BANE negatives (METHOD.md).
+
+    Call on (logits [B,C,H,W], embeddings: list of I maps [B,D,h_i,w_i], labels [B,H,W]) ->
+    (total, parts). parts: "ce", "pa", "pa/stage{i}" (unweighted) and "stage{i}/<stat>" statistics,
+    all detached. Stage i uses labels resized by nearest; anchors of stage i < I-1 are fused with
+    the last stage's when `fusion`. `stages` restricts the PA sum (fusion still uses the last stage).
+    `negatives`: "bane" (hard = boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random".
+    `seed` seeds a private generator per device for all sampling (None: global RNG).
+    `distributed` is passed to class_anchors (None: auto). Caps: see `pixel_anchor_loss`.
+    [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        tau: float = 0.1,
+        alpha: float = 0.1,
+        stage_weights: Sequence[float] = (0.1, 0.3, 0.7, 1.0),
+        w_l: float = 0.3,
+        w_h: float = 0.7,
+        fusion: bool = True,
+        negatives: str = "bane",
+        k: float = 0.5,
+        fill: bool = True,
+        stages: Sequence[int] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        max_positives: int = 1024,
+        max_negatives: int = 256,
+        detach_anchors: bool = False,
+        seed: int | None = 0,
+        distributed: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(num_classes, int) and num_classes >= 1):
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        _check_hyper(
+            tau=tau, alpha=alpha, k=k, max_positives=max_positives, max_negatives=max_negatives
+        )
+        check_fusion_weights(w_l, w_h)
+        if negatives not in ("bane", "random"):
+            raise ValueError(f"negatives must be 'bane' or 'random', got {negatives!r}")
+        stage_weights = tuple(float(w) for w in stage_weights)
+        if not stage_weights or any(not w >= 0 for w in stage_weights):
+            raise ValueError(
+                f"stage_weights must be a non-empty list of weights >= 0, got {stage_weights}"
+            )
+        n = len(stage_weights)
+        stages = tuple(range(n)) if stages is None else tuple(stages)
+        if (
+            not stages
+            or len(set(stages)) != len(stages)
+            or any(not isinstance(s, int) or not 0 <= s < n for s in stages)
+        ):
+            raise ValueError(f"stages must be distinct stage indices in [0, {n}), got {stages}")
+        self.num_classes, self.tau, self.alpha = num_classes, tau, alpha
+        self.stage_weights, self.w_l, self.w_h, self.fusion = stage_weights, w_l, w_h, fusion
+        self.negatives, self.k, self.fill, self.stages = negatives, k, fill, stages
+        self.ignore_index = ignore_index
+        self.max_positives, self.max_negatives = max_positives, max_negatives
+        self.detach_anchors, self.seed, self.distributed = detach_anchors, seed, distributed
+        self._generators: dict[str, torch.Generator] = {}
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """The loss's own generator on `device` (created from `seed` on first use)."""
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def reseed(self, seed: int) -> None:
+        """Restart sampling from `seed` (the trainer reseeds every step, so resuming is exact)."""
+        self.seed = seed
+        self._generators.clear()
+
+    def _check(self, logits, embeddings, labels) -> None:
+        check_labels(labels, self.num_classes, self.ignore_index)
+        _check_logits(logits, labels, self.num_classes)
+        n = len(self.stage_weights)
+        if not isinstance(embeddings, (list, tuple)) or len(embeddings) != n:
+            got = len(embeddings) if isinstance(embeddings, (list, tuple)) else type(embeddings)
+            raise ValueError(
+                f"embeddings must be a list of {n} maps (one per stage weight), "
+                f"got {got}; pass stage_weights with one weight per stage"
+            )
+        for i, e in enumerate(embeddings):
+            if not isinstance(e, torch.Tensor) or e.dim() != 4 or not e.is_floating_point():
+                raise ValueError(f"embeddings[{i}] must be a floating tensor [B,D,h,w]")
+            if e.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f"embeddings[{i}] has batch {e.shape[0]}, labels {labels.shape[0]}"
+                )
+            if e.device != labels.device or logits.device != labels.device:
+                raise ValueError(f"embeddings[{i}], logits and labels must share one device")
+            if self.fusion and e.shape[1] != embeddings[-1].shape[1]:
+                raise ValueError(
+                    f"fusion needs one embedding size D for all stages, got "
+                    f"{[x.shape[1] for x in embeddings]}"
+                )
+        # Any NaN/inf makes a sum non-finite; the sums cost one pass and one host sync.
+        sums = torch.stack([e.detach().sum() for e in embeddings])
+        if not bool(torch.isfinite(sums).all()):
+            bad = [i for i, e in enumerate(embeddings) if not bool(torch.isfinite(e).all())]
+            raise ValueError(f"embeddings {bad} contain NaN or inf values")
+
+    def forward(
+        self, logits: torch.Tensor, embeddings: Sequence[torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self._check(logits, embeddings, labels)
+        c, ignore, last = self.num_classes, self.ignore_index, len(embeddings) - 1
+        gen = self.generator(embeddings[0].device)
+        ce = _ce(logits, labels, ignore)
+        need = set(self.stages) | ({last} if self.fusion else set())
+        ys, anchors = {}, {}
+        for i in sorted(need):
+            ys[i] = resize_labels(labels, tuple(embeddings[i].shape[-2:]))
+            anchors[i] = _class_anchors(
+                embeddings[i], ys[i], c, ignore, self.detach_anchors, self.distributed
+            )
+        if self.negatives == "bane":
+            from ctx.negatives import boundary_negatives
+
+            pred = logits.detach().argmax(1)
+        pa_kw = dict(
+            tau=self.tau,
+            max_pos=self.max_positives,
+            max_neg=self.max_negatives,
+            fill=self.fill,
+            ignore=ignore,
+        )
+        parts: dict[str, torch.Tensor] = {}
+        pa = logits.new_zeros(())
+        for i in self.stages:
+            a, p = anchors[i]
+            if self.fusion and i != last:
+                a = fuse_anchors(a, anchors[last][0], p, anchors[last][1], self.w_l, self.w_h)
+            hard = None
+            if self.negatives == "bane":
+                with torch.no_grad():
+                    pred_i = resize_labels(pred, tuple(ys[i].shape[-2:]))
+                    selected = boundary_negatives(pred_i, ys[i], c, self.k, ignore, gen)
+                    parts[f"stage{i}/selected_per_class"] = selected.sum((0, 2, 3))
+                    hard = selected.any(1)
+            term, stats = _pa_loss(embeddings[i], ys[i], a, p, hard, gen, **pa_kw)
+            pa = pa + self.stage_weights[i] * term
+            parts[f"pa/stage{i}"] = term.detach()
+            parts.update({f"stage{i}/{name}": v for name, v in stats.items()})
+        total = ce + self.alpha * pa
+        return total, {"ce": ce.detach(), "pa": pa.detach(), **parts}
+
+
+class CrossEntropyLoss(nn.Module):
+    """CE-only baseline with ContextrastLoss's call: (logits, embeddings (ignored), labels)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+
+    def forward(
+        self, logits: torch.Tensor, embeddings: object, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        check_labels(labels, self.num_classes, self.ignore_index)
+        _check_logits(logits, labels, self.num_classes)
+        ce = _ce(logits, labels, self.ignore_index)
+        return ce, {"ce": ce.detach(), "pa": ce.new_zeros(())}

@@ -1,0 +1,468 @@
+"""pixel_anchor_loss, ContextrastLoss and the CE losses against the formula and by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctx.anchors import class_anchors, fuse_anchors
+from ctx.labels import resize_labels
+from ctx.losses import ContextrastLoss, CrossEntropyLoss, pixel_anchor_loss, safe_cross_entropy
+
+DTYPES = [torch.float32, torch.float64]
+BIG = 10_000  # caps no test input reaches: no sampling, exactly the formula
+
+
+def ref_loss(emb, labels, anchors, present, tau=0.1, hard=None, ignore=255):
+    """METHOD.md's PA formula with Python loops in float64; Q = hard pixels only if `hard`."""
+    d = emb.shape[1]
+    z = emb.detach().double().permute(0, 2, 3, 1).reshape(-1, d).tolist()
+    y = labels.reshape(-1).tolist()
+    hard = [True] * len(y) if hard is None else hard.reshape(-1).tolist()
+    a = anchors.detach().double().tolist()
+    terms = []
+    for n in range(len(a)):
+        pos = [m for m in range(len(y)) if y[m] == n]
+        if not present[n] or not pos:
+            continue
+        neg = [m for m in range(len(y)) if y[m] not in (n, ignore) and hard[m]]
+
+        def s(m, n=n):
+            return sum(ai * zi for ai, zi in zip(a[n], z[m], strict=True)) / tau
+
+        total = 0.0
+        for p in pos:
+            denom = math.exp(s(p)) + sum(math.exp(s(q)) for q in neg)
+            total += -math.log(math.exp(s(p)) / denom)
+        terms.append(total / len(pos))
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+def make(b=2, d=4, h=4, w=5, c=3, dtype=torch.float64, seed=0, ignore_frac=0.2):
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(b, d, h, w, generator=g, dtype=dtype), dim=1)
+    labels = torch.randint(0, c, (b, h, w), generator=g)
+    labels[torch.rand(b, h, w, generator=g) < ignore_frac] = 255
+    return emb.requires_grad_(), labels
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_formula_random_negatives(dtype):
+    emb, labels = make(dtype=dtype)
+    anchors, present = class_anchors(emb, labels, 3)
+    loss = pixel_anchor_loss(emb, labels, anchors, present, max_positives=BIG, max_negatives=BIG)
+    assert loss.dtype == dtype
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert loss.item() == pytest.approx(ref_loss(emb, labels, anchors, present), rel=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_formula_with_hard_mask(dtype):
+    emb, labels = make(dtype=dtype, seed=1, c=4)
+    hard = torch.rand(labels.shape, generator=torch.Generator().manual_seed(5)) < 0.4
+    anchors, present = class_anchors(emb, labels, 4)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    only_hard = pixel_anchor_loss(
+        emb, labels, anchors, present, hard, max_negatives=BIG, fill=False
+    )
+    expected = ref_loss(emb, labels, anchors, present, hard=hard)
+    assert only_hard.item() == pytest.approx(expected, rel=tol)
+    filled = pixel_anchor_loss(emb, labels, anchors, present, hard, max_negatives=BIG, fill=True)
+    expected = ref_loss(emb, labels, anchors, present)  # filled up to every other pixel
+    assert filled.item() == pytest.approx(expected, rel=tol)
+
+
+def test_hard_pixels_come_first():
+    """A cap equal to each class's number of hard negatives picks exactly the hard ones."""
+    emb, labels = make(b=1, h=6, w=6, c=2, ignore_frac=0.0, seed=3)
+    labels[0, :3], labels[0, 3:] = 0, 1
+    hard = torch.zeros_like(labels, dtype=torch.bool)
+    hard[0, 0, :4] = True  # 4 hard pixels of class 0 (negatives of anchor 1)
+    hard[0, 5, :4] = True  # 4 hard pixels of class 1 (negatives of anchor 0)
+    anchors, present = class_anchors(emb, labels, 2)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        loss = pixel_anchor_loss(emb, labels, anchors, present, hard, max_negatives=4, generator=g)
+        expected = ref_loss(emb, labels, anchors, present, hard=hard)
+        assert loss.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_fill_only_matters_below_the_cap():
+    """With more hard negatives than the cap, fill=True and fill=False pick the same pixels."""
+    emb, labels = make(b=2, h=8, w=8, c=3, seed=4)
+    hard = torch.rand(labels.shape, generator=torch.Generator().manual_seed(1)) < 0.7
+    anchors, present = class_anchors(emb, labels, 3)
+    values = [
+        pixel_anchor_loss(
+            emb,
+            labels,
+            anchors,
+            present,
+            hard,
+            max_negatives=5,
+            fill=fill,
+            generator=torch.Generator().manual_seed(7),
+        )
+        for fill in (True, False)
+    ]
+    assert values[0].item() == values[1].item()
+
+
+def test_gradcheck_through_anchors():
+    emb, labels = make(b=1, d=3, h=3, w=3, c=3, seed=2)
+    emb = emb.detach().requires_grad_()
+
+    def f(e):
+        anchors, present = class_anchors(e, labels, 3)
+        return pixel_anchor_loss(e, labels, anchors, present, tau=0.5)
+
+    assert torch.autograd.gradcheck(f, (emb,))
+
+
+def test_gradcheck_wrt_anchors_and_hard():
+    emb, labels = make(b=1, d=3, h=3, w=4, c=3, seed=6)
+    hard = torch.rand(labels.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    anchors = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    present = torch.tensor([True, True, False])
+
+    def f(e, a):
+        return pixel_anchor_loss(e, labels, a, present, hard, tau=0.3, fill=False)
+
+    assert torch.autograd.gradcheck(f, (emb.detach().requires_grad_(), anchors))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
+    kind=st.sampled_from(["random", "one_class", "all_ignore", "some_ignore"]),
+    hard_kind=st.sampled_from([None, "random", "none_hard"]),
+    fill=st.booleans(),
+    caps=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_finite_nonnegative(shape, kind, hard_kind, fill, caps, seed):
+    b, h, w, c = shape
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(b, 3, h, w, generator=g), dim=1).requires_grad_()
+    labels = torch.randint(0, c, (b, h, w), generator=g)
+    if kind == "one_class":
+        labels.fill_(c - 1)
+    elif kind == "all_ignore":
+        labels.fill_(255)
+    elif kind == "some_ignore":
+        labels[torch.rand(b, h, w, generator=g) < 0.5] = 255
+    hard = None
+    if hard_kind == "random":
+        hard = torch.rand(b, h, w, generator=g) < 0.5
+    elif hard_kind == "none_hard":
+        hard = torch.zeros(b, h, w, dtype=torch.bool)
+    anchors, present = class_anchors(emb, labels, c)
+    loss, stats = pixel_anchor_loss(
+        emb,
+        labels,
+        anchors,
+        present,
+        hard,
+        max_positives=caps[0],
+        max_negatives=caps[1],
+        fill=fill,
+        generator=g,
+        return_stats=True,
+    )
+    assert torch.isfinite(loss) and loss.item() >= 0
+    if kind in ("one_class", "all_ignore"):
+        assert loss.item() == 0.0
+    assert stats["pos_per_class_max"] <= caps[0] and stats["neg_per_class_max"] <= caps[1]
+    loss.backward()
+    assert torch.isfinite(emb.grad).all()
+
+
+def test_gradient_step_lowers_loss_and_pulls_positives():
+    emb, labels = make(b=2, d=8, h=6, w=6, c=4, seed=9)
+    anchors, present = class_anchors(emb, labels, 4)
+    anchors = anchors.detach()
+    loss = pixel_anchor_loss(emb, labels, anchors, present, max_positives=BIG, max_negatives=BIG)
+    loss.backward()
+    stepped = (emb - 0.05 * emb.grad).detach()
+    after = pixel_anchor_loss(
+        stepped, labels, anchors, present, max_positives=BIG, max_negatives=BIG
+    )
+    assert after < loss
+
+    def sims(e):
+        _, stats = pixel_anchor_loss(
+            e, labels, anchors, present, max_positives=BIG, max_negatives=BIG, return_stats=True
+        )
+        return stats["pos_sim"], stats["neg_sim"]
+
+    (pos0, neg0), (pos1, neg1) = sims(emb.detach()), sims(stepped)
+    assert pos1 > pos0 and neg1 < neg0
+
+
+@pytest.mark.parametrize("hard_frac", [None, 0.1, 0.9])
+def test_caps_respected(hard_frac):
+    emb, labels = make(b=2, d=4, h=16, w=16, c=3, seed=11, dtype=torch.float32)
+    hard = None if hard_frac is None else torch.rand(labels.shape) < hard_frac
+    anchors, present = class_anchors(emb, labels, 3)
+    _, stats = pixel_anchor_loss(
+        emb, labels, anchors, present, hard, max_positives=20, max_negatives=7, return_stats=True
+    )
+    assert stats["pos_per_class_max"].item() == 20 and stats["neg_per_class_max"].item() == 7
+    assert stats["pos_count"].item() == 60 and stats["neg_count"].item() == 21
+    assert stats["classes"].item() == 3
+
+
+def test_same_seed_same_value():
+    emb, labels = make(b=2, h=16, w=16, c=3, seed=12)
+    anchors, present = class_anchors(emb, labels, 3)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return pixel_anchor_loss(
+            emb, labels, anchors, present, max_positives=10, max_negatives=10, generator=g
+        ).item()
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_no_negatives_class_contributes_zero():
+    emb, labels = make(b=1, h=4, w=4, c=2, seed=13, ignore_frac=0.0)
+    labels[0, :2], labels[0, 2:] = 0, 1
+    anchors, present = class_anchors(emb, labels, 2)
+    no_hard = torch.zeros_like(labels, dtype=torch.bool)
+    loss = pixel_anchor_loss(emb, labels, anchors, present, no_hard, fill=False)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(emb.grad).all()
+    # only class 1 has a (hard) negative: the mean runs over both present classes
+    hard = no_hard.clone()
+    hard[0, 0, 0] = True
+    loss = pixel_anchor_loss(emb, labels, anchors, present, hard, fill=False)
+    assert loss.item() == pytest.approx(ref_loss(emb, labels, anchors, present, hard=hard))
+
+
+def test_pixel_anchor_loss_bad_inputs():
+    emb, labels = make()
+    anchors, present = class_anchors(emb, labels, 3)
+    with pytest.raises(ValueError, match="tau"):
+        pixel_anchor_loss(emb, labels, anchors, present, tau=0.0)
+    with pytest.raises(ValueError, match="max_negatives"):
+        pixel_anchor_loss(emb, labels, anchors, present, max_negatives=0)
+    with pytest.raises(ValueError, match="resize_labels"):
+        pixel_anchor_loss(emb, labels[:, :2], anchors, present)
+    with pytest.raises(ValueError, match="D="):
+        pixel_anchor_loss(emb, labels, anchors[:, :2], present)
+    with pytest.raises(ValueError, match="present"):
+        pixel_anchor_loss(emb, labels, anchors, present[:2])
+    with pytest.raises(ValueError, match="hard"):
+        pixel_anchor_loss(emb, labels, anchors, present, hard=labels == 0)  # wrong shape
+        pixel_anchor_loss(emb, labels, anchors, present, hard=labels[:, :1] == 0)
+
+
+# ---------------------------------------------------------------- ContextrastLoss
+
+
+def batch(b=2, c=4, size=16, d=6, dtype=torch.float64, seed=0, sizes=(8, 4, 2, 1)):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, c, (b, size, size), generator=g)
+    labels[:, -2:] = 255  # nearest downsampling keeps rows 0, h/s, ...: every stage sees labels
+    logits = torch.randn(b, c, size, size, generator=g, dtype=dtype, requires_grad=True)
+    embs = [
+        F.normalize(torch.randn(b, d, s, s, generator=g, dtype=dtype), dim=1).requires_grad_()
+        for s in sizes
+    ]
+    return logits, embs, labels
+
+
+def by_hand(logits, embs, labels, c, weights, stages, fusion, tau=0.1, alpha=0.1):
+    ys = [resize_labels(labels, e.shape[-2:]) for e in embs]
+    raw = [class_anchors(e, y, c) for e, y in zip(embs, ys, strict=True)]
+    pa = 0.0
+    for i in stages:
+        a, p = raw[i]
+        if fusion and i != len(embs) - 1:
+            a = fuse_anchors(a, raw[-1][0], p, raw[-1][1])
+        pa = pa + weights[i] * pixel_anchor_loss(
+            embs[i], ys[i], a, p, tau=tau, max_positives=BIG, max_negatives=BIG
+        )
+    return safe_cross_entropy(logits, labels) + alpha * pa
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "stages, fusion", [(None, True), (None, False), ((3,), True), ((0, 2), True)]
+)
+def test_total_equals_hand_computation(dtype, stages, fusion):
+    logits, embs, labels = batch(dtype=dtype)
+    weights = (0.1, 0.3, 0.7, 1.0)
+    loss = ContextrastLoss(
+        4, negatives="random", stages=stages, fusion=fusion, max_positives=BIG, max_negatives=BIG
+    )
+    total, parts = loss(logits, embs, labels)
+    expected = by_hand(logits, embs, labels, 4, weights, stages or range(4), fusion)
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(total.detach(), parts["ce"] + 0.1 * parts["pa"])
+    assert {k for k in parts if k.startswith("pa/")} == {f"pa/stage{i}" for i in stages or range(4)}
+    total.backward()
+    assert all(torch.isfinite(e.grad).all() for e in embs if e.grad is not None)
+
+
+def test_fusion_changes_lower_stages_only():
+    logits, embs, labels = batch()
+    kw = dict(negatives="random", max_positives=BIG, max_negatives=BIG)
+    _, fused = ContextrastLoss(4, **kw)(logits, embs, labels)
+    _, raw = ContextrastLoss(4, fusion=False, **kw)(logits, embs, labels)
+    assert fused["pa/stage3"] == raw["pa/stage3"]
+    assert fused["pa/stage0"] != raw["pa/stage0"]
+
+
+def test_stats_are_reported():
+    logits, embs, labels = batch(dtype=torch.float32)
+    _, parts = ContextrastLoss(4, negatives="random", max_negatives=3)(logits, embs, labels)
+    for i in range(4):
+        for name in ("pos_count", "neg_count", "pos_sim", "neg_sim", "hard_count", "classes"):
+            assert f"stage{i}/{name}" in parts
+        assert parts[f"stage{i}/neg_per_class_max"] <= 3
+    assert parts["stage0/neg_count"] > 0
+
+
+def test_same_seed_same_total():
+    logits, embs, labels = batch(size=32, sizes=(16, 8, 4, 2))
+    kw = dict(negatives="random", max_positives=5, max_negatives=5)
+    a = ContextrastLoss(4, seed=3, **kw)(logits, embs, labels)[0]
+    b = ContextrastLoss(4, seed=3, **kw)(logits, embs, labels)[0]
+    c = ContextrastLoss(4, seed=4, **kw)(logits, embs, labels)[0]
+    assert a.item() == b.item() and a.item() != c.item()
+
+
+@pytest.mark.parametrize("negatives", ["random", "bane"])
+def test_all_ignore_batch_is_finite(negatives):
+    if negatives == "bane":
+        pytest.importorskip("ctx.negatives")
+    logits, embs, labels = batch(dtype=torch.float32)
+    labels.fill_(255)
+    total, parts = ContextrastLoss(4, negatives=negatives)(logits, embs, labels)
+    assert total.item() == 0.0 and parts["pa"].item() == 0.0
+    total.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert all(torch.isfinite(e.grad).all() for e in embs)
+
+
+def test_one_class_batch_has_zero_pa():
+    logits, embs, labels = batch()
+    labels.fill_(2)
+    total, parts = ContextrastLoss(4, negatives="random")(logits, embs, labels)
+    assert parts["pa"].item() == 0.0
+    torch.testing.assert_close(total, F.cross_entropy(logits, labels))
+
+
+def test_bane_matches_hand_computation():
+    negatives = pytest.importorskip("ctx.negatives")
+    logits, embs, labels = batch(size=32, sizes=(16, 8, 4, 2))
+    loss = ContextrastLoss(4, fill=False, seed=5)
+    total, parts = loss(logits, embs, labels)
+    g = torch.Generator().manual_seed(5)
+    pred = logits.detach().argmax(1)
+    ys = [resize_labels(labels, e.shape[-2:]) for e in embs]
+    raw = [class_anchors(e, y, 4) for e, y in zip(embs, ys, strict=True)]
+    pa = 0.0
+    for i, (e, y) in enumerate(zip(embs, ys, strict=True)):
+        hard = negatives.boundary_negatives(
+            resize_labels(pred, y.shape[-2:]), y, 4, 0.5, generator=g
+        ).any(1)
+        assert parts[f"stage{i}/hard_count"] == (hard & (y != 255)).sum()
+        a, p = raw[i]
+        if i < 3:
+            a = fuse_anchors(a, raw[3][0], p, raw[3][1])
+        pa = pa + loss.stage_weights[i] * pixel_anchor_loss(
+            e, y, a, p, hard, fill=False, generator=g
+        )
+    torch.testing.assert_close(total, safe_cross_entropy(logits, labels) + 0.1 * pa)
+    total.backward()
+    assert all(torch.isfinite(e.grad).all() for e in embs)
+
+
+def test_bane_runs_with_defaults():
+    pytest.importorskip("ctx.negatives")
+    logits, embs, labels = batch(dtype=torch.float32, size=32, sizes=(16, 8, 4, 2))
+    total, parts = ContextrastLoss(4)(logits, embs, labels)
+    assert torch.isfinite(total) and parts["stage0/hard_count"] > 0
+    total.backward()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(tau=0.0), "tau"),
+        (dict(tau=-1.0), "tau"),
+        (dict(alpha=-0.1), "alpha"),
+        (dict(negatives="hardest"), "negatives"),
+        (dict(k=0.0), "k"),
+        (dict(k=1.5), "k"),
+        (dict(w_l=0.5, w_h=0.6), "w_l"),
+        (dict(stage_weights=()), "stage_weights"),
+        (dict(stages=(4,)), "stages"),
+        (dict(max_positives=0), "max_positives"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ContextrastLoss(4, **kwargs)
+
+
+def test_bad_call_inputs():
+    logits, embs, labels = batch(dtype=torch.float32)
+    loss = ContextrastLoss(4, negatives="random")
+    with pytest.raises(ValueError, match="integer"):
+        loss(logits, embs, labels.float())
+    with pytest.raises(ValueError, match="outside"):
+        loss(logits, embs, labels.clamp(max=4) + 1)
+    with pytest.raises(ValueError, match="channels"):
+        loss(logits[:, :3], embs, labels)
+    with pytest.raises(ValueError, match="spatial"):
+        loss(logits[..., :8], embs, labels)
+    with pytest.raises(ValueError, match="list of 4"):
+        loss(logits, embs[:3], labels)
+    with pytest.raises(ValueError, match="list of 4"):
+        loss(logits, [], labels)
+    with pytest.raises(ValueError, match="batch"):
+        loss(logits, [e[:1] for e in embs], labels)
+    bad = [e.detach().clone() for e in embs]
+    bad[2][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or inf"):
+        loss(logits, bad, labels)
+    bad[2][0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or inf"):
+        loss(logits, bad, labels)
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+
+def test_safe_cross_entropy_matches_and_handles_all_ignore():
+    logits, _, labels = batch()
+    torch.testing.assert_close(
+        safe_cross_entropy(logits, labels), F.cross_entropy(logits, labels, ignore_index=255)
+    )
+    labels.fill_(255)
+    ce = safe_cross_entropy(logits, labels)
+    assert ce.item() == 0.0 and ce.requires_grad
+    ce.backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_cross_entropy_loss_has_the_same_call():
+    logits, embs, labels = batch()
+    total, parts = CrossEntropyLoss(4)(logits, embs, labels)
+    torch.testing.assert_close(total, safe_cross_entropy(logits, labels))
+    assert set(parts) >= {"ce", "pa"} and parts["pa"].item() == 0.0
+    total2, _ = CrossEntropyLoss(4)(logits, None, labels)
+    assert total2.item() == total.item()
+    with pytest.raises(ValueError, match="channels"):
+        CrossEntropyLoss(5)(logits, None, labels)

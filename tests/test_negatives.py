@@ -1,0 +1,295 @@
+"""BANE: error maps, the exact distance transform (against scipy) and the boundary selection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
+
+from ctx import negatives
+from ctx.negatives import (
+    boundary_negatives,
+    distance_transform,
+    error_maps,
+    selection_stats,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def scipy_edt(mask: torch.Tensor) -> np.ndarray:
+    """scipy's EDT per 2-D map of a [..., H, W] mask, float64; +inf for maps with no False."""
+    m = mask.numpy()
+    flat = m.reshape(-1, *m.shape[-2:])
+    out = np.zeros(flat.shape, dtype=np.float64)
+    for i, one in enumerate(flat):
+        out[i] = np.inf if one.all() else ndimage.distance_transform_edt(one)
+    return out.reshape(m.shape)
+
+
+def assert_matches_scipy(mask: torch.Tensor) -> None:
+    got = distance_transform(mask)
+    assert got.dtype == torch.float32 and got.shape == mask.shape
+    np.testing.assert_allclose(got.double().numpy(), scipy_edt(mask), rtol=1e-6, atol=1e-5)
+
+
+def blobs(shape: tuple[int, ...], seeds: int, radius: int, seed: int = 0) -> torch.Tensor:
+    """Dilated random seeds: region-like masks, as real error maps are."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(shape, dtype=bool)
+    flat = out.reshape(-1, *shape[-2:])
+    for m in flat:
+        ys = rng.integers(0, shape[-2], seeds)
+        xs = rng.integers(0, shape[-1], seeds)
+        m[ys, xs] = True
+        flat_m = ndimage.binary_dilation(m, iterations=radius)
+        m[...] = flat_m
+    return torch.from_numpy(out)
+
+
+def scene(batch: int, size: int, num_classes: int, seed: int = 0):
+    """Blocky label maps and predictions that are wrong in bands and blobs."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, num_classes, (batch, 1, 4, 4), generator=g).float()
+    labels = torch.nn.functional.interpolate(coarse, size=(size, size), mode="nearest")[:, 0]
+    labels = labels.long()
+    pred = labels.roll(shifts=(1, 2), dims=(1, 2)).clone()  # bands along region boundaries
+    pred[:, 2:6, 3:9] = (labels[:, 2:6, 3:9] + 1) % num_classes  # a wrong blob
+    labels[:, 0, :3] = 255  # some ignore pixels
+    return pred, labels
+
+
+# ------------------------------------------------------------------- distance_transform
+
+
+def test_hand_computed_row():
+    mask = torch.tensor([[False, True, True, True, False]])
+    assert distance_transform(mask).tolist() == [[0.0, 1.0, 2.0, 1.0, 0.0]]
+
+
+def test_hand_computed_square():
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    mask[0, 0] = False
+    expected = torch.tensor([[0, 1, 2], [1, 2**0.5, 5**0.5], [2, 5**0.5, 8**0.5]])
+    torch.testing.assert_close(distance_transform(mask), expected.float())
+
+
+@pytest.mark.parametrize("density", [0.05, 0.5, 0.95])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (4, 32, 32), (9, 40), (40, 9)])
+def test_random_masks_match_scipy(density, shape):
+    g = torch.Generator().manual_seed(int(density * 100) + shape[-1])
+    assert_matches_scipy(torch.rand(shape, generator=g) < density)
+
+
+def test_blobs_and_bands_match_scipy():
+    assert_matches_scipy(blobs((3, 4, 48, 40), seeds=5, radius=4))
+    assert_matches_scipy(blobs((2, 64, 64), seeds=2, radius=20, seed=1))  # distances > 16
+    mask = torch.zeros(2, 30, 30, dtype=torch.bool)
+    mask[0, 10:14, :] = True  # a horizontal band across the map
+    mask[1, :, 5:25] = True  # a wide vertical band
+    assert_matches_scipy(mask)
+
+
+def test_empty_single_pixel_and_thin_lines():
+    empty = torch.zeros(2, 7, 9, dtype=torch.bool)
+    assert torch.equal(distance_transform(empty), torch.zeros(2, 7, 9))
+    one = torch.zeros(7, 9, dtype=torch.bool)
+    one[3, 4] = True
+    assert distance_transform(one)[3, 4] == 1.0 and distance_transform(one).sum() == 1.0
+    lines = torch.zeros(4, 16, 20, dtype=torch.bool)
+    lines[0, 5, :] = True  # horizontal line touching both borders
+    lines[1, :, 7] = True  # vertical line
+    lines[2, torch.arange(16), torch.arange(16)] = True  # diagonal
+    lines[3, 0, :] = True  # along the border
+    assert_matches_scipy(lines)
+
+
+def test_single_false_pixel_is_far_for_everyone():
+    mask = torch.ones(3, 64, 50, dtype=torch.bool)
+    mask[0, 0, 0] = False
+    mask[1, 63, 49] = False
+    mask[2, 30, 20] = False
+    assert_matches_scipy(mask)
+
+
+def test_full_map_is_inf_and_leaves_others_alone():
+    mask = torch.rand(3, 12, 10, generator=torch.Generator().manual_seed(0)) < 0.6
+    mask[1] = True
+    out = distance_transform(mask)
+    assert torch.isinf(out[1]).all()
+    np.testing.assert_allclose(out[[0, 2]].numpy(), scipy_edt(mask[[0, 2]]), atol=1e-5)
+    assert torch.isinf(distance_transform(torch.ones(4, 5, dtype=torch.bool))).all()
+
+
+def test_shapes_degenerate_and_non_contiguous():
+    for shape in [(0, 5, 5), (3, 0, 4), (3, 4, 0), (2, 2, 0, 0)]:
+        out = distance_transform(torch.zeros(shape, dtype=torch.bool))
+        assert out.shape == shape and out.dtype == torch.float32
+    g = torch.Generator().manual_seed(3)
+    assert_matches_scipy(torch.rand(2, 2, 2, 11, 13, generator=g) < 0.7)  # 3 leading dims
+    assert_matches_scipy(torch.rand(1, 25, generator=g) < 0.8)  # one row
+    assert_matches_scipy(torch.rand(25, 1, generator=g) < 0.8)  # one column
+    base = torch.rand(3, 14, 21, generator=g) < 0.7
+    assert_matches_scipy(base.transpose(-1, -2))  # non-contiguous view
+    assert_matches_scipy(base[1, 3:])  # a view at an odd storage offset
+
+
+def test_small_chunks_give_the_same_result(monkeypatch):
+    monkeypatch.setattr(negatives, "_CHUNK", 7)  # many chunks per round
+    assert_matches_scipy(blobs((2, 3, 40, 40), seeds=3, radius=9, seed=2))
+
+
+def test_float64_path_for_long_maps():
+    mask = torch.ones(1, 4300, dtype=torch.bool)  # (W-1)^2 >= 2^24: exact in float64 inside
+    mask[0, 0] = mask[0, -1] = False
+    out = distance_transform(mask)
+    assert out[0, 2150].item() == 2149.0
+    assert_matches_scipy(mask)
+
+
+def test_distance_transform_rejects_bad_masks():
+    with pytest.raises(ValueError, match=r"mask\.bool\(\)"):
+        distance_transform(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"\[\.\.\., H, W\]"):
+        distance_transform(torch.zeros(4, dtype=torch.bool))
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 12), st.integers(1, 12))))
+def test_property_matches_scipy(mask):
+    assert_matches_scipy(torch.from_numpy(mask))
+
+
+@settings(max_examples=15, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9))))
+def test_property_batched_equals_one_by_one(masks):
+    batch = distance_transform(torch.from_numpy(masks))
+    for i, one in enumerate(masks):
+        assert torch.equal(batch[i], distance_transform(torch.from_numpy(one)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_matches_cpu():
+    mask = blobs((4, 3, 64, 64), seeds=4, radius=6)
+    got = distance_transform(mask.cuda())
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), distance_transform(mask))
+
+
+# -------------------------------------------------------------------------- error_maps
+
+
+def test_error_maps_hand_computed():
+    labels = torch.tensor([[[0, 1, 2], [255, 1, 1]]])
+    pred = torch.tensor([[[0, 2, 2], [0, 1, 0]]])
+    out = error_maps(pred, labels, num_classes=3)
+    assert out.shape == (1, 3, 2, 3) and out.dtype == torch.bool
+    expected = torch.zeros(1, 3, 2, 3, dtype=torch.bool)
+    expected[0, 1, 0, 1] = True  # a 1 predicted as 2
+    expected[0, 1, 1, 2] = True  # a 1 predicted as 0; the ignore pixel is never set
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("pred", "labels", "match"),
+    [
+        (torch.zeros(1, 2, 3, dtype=torch.long), torch.zeros(1, 3, 2, dtype=torch.long), "shape"),
+        (torch.zeros(1, 2, 3), torch.zeros(1, 2, 3, dtype=torch.long), "argmax"),
+        (torch.full((1, 2, 3), 3), torch.zeros(1, 2, 3, dtype=torch.long), "outside"),
+        (torch.zeros(1, 2, 3, dtype=torch.long), torch.zeros(1, 2, 3), "integer"),
+        (torch.zeros(1, 2, 3, dtype=torch.long), torch.full((1, 2, 3), 7), "outside"),
+    ],
+)
+def test_bad_inputs_raise(pred, labels, match):
+    with pytest.raises(ValueError, match=match):
+        error_maps(pred, labels, num_classes=3)
+    with pytest.raises(ValueError, match=match):
+        boundary_negatives(pred, labels, num_classes=3)
+
+
+# ------------------------------------------------------------------ boundary_negatives
+
+
+@pytest.mark.parametrize("k", [0.1, 0.3, 0.5, 1.0])
+def test_selection_is_the_nearest_ceil_k_fraction(k):
+    pred, labels = scene(3, 24, 4, seed=1)
+    errors = error_maps(pred, labels, 4)
+    dist = distance_transform(errors)
+    sel = boundary_negatives(pred, labels, 4, k=k, generator=torch.Generator().manual_seed(0))
+    assert sel.shape == errors.shape and sel.dtype == torch.bool
+    assert not (sel & ~errors).any()  # a subset of the error maps
+    assert not sel[:, :, 0, :3].any()  # ignore pixels are never selected
+    n = errors.sum((2, 3))
+    assert n.sum() > 0
+    assert torch.equal(sel.sum((2, 3)), torch.ceil(n * k - 1e-6).long())
+    for b in range(3):
+        for c in range(4):
+            chosen, rest = dist[b, c][sel[b, c]], dist[b, c][errors[b, c] & ~sel[b, c]]
+            if chosen.numel() and rest.numel():
+                assert chosen.max() <= rest.min()
+
+
+def test_k_one_selects_every_error_and_perfect_prediction_nothing():
+    pred, labels = scene(2, 16, 3)
+    assert torch.equal(boundary_negatives(pred, labels, 3, k=1.0), error_maps(pred, labels, 3))
+    perfect = labels.clamp(max=2)
+    assert not boundary_negatives(perfect, labels, 3).any()
+
+
+def test_ceil_is_robust_to_float_rounding():
+    labels = torch.zeros(1, 1, 10, dtype=torch.long)
+    pred = torch.ones_like(labels)  # 10 wrong pixels; 0.3 * 10 == 3.0000000000000004
+    assert boundary_negatives(pred, labels, 2, k=0.3).sum() == 3
+    assert boundary_negatives(pred, labels, 2, k=0.31).sum() == 4
+
+
+def test_ties_are_broken_at_random_but_reproducibly():
+    labels = torch.ones(1, 10, 10, dtype=torch.long)
+    pred = torch.zeros_like(labels)  # class 1 fills the image, all wrong: all +inf, all tied
+
+    def pick(seed: int) -> torch.Tensor:
+        return boundary_negatives(pred, labels, 2, generator=torch.Generator().manual_seed(seed))
+
+    assert pick(0).sum() == 50
+    assert torch.equal(pick(0), pick(0))
+    assert len({tuple(pick(s).flatten().tolist()) for s in range(4)}) > 1
+    torch.manual_seed(5)
+    first = boundary_negatives(pred, labels, 2)  # generator=None: torch's default RNG
+    torch.manual_seed(5)
+    assert torch.equal(first, boundary_negatives(pred, labels, 2))
+
+
+def test_cut_inside_a_tie_keeps_the_exact_count():
+    labels = torch.zeros(1, 9, 9, dtype=torch.long)
+    labels[0, 3:6, :] = 1  # a band 3 pixels tall: distances 1, 2, 1 from top to bottom
+    pred = torch.zeros_like(labels)
+    sel = boundary_negatives(pred, labels, 2, k=0.4, generator=torch.Generator().manual_seed(1))
+    assert sel.sum() == math.ceil(0.4 * 27)  # 11 of the 18 pixels at distance 1
+    assert not sel[0, 1, 4].any()  # the middle row (distance 2) is never reached
+
+
+@pytest.mark.parametrize("k", [0, 1.5, -0.1, float("nan"), True])
+def test_bad_k_raises(k):
+    pred, labels = scene(1, 8, 3)
+    with pytest.raises(ValueError, match="k must be"):
+        boundary_negatives(pred, labels, 3, k=k)
+
+
+def test_selection_stats():
+    pred, labels = scene(2, 16, 3)
+    errors = error_maps(pred, labels, 3)
+    sel = boundary_negatives(pred, labels, 3, k=0.5, generator=torch.Generator().manual_seed(0))
+    stats = selection_stats(sel, errors, distance_transform(errors), bins=4)
+    assert torch.equal(stats["errors"], errors.sum((0, 2, 3)))
+    assert torch.equal(stats["selected"], sel.sum((0, 2, 3)))
+    assert 0.5 <= stats["fraction"] <= 0.6
+    assert stats["hist_selected"].sum() == sel.sum() and stats["hist_selected"].shape == (4,)
+    assert stats["mean_selected"] <= stats["mean_unselected"]
+    with pytest.raises(ValueError, match=r"\[B,C,H,W\]"):
+        selection_stats(sel[0], errors)
