@@ -3,13 +3,7 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("CTX_FAST", "1")
-# Share the cores between xdist workers (and the notebook kernels they start): oversubscribed
-# OpenMP threads spin against each other and run many times slower on a 2-core machine.
-_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-_threads = max(1, (os.cpu_count() or 1) // _workers)
-os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
 @pytest.fixture

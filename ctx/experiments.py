@@ -1,0 +1,434 @@
+"""Experiments: the ablation (variants x seeds, resumable, appending to results/ablation.json)
+and the reference artifacts the notebooks explore (data/reference/).
+
+    python -m ctx.experiments ablation                # full: 5 variants x 3 seeds, resumable
+    python -m ctx.experiments ablation --quick --results-dir /tmp/q   # smoke test (CI)
+    python -m ctx.experiments reference               # data/reference/ from the seed-0 runs
+    python -m ctx.experiments report                  # results/ablation.md and .png again
+
+Each run trains with `ctx.train.train` into runs/ablation/<variant>_seed<k>/ (so a killed run
+resumes), is evaluated on the frozen test scenes, and is appended atomically to the results file.
+At every epoch the run also snapshots its per-stage class anchors on a fixed probe set of
+validation scenes (for notebook 05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from ctx.anchors import class_anchors
+from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
+from ctx.io import read_json, save_checkpoint, write_json
+from ctx.labels import resize_labels
+from ctx.negatives import boundary_negatives
+from ctx.train import TrainConfig, evaluate, load_model, resolve_device, train
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS: dict[str, dict] = {
+    "ce": {"loss": "ce"},
+    "ccl": {"loss": "contextrast", "negatives": "random", "fusion": True},
+    "bane": {"loss": "contextrast", "negatives": "bane", "fusion": False},
+    "contextrast": {"loss": "contextrast", "negatives": "bane", "fusion": True},
+    "single_stage": {"loss": "contextrast", "negatives": "bane", "stages": (3,)},
+}
+DESCRIPTIONS = {
+    "ce": "cross-entropy only",
+    "ccl": "PA loss, fused anchors, random negatives",
+    "bane": "PA loss, BANE negatives, no fusion",
+    "contextrast": "PA loss, fused anchors, BANE negatives (the method)",
+    "single_stage": "PA loss on the last stage only, BANE negatives",
+    "ce_time": "cross-entropy only, trained as long (in wall time) as contextrast",
+}
+PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
+ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
+QUICK = {
+    "image_size": 32,
+    "train_scenes": 64,
+    "val_scenes": 16,
+    "max_steps": 8,
+    "batch_size": 8,
+    "widths": (8, 8, 16, 16),
+    "embed_dim": 8,
+}
+
+
+def probe_scenes(cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` validation scenes: (images float [n,3,S,S], labels int64 [n,S,S])."""
+    ds = DigitScenes("val", n, SceneConfig(image_size=cfg.image_size), cfg.data_seed)
+    return ds.images.float() / 255.0, ds.labels
+
+
+@torch.no_grad()
+def stage_anchors(
+    model, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-stage anchors of `model` (eval mode) on a probe set: ([S,C,D], present [S,C])."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    _, embs = model(images.to(device), return_embeddings=True)
+    model.train(was)
+    out = [
+        class_anchors(
+            e, resize_labels(labels.to(device), e.shape[-2:]), model.num_classes, distributed=False
+        )
+        for e in embs
+    ]
+    return torch.stack([a for a, _ in out]).cpu(), torch.stack([p for _, p in out]).cpu()
+
+
+class AnchorRecorder:
+    """on_epoch_end hook: appends the probe set's per-stage anchors after every evaluation."""
+
+    def __init__(self, cfg: TrainConfig, path: Path) -> None:
+        self.images, self.labels = probe_scenes(cfg, PROBE_SCENES)
+        self.path = path
+        self.snapshots = (
+            torch.load(path, weights_only=True)
+            if path.exists()
+            else {"step": [], "anchors": [], "present": []}
+        )
+
+    def __call__(self, model, entry: dict) -> None:
+        if entry["step"] in self.snapshots["step"]:
+            return
+        anchors, present = stage_anchors(model, self.images, self.labels)
+        self.snapshots["step"].append(entry["step"])
+        self.snapshots["anchors"].append(anchors.half())
+        self.snapshots["present"].append(present)
+        save_checkpoint(self.snapshots, self.path)
+
+
+def run_config(
+    variant: str, seed: int, base: TrainConfig, runs_dir: Path, steps: int | None = None
+) -> TrainConfig:
+    """The TrainConfig of one ablation run."""
+    spec = VARIANTS["ce"] if variant == "ce_time" else VARIANTS[variant]
+    return dataclasses.replace(
+        base,
+        **spec,
+        seed=seed,
+        max_steps=steps or base.max_steps,
+        out=str(runs_dir / f"{variant}_seed{seed}"),
+    )
+
+
+def evaluate_on_test(model, cfg: TrainConfig, num_scenes: int | None = None) -> dict:
+    """Metrics (percent) of `model` on the frozen test scenes."""
+    test = DigitScenes("test", num_scenes, SceneConfig(image_size=cfg.image_size), cfg.data_seed)
+    device = next(model.parameters()).device
+    return evaluate(model, test, device, NUM_CLASSES)
+
+
+def run_one(
+    variant: str,
+    seed: int,
+    base: TrainConfig,
+    runs_dir: Path,
+    test_scenes: int | None,
+    steps: int | None = None,
+) -> dict:
+    """Train (or resume) one run, evaluate it on the test scenes, return its results row."""
+    cfg = run_config(variant, seed, base, runs_dir, steps)
+    recorder = AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt")
+    result = train(cfg, on_epoch_end=recorder)
+    metrics = evaluate_on_test(result["model"], cfg, test_scenes)
+    last = result["history"][-1]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "steps": last["step"],
+        "miou": metrics["miou"],
+        "boundary_miou": metrics["boundary_miou"],
+        "pixel_acc": metrics["pixel_acc"],
+        "per_class_iou": metrics["per_class_iou"],
+        "val_miou": last["val"]["miou"],
+        "train_seconds": last["train_seconds"],
+    }
+
+
+def ce_time_steps(runs: list[dict], steps: int) -> int | None:
+    """Steps that give CE the wall time contextrast took (median over seeds), once both exist."""
+    t = {
+        v: [r["train_seconds"] / r["steps"] for r in runs if r["variant"] == v]
+        for v in ("ce", "contextrast")
+    }
+    if not t["ce"] or not t["contextrast"]:
+        return None
+    return round(steps * statistics.median(t["contextrast"]) / statistics.median(t["ce"]))
+
+
+def ablation(
+    variants: list[str],
+    seeds: list[int],
+    base: TrainConfig,
+    results_dir: Path,
+    runs_dir: Path,
+    command: str,
+    test_scenes: int | None = None,
+) -> dict:
+    """Run every missing (variant, seed), appending each to results_dir/ablation.json."""
+    path = results_dir / "ablation.json"
+    results = read_json(path) if path.exists() else {"command": command, "runs": []}
+    config = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(base).items()
+        if k not in {"out", "device", "progress", "threads", "num_workers", "seed"}
+    }
+    if results["runs"] and results.get("config") != config:
+        raise ValueError(
+            f"{path} holds runs made with other settings; use another --results-dir "
+            f"or move that file away"
+        )
+    results.update(
+        command=command,
+        config=config,
+        variants=DESCRIPTIONS,
+        dataset={
+            "name": "digit scenes",
+            "image_size": base.image_size,
+            "train_scenes": base.train_scenes,
+            "val_scenes": base.val_scenes,
+            "test_scenes": test_scenes or 500,
+            "digits_per_class": {"train": 350, "val": 75, "test": 75},
+        },
+    )
+    done = {(r["variant"], r["seed"]) for r in results["runs"]}
+    for seed in seeds:
+        for variant in variants:
+            if (variant, seed) in done:
+                continue
+            steps = None
+            if variant == "ce_time":
+                steps = ce_time_steps(results["runs"], base.max_steps)
+                if steps is None:
+                    print(
+                        "ce_time needs finished ce and contextrast runs first; skipped",
+                        file=sys.stderr,
+                    )
+                    continue
+            row = run_one(variant, seed, base, runs_dir, test_scenes, steps)
+            results["runs"].append(row)
+            write_json(results, path)
+            print(f"{variant} seed {seed}: test mIoU {row['miou']:.2f} %", flush=True)
+    write_json(results, path)
+    report(results, results_dir)
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per variant: n, (mean, std) over seeds of test mIoU and boundary mIoU, mean steps/time."""
+    rows = []
+    for v in [v for v in DESCRIPTIONS if any(r["variant"] == v for r in runs)]:
+        rs = [r for r in runs if r["variant"] == v]
+        rows.append(
+            {
+                "variant": v,
+                "n": len(rs),
+                "miou": _mean_std([r["miou"] for r in rs]),
+                "boundary_miou": _mean_std([r["boundary_miou"] for r in rs]),
+                "steps": statistics.mean(r["steps"] for r in rs),
+                "minutes": statistics.mean(r["train_seconds"] for r in rs) / 60,
+            }
+        )
+    return rows
+
+
+def report(results: dict, results_dir: Path) -> None:
+    """Write ablation.md (mean ± std table) and ablation.png from a results dict."""
+    rows = summarise(results["runs"])
+    if not rows:
+        return
+    base = next((r["miou"][0] for r in rows if r["variant"] == "ce"), None)
+    lines = [
+        "| variant | what it is | seeds | test mIoU (%) | Δ vs ce | boundary mIoU (%) | steps | train min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        (m, s), (bm, bs) = r["miou"], r["boundary_miou"]
+        delta = f"{m - base:+.2f}" if base is not None else "–"
+        sd = "" if s != s else f" ± {s:.2f}"
+        bsd = "" if bs != bs else f" ± {bs:.2f}"
+        lines.append(
+            f"| `{r['variant']}` | {DESCRIPTIONS[r['variant']]} | {r['n']} | {m:.2f}{sd} | {delta} "
+            f"| {bm:.2f}{bsd} | {r['steps']:.0f} | {r['minutes']:.1f} |"
+        )
+    text = (
+        f"Test mIoU on the frozen digit-scene test split ({results['dataset']['test_scenes']} "
+        "scenes), mean ± std over seeds; train minutes on one CPU thread of a shared machine.\n"
+        f"Reproduce: `{results['command']}`\n\n" + "\n".join(lines) + "\n"
+    )
+    (results_dir / "ablation.md").write_text(text)
+    _plot(results["runs"], rows, results_dir / "ablation.png")
+
+
+def _plot(runs: list[dict], rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, r in enumerate(rows):
+        vals = [x["miou"] for x in runs if x["variant"] == r["variant"]]
+        ax.bar(i, r["miou"][0], color="C0" if r["variant"] != "contextrast" else "C3", alpha=0.6)
+        ax.scatter([i] * len(vals), vals, color="k", s=12, zorder=3)
+    ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=20)
+    lo = min(x["miou"] for x in runs)
+    ax.set_ylim(max(0, lo - 5), min(100, max(x["miou"] for x in runs) + 3))
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title("Ablation on digit scenes (bars: mean, dots: seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0) -> None:
+    """Copy the seed-`seed` ce and contextrast runs into out_dir with what the notebooks need:
+    model.pt (weights, config, history), anchors.pt (per-epoch per-stage anchors on the probe
+    set) and probe.pt (ATLAS_SCENES val scenes: per-stage embeddings, predictions, BANE picks)."""
+    for variant in ("ce", "contextrast"):
+        src = runs_dir / f"{variant}_seed{seed}"
+        model, ckpt = load_model(src, "cpu")
+        dst = out_dir / variant
+        keep = {
+            k: ckpt[k] for k in ("model", "config", "history", "step", "max_steps", "num_classes")
+        }
+        save_checkpoint(keep, dst / "model.pt")
+        save_checkpoint(torch.load(src / "anchors.pt", weights_only=True), dst / "anchors.pt")
+        cfg = TrainConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+        )
+        images, labels = probe_scenes(cfg, ATLAS_SCENES)
+        logits, embs = model(images, return_embeddings=True)
+        pred = logits.argmax(1)
+        g = torch.Generator().manual_seed(0)
+        stages = []
+        for e in embs:
+            y = resize_labels(labels, e.shape[-2:])
+            p = resize_labels(pred, e.shape[-2:])
+            stages.append(
+                {
+                    "embeddings": e.half(),
+                    "labels": y,
+                    "pred": p,
+                    "bane": boundary_negatives(p, y, NUM_CLASSES, cfg.k, generator=g),
+                }
+            )
+        save_checkpoint(
+            {
+                "images": (images * 255).round().to(torch.uint8),
+                "labels": labels,
+                "pred": pred,
+                "stages": stages,
+                "k": cfg.k,
+            },
+            dst / "probe.pt",
+        )
+    write_json(
+        {
+            "command": command,
+            "source_runs": str(runs_dir),
+            "seed": seed,
+            "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.pt")),
+        },
+        out_dir / "manifest.json",
+    )
+
+
+def reference_dir() -> Path:
+    """Where the reference artifacts live: $CTX_REFERENCE_DIR, else data/reference/."""
+    return Path(os.environ.get("CTX_REFERENCE_DIR", ROOT / "data" / "reference"))
+
+
+def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
+    """A shipped reference run ("ce" or "contextrast"): {"model" (eval mode), "config",
+    "history", "anchors": {"step": [E], "anchors": [E,S,C,D], "present": [E,S,C]},
+    "probe": {"images", "labels", "pred", "k", "stages": [{"embeddings", "labels", "pred",
+    "bane"} per stage]}}. Read-only: nothing here is ever written by a notebook."""
+    folder = reference_dir() / variant
+    if not (folder / "model.pt").exists():
+        raise FileNotFoundError(
+            f"no reference run at {folder}: it ships in data/reference/ (git checkout -- data/), "
+            f"or regenerate it with `python -m ctx.experiments ablation --variants ce contextrast "
+            f"--seeds 0 && python -m ctx.experiments reference`"
+        )
+    model, ckpt = load_model(folder / "model.pt", device)
+    snaps = torch.load(folder / "anchors.pt", weights_only=True)
+    anchors = {
+        "step": snaps["step"],
+        "anchors": torch.stack(snaps["anchors"]).float(),
+        "present": torch.stack(snaps["present"]),
+    }
+    probe = torch.load(folder / "probe.pt", weights_only=True)
+    for st in probe["stages"]:
+        st["embeddings"] = st["embeddings"].float()
+    return {
+        "model": model,
+        "config": ckpt["config"],
+        "history": ckpt["history"],
+        "anchors": anchors,
+        "probe": probe,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m ctx.experiments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("task", choices=["ablation", "reference", "report"])
+    p.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS) + ["ce_time"], choices=list(DESCRIPTIONS)
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
+    p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
+    p.add_argument("--results-dir", type=Path, default=ROOT / "results")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "ablation")
+    p.add_argument("--reference-dir", type=Path, default=ROOT / "data" / "reference")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--quick", action="store_true", help="tiny runs: a smoke test of the whole pipeline"
+    )
+    args = p.parse_args(argv)
+    command = "python -m ctx.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
+    base = TrainConfig(
+        max_steps=args.steps,
+        warmup_steps=args.warmup_steps,
+        device=args.device,
+        threads=args.threads,
+        progress=sys.stderr.isatty(),
+    )
+    test_scenes = None
+    if args.quick:
+        base = dataclasses.replace(base, **QUICK)
+        test_scenes = 16
+    resolve_device(args.device)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    if args.task == "ablation":
+        ablation(
+            args.variants, args.seeds, base, args.results_dir, args.runs_dir, command, test_scenes
+        )
+    elif args.task == "report":
+        report(read_json(args.results_dir / "ablation.json"), args.results_dir)
+    else:
+        export_reference(args.runs_dir, args.reference_dir, command)
+
+
+if __name__ == "__main__":
+    main()
