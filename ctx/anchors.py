@@ -37,17 +37,22 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         return all_reduce(t)
 
 
+def pixel_major(emb: torch.Tensor) -> torch.Tensor:
+    """emb [B,D,H,W] -> [B*H*W, D] in (b, h, w) order; a free view for the heads' channels-last
+    output, a copy otherwise."""
+    return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+
+
 def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
     b, d, h, w = emb.shape
     if detach:
         emb = emb.detach()
     acc = torch.promote_types(emb.dtype, torch.float32)  # exact sums under half precision
-    y = labels.reshape(b, 1, h * w)
-    classes = torch.arange(num_classes, device=y.device).view(1, -1, 1)
-    own = (y == classes) & (y != ignore_index)  # [B,C,HW]
-    # One batched one-hot matmul over pixels: [B,D,HW] @ [B,HW,C] -> [D,C] after the batch sum.
-    sums = torch.bmm(emb.reshape(b, d, h * w).to(acc), own.to(acc).transpose(1, 2)).sum(0).T
-    counts = own.sum((0, 2)).to(acc)
+    y = labels.reshape(-1)
+    own = (y[None] == torch.arange(num_classes, device=y.device)[:, None]) & (y != ignore_index)
+    # One one-hot matmul over pixels: [C,M] @ [M,D] -> [C,D]
+    sums = own.to(acc) @ pixel_major(emb).to(acc)
+    counts = own.sum(1).to(acc)
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized()
     if distributed:

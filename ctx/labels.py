@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 IGNORE_INDEX = 255
 
@@ -36,9 +35,19 @@ def check_labels(
         )
 
 
+def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
+    """Source indices of F.interpolate(mode="nearest") along one axis: floor(i * n_in / n_out)."""
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    idx = (torch.arange(n_out, dtype=torch.float32) * scale).floor().long().clamp_(max=n_in - 1)
+    return idx.to(device)
+
+
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of an integer map [B,H,W] to [B,h,w] (METHOD.md: `Y_i`)."""
-    if tuple(labels.shape[-2:]) == tuple(size):
+    """Nearest-neighbour resize of a map [..., H, W] to [..., h, w] (METHOD.md: `Y_i`): the
+    pixels F.interpolate(mode="nearest") would pick, gathered without a float round trip."""
+    h_in, w_in = labels.shape[-2:]
+    if (h_in, w_in) == tuple(size):
         return labels
-    resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
-    return resized[:, 0].to(labels.dtype)
+    iy = nearest_indices(h_in, size[0], labels.device)
+    ix = nearest_indices(w_in, size[1], labels.device)
+    return labels[..., iy[:, None], ix[None, :]]

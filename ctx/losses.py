@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctx.anchors import _check_emb, _class_anchors, check_fusion_weights, fuse_anchors
+from ctx.anchors import (
+    _check_emb,
+    _class_anchors,
+    check_fusion_weights,
+    fuse_anchors,
+    pixel_major,
+)
 from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
 
 
@@ -72,9 +78,7 @@ def _pa_loss(
     valid = y != ignore
     own = (y[None] == torch.arange(c, device=y.device)[:, None]) & valid  # [C,M] class-n pixels
     cand = valid & ~own  # [C,M] candidate negatives of anchor n
-    # [C,D] @ [B,D,HW] -> [B,C,HW] -> [C,M]: copies C*M values rather than permuting emb.
-    a = anchors.to(emb.dtype).expand(b, c, d)
-    sims = torch.bmm(a, emb.reshape(b, d, h * w)).transpose(0, 1).reshape(c, -1)
+    sims = anchors.to(emb.dtype) @ pixel_major(emb).T  # [C,D] @ [D,M] -> [C,M]
     # One uniform key per (class, pixel): positives and negatives of a class are disjoint sets,
     # so the same keys give independent random subsets of both. Hard pixels rank first (+1).
     keys = torch.rand(c, y.numel(), generator=generator, device=emb.device)
@@ -177,6 +181,15 @@ def _check_hyper(**kw) -> None:
     for name in ("max_positives", "max_negatives"):
         if name in kw and not (isinstance(kw[name], int) and kw[name] >= 1):
             raise ValueError(f"{name} must be an int >= 1, got {kw[name]!r}")
+
+
+def stage_prediction(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """argmax of logits [B,C,H,W] resized by nearest to `size` -> [B,h,w] int64.
+
+    Equal to resize_labels(logits.argmax(1), size): nearest picks the same source pixels from the
+    logits as from the argmax map, so only the kept pixels are reduced (4x fewer at stride 2).
+    """
+    return resize_labels(logits, size).max(1).indices
 
 
 class ContextrastLoss(nn.Module):
@@ -303,7 +316,7 @@ class ContextrastLoss(nn.Module):
         if self.negatives == "bane":
             from ctx.negatives import boundary_negatives
 
-            pred = logits.detach().argmax(1)
+            logits_d = logits.detach()
         pa_kw = dict(
             tau=self.tau,
             max_pos=self.max_positives,
@@ -320,7 +333,7 @@ class ContextrastLoss(nn.Module):
             hard = None
             if self.negatives == "bane":
                 with torch.no_grad():
-                    pred_i = resize_labels(pred, tuple(ys[i].shape[-2:]))
+                    pred_i = stage_prediction(logits_d, tuple(ys[i].shape[-2:]))
                     selected = boundary_negatives(pred_i, ys[i], c, self.k, ignore, gen)
                     parts[f"stage{i}/selected_per_class"] = selected.sum((0, 2, 3))
                     hard = selected.any(1)

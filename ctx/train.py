@@ -263,6 +263,12 @@ def train(
     torch.manual_seed(cfg.seed)
     train_set, val_set, num_classes = make_datasets(cfg)
     per_rank = cfg.batch_size // world
+    if world > 1:
+        print(
+            f"[rank {rank}/{world}] {device}, {per_rank} images per step",
+            file=sys.stderr,
+            flush=True,
+        )
     sampler = DistributedSampler(
         train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
     )

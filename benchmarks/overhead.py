@@ -1,0 +1,167 @@
+"""What Contextrast costs over CE, measured side by side in one run on the same model and batch.
+
+    python benchmarks/overhead.py            # default CPU model, then a wider paper-like encoder
+    python benchmarks/overhead.py --quick    # fewer repeats (< 3 min on a 2-core CPU)
+
+Training step (forward, loss, backward, AdamW step) of CE-only vs Contextrast (fusion + BANE),
+interleaved so machine noise hits both alike; peak memory of each in a fresh subprocess (peak
+RSS above the process's idle RSS on the CPU, torch's peak allocation on CUDA); inference of the
+deployed network vs the same network built without projection heads. Medians over repeats.
+Last line: JSON {"step_time_ratio", "peak_memory_ratio", "inference_time_ratio", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+from ctx.data import NUM_CLASSES, generate_scenes
+from ctx.losses import ContextrastLoss, CrossEntropyLoss
+from ctx.model import ModelConfig, SegmentationNet, build_model
+
+MODELS = {
+    "default": (ModelConfig(), 64, 16),
+    "wide": (ModelConfig(arch="resnet", widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2)), 128, 8),
+}
+
+
+def setup(name: str, device: torch.device):
+    cfg, size, batch = MODELS[name]
+    torch.manual_seed(0)
+    model = build_model(cfg, NUM_CLASSES).to(device)
+    images, labels = generate_scenes("train", batch, seed=0, cfg=_scene(size))
+    return model, images.float().div(255).to(device), labels.to(device)
+
+
+def _scene(size: int):
+    from ctx.data import SceneConfig
+
+    return SceneConfig(image_size=size)
+
+
+def make_step(model: nn.Module, loss: str):
+    """A closure running one full training step."""
+    fn = CrossEntropyLoss(NUM_CLASSES) if loss == "ce" else ContextrastLoss(NUM_CLASSES)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    contrast = loss != "ce"
+
+    def step(images, labels):
+        out = model(images, return_embeddings=contrast)
+        logits, embs = out if contrast else (out, None)
+        total, _ = fn(logits, embs, labels)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, *args) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn(*args)
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def step_times(name: str, device: torch.device, repeats: int) -> dict[str, list[float]]:
+    model, images, labels = setup(name, device)
+    steps = {k: make_step(model, k) for k in ("ce", "contextrast")}
+    for fn in steps.values():  # warm-up
+        for _ in range(2):
+            fn(images, labels)
+    out = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            out[k].append(timed(fn, device, images, labels))
+    return out
+
+
+def inference_times(name: str, device: torch.device, repeats: int) -> dict[str, list[float]]:
+    model, images, _ = setup(name, device)
+    model.eval()
+    plain = SegmentationNet(model.encoder, NUM_CLASSES)  # same encoder, no heads at all
+    plain.decoder, plain.heads = model.decoder, nn.ModuleList()
+    plain.eval()
+    nets = {"deployed": model, "plain": plain}
+    out = {k: [] for k in nets}
+    with torch.no_grad():
+        for net in nets.values():
+            net(images)
+        for _ in range(repeats):
+            for k, net in nets.items():
+                out[k].append(timed(net, device, images))
+    return out
+
+
+def peak_memory(name: str, loss: str, device: str) -> float:
+    """Peak bytes of a few training steps, measured in a fresh process."""
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+from overhead import setup, make_step
+dev = torch.device({device!r})
+model, images, labels = setup({name!r}, dev)
+step = make_step(model, {loss!r})
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096
+idle = rss()
+for _ in range(3):
+    step(images, labels)
+if dev.type == 'cuda':
+    print(torch.cuda.max_memory_allocated())
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - idle)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    result = {}
+    for name in MODELS:
+        repeats = {"default": 15 if args.quick else 40, "wide": 4 if args.quick else 12}[name]
+        st = step_times(name, device, repeats)
+        inf = inference_times(name, device, repeats)
+        mem = {k: peak_memory(name, k, args.device) for k in ("ce", "contextrast")}
+        ce, cx = median(st["ce"]), median(st["contextrast"])
+        print(f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}), "
+              f"{repeats} interleaved repeats, {torch.get_num_threads()} threads:")
+        print(f"  training step   CE {ce * 1e3:8.1f} ms   Contextrast {cx * 1e3:8.1f} ms   ratio {cx / ce:.2f}")
+        print(f"  peak memory     CE {mem['ce'] / 2**20:8.1f} MiB  Contextrast {mem['contextrast'] / 2**20:8.1f} MiB"
+              f"  ratio {mem['contextrast'] / mem['ce']:.2f}")
+        dep, pl = median(inf["deployed"]), median(inf["plain"])
+        print(f"  inference       plain {pl * 1e3:6.1f} ms   deployed {dep * 1e3:6.1f} ms   ratio {dep / pl:.2f}")
+        prefix = "" if name == "default" else f"{name}_"
+        result.update({f"{prefix}step_time_ratio": round(cx / ce, 3),
+                       f"{prefix}peak_memory_ratio": round(mem["contextrast"] / mem["ce"], 3),
+                       f"{prefix}inference_time_ratio": round(dep / pl, 3)})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

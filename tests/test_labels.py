@@ -1,0 +1,32 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctx.labels import check_labels, resize_labels
+
+
+@pytest.mark.parametrize(
+    "shape", [(64, 64, 32, 32), (64, 64, 4, 4), (37, 53, 10, 7), (360, 480, 45, 60), (7, 9, 20, 30)]
+)
+def test_resize_labels_equals_interpolate_nearest(shape):
+    h_in, w_in, h, w = shape
+    lab = torch.randint(0, 250, (2, h_in, w_in))
+    ref = F.interpolate(lab[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+    assert torch.equal(resize_labels(lab, (h, w)), ref)
+
+
+def test_resize_labels_keeps_leading_dims_and_dtype():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float64).view(2, 3, 4, 4)
+    out = resize_labels(x, (2, 2))
+    assert out.shape == (2, 3, 2, 2) and out.dtype == torch.float64
+    assert out[0, 0].tolist() == [[0, 2], [8, 10]]
+
+
+def test_check_labels_messages():
+    with pytest.raises(ValueError, match="integer"):
+        check_labels(torch.zeros(1, 2, 2), 3)
+    with pytest.raises(ValueError, match=r"\[B,H,W\]"):
+        check_labels(torch.zeros(2, 2, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="outside"):
+        check_labels(torch.full((1, 2, 2), 3), 3)
+    check_labels(torch.full((1, 2, 2), 255), 3)  # the ignore value is fine
