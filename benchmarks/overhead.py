@@ -110,7 +110,7 @@ def peak_memory(name: str, loss: str, device: str) -> float:
     """Peak bytes of a few training steps, measured in a fresh process."""
     code = f"""
 import resource, sys, torch
-sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
 from overhead import setup, make_step
 dev = torch.device({device!r})
 model, images, labels = setup({name!r}, dev)
@@ -134,7 +134,9 @@ def median(xs: list[float]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
@@ -149,17 +151,29 @@ def main() -> None:
         inf = inference_times(name, device, repeats)
         mem = {k: peak_memory(name, k, args.device) for k in ("ce", "contextrast")}
         ce, cx = median(st["ce"]), median(st["contextrast"])
-        print(f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}), "
-              f"{repeats} interleaved repeats, {torch.get_num_threads()} threads:")
-        print(f"  training step   CE {ce * 1e3:8.1f} ms   Contextrast {cx * 1e3:8.1f} ms   ratio {cx / ce:.2f}")
-        print(f"  peak memory     CE {mem['ce'] / 2**20:8.1f} MiB  Contextrast {mem['contextrast'] / 2**20:8.1f} MiB"
-              f"  ratio {mem['contextrast'] / mem['ce']:.2f}")
+        print(
+            f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}), "
+            f"{repeats} interleaved repeats, {torch.get_num_threads()} threads:"
+        )
+        print(
+            f"  training step   CE {ce * 1e3:8.1f} ms   Contextrast {cx * 1e3:8.1f} ms   ratio {cx / ce:.2f}"
+        )
+        print(
+            f"  peak memory     CE {mem['ce'] / 2**20:8.1f} MiB  Contextrast {mem['contextrast'] / 2**20:8.1f} MiB"
+            f"  ratio {mem['contextrast'] / mem['ce']:.2f}"
+        )
         dep, pl = median(inf["deployed"]), median(inf["plain"])
-        print(f"  inference       plain {pl * 1e3:6.1f} ms   deployed {dep * 1e3:6.1f} ms   ratio {dep / pl:.2f}")
+        print(
+            f"  inference       plain {pl * 1e3:6.1f} ms   deployed {dep * 1e3:6.1f} ms   ratio {dep / pl:.2f}"
+        )
         prefix = "" if name == "default" else f"{name}_"
-        result.update({f"{prefix}step_time_ratio": round(cx / ce, 3),
-                       f"{prefix}peak_memory_ratio": round(mem["contextrast"] / mem["ce"], 3),
-                       f"{prefix}inference_time_ratio": round(dep / pl, 3)})
+        result.update(
+            {
+                f"{prefix}step_time_ratio": round(cx / ce, 3),
+                f"{prefix}peak_memory_ratio": round(mem["contextrast"] / mem["ce"], 3),
+                f"{prefix}inference_time_ratio": round(dep / pl, 3),
+            }
+        )
     print(json.dumps(result))
 
 
