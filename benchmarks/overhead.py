@@ -83,9 +83,9 @@ def step_times(name: str, device: torch.device, repeats: int) -> dict[str, list[
         for _ in range(2):
             fn(images, labels)
     out = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, fn in steps.items():
-            out[k].append(timed(fn, device, images, labels))
+    for r in range(repeats):
+        for k in list(steps) if r % 2 == 0 else list(steps)[::-1]:
+            out[k].append(timed(steps[k], device, images, labels))
     return out
 
 
@@ -100,14 +100,18 @@ def inference_times(name: str, device: torch.device, repeats: int) -> dict[str, 
     with torch.no_grad():
         for net in nets.values():
             net(images)
-        for _ in range(repeats):
-            for k, net in nets.items():
-                out[k].append(timed(net, device, images))
+        for r in range(repeats):
+            for k in list(nets) if r % 2 == 0 else list(nets)[::-1]:
+                out[k].append(timed(nets[k], device, images))
     return out
 
 
 def peak_memory(name: str, loss: str, device: str) -> float:
-    """Peak bytes of a few training steps, measured in a fresh process."""
+    """Peak bytes of a few training steps, measured in a fresh process: on CUDA torch's peak
+    allocation; on the CPU the peak RSS reached during the steps minus the RSS before them,
+    plus the bytes of parameters, gradients and AdamW state (which exist before the steps)."""
+    model, _, _ = setup(name, torch.device("cpu"))
+    baseline = 4 * 4 * sum(p.numel() for p in model.parameters())
     code = f"""
 import resource, sys, torch
 sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
@@ -115,15 +119,21 @@ from overhead import setup, make_step
 dev = torch.device({device!r})
 model, images, labels = setup({name!r}, dev)
 step = make_step(model, {loss!r})
-def rss():
-    return int(open('/proc/self/statm').read().split()[1]) * 4096
-idle = rss()
-for _ in range(3):
-    step(images, labels)
+step(images, labels)  # optimizer state and allocator pools exist from here on
+def kib(field):
+    line = next(x for x in open('/proc/self/status') if x.startswith(field))
+    return int(line.split()[1]) * 1024
 if dev.type == 'cuda':
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(3):
+        step(images, labels)
     print(torch.cuda.max_memory_allocated())
 else:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - idle)
+    open('/proc/self/clear_refs', 'w').write('5')  # resets the peak RSS (VmHWM) to the current
+    idle = kib('VmRSS')
+    for _ in range(3):
+        step(images, labels)
+    print(kib('VmHWM') - idle + {baseline!r})
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -146,7 +156,7 @@ def main() -> None:
     device = torch.device(args.device)
     result = {}
     for name in MODELS:
-        repeats = {"default": 15 if args.quick else 40, "wide": 4 if args.quick else 12}[name]
+        repeats = {"default": 15 if args.quick else 40, "wide": 6 if args.quick else 16}[name]
         st = step_times(name, device, repeats)
         inf = inference_times(name, device, repeats)
         mem = {k: peak_memory(name, k, args.device) for k in ("ce", "contextrast")}
