@@ -4,9 +4,10 @@
     python benchmarks/overhead.py --quick    # fewer repeats (< 3 min on a 2-core CPU)
 
 Training step (forward, loss, backward, AdamW step) of CE-only vs Contextrast (fusion + BANE),
-interleaved so machine noise hits both alike; peak memory of each in a fresh subprocess (peak
-RSS above the process's idle RSS on the CPU, torch's peak allocation on CUDA); inference of the
-deployed network vs the same network built without projection heads. Medians over repeats.
+interleaved so machine noise hits both alike; peak memory of live tensors in a step plus
+parameters, gradients and optimizer state (profiler allocation events on the CPU, torch's peak
+allocation on CUDA); inference of the deployed network vs the same network built without
+projection heads. Medians over repeats.
 Last line: JSON {"step_time_ratio", "peak_memory_ratio", "inference_time_ratio", ...}.
 """
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -106,37 +105,33 @@ def inference_times(name: str, device: torch.device, repeats: int) -> dict[str, 
     return out
 
 
-def peak_memory(name: str, loss: str, device: str) -> float:
-    """Peak bytes of a few training steps, measured in a fresh process: on CUDA torch's peak
-    allocation; on the CPU the peak RSS reached during the steps minus the RSS before them,
-    plus the bytes of parameters, gradients and AdamW state (which exist before the steps)."""
-    model, _, _ = setup(name, torch.device("cpu"))
-    baseline = 4 * 4 * sum(p.numel() for p in model.parameters())
-    code = f"""
-import resource, sys, torch
-sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
-from overhead import setup, make_step
-dev = torch.device({device!r})
-model, images, labels = setup({name!r}, dev)
-step = make_step(model, {loss!r})
-step(images, labels)  # optimizer state and allocator pools exist from here on
-def kib(field):
-    line = next(x for x in open('/proc/self/status') if x.startswith(field))
-    return int(line.split()[1]) * 1024
-if dev.type == 'cuda':
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(3):
+def peak_memory(name: str, loss: str, device: torch.device) -> float:
+    """Peak bytes of live tensors during one training step (after a first step created the
+    optimizer state), plus parameters, gradients and AdamW state. On CUDA, torch's peak
+    allocation; on the CPU, the running sum of the profiler's allocation events (exact and
+    repeatable, unlike RSS, which follows the allocator's caching)."""
+    model, images, labels = setup(name, device)
+    step = make_step(model, loss)
+    step(images, labels)
+    param_bytes = 4 * sum(p.numel() for p in model.parameters())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
         step(images, labels)
-    print(torch.cuda.max_memory_allocated())
-else:
-    open('/proc/self/clear_refs', 'w').write('5')  # resets the peak RSS (VmHWM) to the current
-    idle = kib('VmRSS')
-    for _ in range(3):
+        return float(torch.cuda.max_memory_allocated())
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step(images, labels)
-    print(kib('VmHWM') - idle + {baseline!r})
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return float(peak + 4 * param_bytes)  # params, grads, exp_avg, exp_avg_sq
 
 
 def median(xs: list[float]) -> float:
@@ -159,7 +154,7 @@ def main() -> None:
         repeats = {"default": 15 if args.quick else 40, "wide": 6 if args.quick else 16}[name]
         st = step_times(name, device, repeats)
         inf = inference_times(name, device, repeats)
-        mem = {k: peak_memory(name, k, args.device) for k in ("ce", "contextrast")}
+        mem = {k: peak_memory(name, k, device) for k in ("ce", "contextrast")}
         ce, cx = median(st["ce"]), median(st["contextrast"])
         print(
             f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}), "
