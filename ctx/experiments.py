@@ -31,11 +31,12 @@ from ctx.negatives import boundary_negatives
 from ctx.train import TrainConfig, evaluate, load_model, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
+# In run order: the two reference variants first, so data/reference/ can be made early.
 VARIANTS: dict[str, dict] = {
     "ce": {"loss": "ce"},
+    "contextrast": {"loss": "contextrast", "negatives": "bane", "fusion": True},
     "ccl": {"loss": "contextrast", "negatives": "random", "fusion": True},
     "bane": {"loss": "contextrast", "negatives": "bane", "fusion": False},
-    "contextrast": {"loss": "contextrast", "negatives": "bane", "fusion": True},
     "single_stage": {"loss": "contextrast", "negatives": "bane", "stages": (3,)},
 }
 DESCRIPTIONS = {
