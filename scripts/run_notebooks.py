@@ -1,0 +1,40 @@
+"""Execute the notebooks top to bottom in place (FAST mode unless CTX_FAST=0), as they are
+committed, and print each one's run time.
+
+    python scripts/run_notebooks.py                      # all of notebooks/*.ipynb
+    python scripts/run_notebooks.py notebooks/03_*.ipynb
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ExecutePreprocessor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    ExecutePreprocessor(timeout=900, kernel_name="python3").preprocess(
+        nb, {"metadata": {"path": str(path.parent)}}
+    )
+    seconds = time.perf_counter() - start
+    nbformat.write(nb, path)
+    return seconds
+
+
+def main() -> None:
+    os.environ.setdefault("CTX_FAST", "1")
+    paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for path in paths:
+        print(f"{path.name}: {run(path):.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
