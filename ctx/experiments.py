@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import statistics
 import sys
@@ -349,6 +350,44 @@ def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0)
     )
 
 
+def tune(
+    grid: dict[str, list], base: TrainConfig, results_dir: Path, runs_dir: Path, command: str
+) -> dict:
+    """Contextrast on a grid of settings (and CE once), scored on the VALIDATION scenes only;
+    appends each run to results_dir/tuning.json. Choose settings here, report on test."""
+    path = results_dir / "tuning.json"
+    results = read_json(path) if path.exists() else {"command": command, "runs": []}
+    done = [(r["variant"], r["overrides"]) for r in results["runs"]]
+    combos = [("ce", {})] + [
+        ("contextrast", dict(zip(grid, values, strict=True)))
+        for values in itertools.product(*grid.values())
+    ]
+    for variant, overrides in combos:
+        if (variant, overrides) in done:
+            continue
+        name = "_".join(f"{k}{v}" for k, v in overrides.items()) or "default"
+        cfg = dataclasses.replace(
+            base,
+            **VARIANTS[variant],
+            **overrides,
+            out=str(runs_dir / f"tune_{variant}_{name}_steps{base.max_steps}"),
+        )
+        last = train(cfg)["history"][-1]
+        results["runs"].append(
+            {
+                "variant": variant,
+                "overrides": overrides,
+                "steps": last["step"],
+                "val_miou": last["val"]["miou"],
+                "val_boundary_miou": last["val"]["boundary_miou"],
+                "train_seconds": last["train_seconds"],
+            }
+        )
+        write_json(results, path)
+        print(f"tune {variant} {overrides}: val mIoU {last['val']['miou']:.2f} %", flush=True)
+    return results
+
+
 def reference_dir() -> Path:
     """Where the reference artifacts live: $CTX_REFERENCE_DIR, else data/reference/."""
     return Path(os.environ.get("CTX_REFERENCE_DIR", ROOT / "data" / "reference"))
@@ -391,7 +430,13 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", choices=["ablation", "reference", "report"])
+    p.add_argument("task", choices=["ablation", "tune", "reference", "report"])
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=["alpha=0.1,0.02", "warmup_steps=0,1000"],
+        help="tune: FIELD=V1,V2 ... (TrainConfig fields, numbers)",
+    )
     p.add_argument(
         "--variants", nargs="+", default=list(VARIANTS) + ["ce_time"], choices=list(DESCRIPTIONS)
     )
@@ -425,6 +470,12 @@ def main(argv: list[str] | None = None) -> None:
         ablation(
             args.variants, args.seeds, base, args.results_dir, args.runs_dir, command, test_scenes
         )
+    elif args.task == "tune":
+        grid = {
+            k: [float(x) if "." in x else int(x) for x in v.split(",")]
+            for k, v in (g.split("=", 1) for g in args.grid)
+        }
+        tune(grid, base, args.results_dir, args.runs_dir, command)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
     else:
