@@ -299,12 +299,13 @@ def train(
             )
         model.load_state_dict(ckpt["model"])
         step, history, train_seconds = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
+        if ckpt["max_steps"] != max_steps:
+            state = "a finished" if step >= ckpt["max_steps"] else "an unfinished"
+            raise ValueError(
+                f"{out} holds {state} run of {ckpt['max_steps']} steps, not {max_steps} (the "
+                f"learning-rate schedule depends on the length); use another --out"
+            )
         if step < max_steps:
-            if ckpt["max_steps"] != max_steps:
-                raise ValueError(
-                    f"{out} holds an unfinished run of {ckpt['max_steps']} steps; resume it "
-                    f"with the same length or use another --out"
-                )
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
 
@@ -438,7 +439,9 @@ def train_or_load(cfg: TrainConfig, device: str | torch.device | None = None) ->
     path = Path(cfg.out) / CHECKPOINT
     if path.exists():
         ckpt = load_checkpoint(path, map_location="cpu")
-        if not config_mismatch(ckpt["config"], cfg) and ckpt["step"] >= ckpt["max_steps"]:
+        same_length = all(ckpt["config"].get(k) == getattr(cfg, k) for k in ("max_steps", "epochs"))
+        finished = ckpt["step"] >= ckpt["max_steps"]
+        if not config_mismatch(ckpt["config"], cfg) and same_length and finished:
             model, ckpt = load_model(path, device or resolve_device(cfg.device))
             return {
                 "model": model,

@@ -88,6 +88,12 @@ def test_mismatched_checkpoint_is_refused(tiny_train_config):
         train(dataclasses.replace(tiny_train_config, lr=1e-4))
 
 
+def test_other_length_is_refused_not_mixed(tiny_train_config):
+    train(tiny_train_config)
+    with pytest.raises(ValueError, match="finished run of 6 steps, not 8"):
+        train_or_load(dataclasses.replace(tiny_train_config, max_steps=8), device="cpu")
+
+
 def test_train_or_load_loads_a_finished_run(tiny_train_config):
     first = train(tiny_train_config)
     again = train_or_load(tiny_train_config, device="cpu")
