@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    ExecutePreprocessor(timeout=900, kernel_name="python3").preprocess(
+    ExecutePreprocessor(timeout=300, kernel_name="python3").preprocess(
         nb, {"metadata": {"path": str(path.parent)}}
     )
     seconds = time.perf_counter() - start
