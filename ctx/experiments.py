@@ -443,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
+    p.add_argument("--alpha", type=float, default=TrainConfig.alpha, help="weight of the PA term")
     p.add_argument("--results-dir", type=Path, default=ROOT / "results")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "ablation")
     p.add_argument("--reference-dir", type=Path, default=ROOT / "data" / "reference")
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     base = TrainConfig(
         max_steps=args.steps,
         warmup_steps=args.warmup_steps,
+        alpha=args.alpha,
         device=args.device,
         threads=args.threads,
         progress=sys.stderr.isatty(),
