@@ -29,7 +29,14 @@ from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
 from ctx.io import read_json, save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
-from ctx.train import TrainConfig, evaluate, load_model, resolve_device, train
+from ctx.train import (
+    TrainConfig,
+    config_from_dict,
+    evaluate,
+    load_model,
+    resolve_device,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # In run order: the two reference variants first, so data/reference/ can be made early.
@@ -310,9 +317,7 @@ def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0)
         }
         save_checkpoint(keep, dst / "model.pt")
         save_checkpoint(torch.load(src / "anchors.pt", weights_only=True), dst / "anchors.pt")
-        cfg = TrainConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
-        )
+        cfg = config_from_dict(ckpt["config"])
         images, labels = probe_scenes(cfg, ATLAS_SCENES)
         logits, embs = model(images, return_embeddings=True)
         pred = logits.argmax(1)
