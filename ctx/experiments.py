@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 
 from ctx.anchors import class_anchors
 from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
-from ctx.io import read_json, save_checkpoint, write_json
+from ctx.io import locked, read_json, save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
 from ctx.train import (
@@ -55,6 +56,7 @@ DESCRIPTIONS = {
     "single_stage": "PA loss on the last stage only, BANE negatives",
     "ce_time": "cross-entropy only, trained as long (in wall time) as contextrast",
 }
+DEFAULT_SEEDS = [0, 1, 2]
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
 ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
 QUICK = {
@@ -174,6 +176,20 @@ def ce_time_steps(runs: list[dict], steps: int) -> int | None:
     return round(steps * statistics.median(t["contextrast"]) / statistics.median(t["ce"]))
 
 
+def file_command(prefix: str, runs: list[dict]) -> str:
+    """The command that reproduces a results file holding `runs`: `prefix` (the settings) plus
+    the variants and seeds actually in the file, so runs made by several workers (each with its
+    own --variants/--seeds) are described by one command."""
+    variants = [v for v in [*VARIANTS, "ce_time"] if any(r["variant"] == v for r in runs)]
+    seeds = sorted({r["seed"] for r in runs})
+    parts = [prefix]
+    if len(variants) < len(VARIANTS) + 1:
+        parts.append("--variants " + " ".join(variants))
+    if seeds != DEFAULT_SEEDS:
+        parts.append("--seeds " + " ".join(map(str, seeds)))
+    return " ".join(parts)
+
+
 def ablation(
     variants: list[str],
     seeds: list[int],
@@ -183,24 +199,22 @@ def ablation(
     command: str,
     test_scenes: int | None = None,
 ) -> dict:
-    """Run every missing (variant, seed), appending each to results_dir/ablation.json."""
+    """Run every missing (variant, seed), appending each to results_dir/ablation.json.
+
+    `command` is the invocation without --variants/--seeds. Several processes may share one
+    results file (e.g. one per core, each with its own --seeds): the file is re-read and
+    rewritten under a lock around each run, and a run another process already finished is skipped.
+    """
     path = results_dir / "ablation.json"
-    results = read_json(path) if path.exists() else {"command": command, "runs": []}
     config = {
         k: list(v) if isinstance(v, tuple) else v
         for k, v in dataclasses.asdict(base).items()
         if k not in {"out", "device", "progress", "threads", "num_workers", "seed"}
     }
-    if results["runs"] and results.get("config") != config:
-        raise ValueError(
-            f"{path} holds runs made with other settings; use another --results-dir "
-            f"or move that file away"
-        )
-    results.update(
-        command=command,
-        config=config,
-        variants=DESCRIPTIONS,
-        dataset={
+    header = {
+        "config": config,
+        "variants": DESCRIPTIONS,
+        "dataset": {
             "name": "digit scenes",
             "image_size": base.image_size,
             "train_scenes": base.train_scenes,
@@ -208,11 +222,23 @@ def ablation(
             "test_scenes": test_scenes or 500,
             "digits_per_class": {"train": 350, "val": 75, "test": 75},
         },
-    )
-    done = {(r["variant"], r["seed"]) for r in results["runs"]}
+    }
+
+    def load() -> dict:
+        results = read_json(path) if path.exists() else {"runs": []}
+        if results["runs"] and results.get("config") != config:
+            raise ValueError(
+                f"{path} holds runs made with other settings; use another --results-dir "
+                f"or move that file away"
+            )
+        return results
+
+    load()  # refuse other settings before training anything
     for seed in seeds:
         for variant in variants:
-            if (variant, seed) in done:
+            with locked(path):
+                results = load()
+            if any((r["variant"], r["seed"]) == (variant, seed) for r in results["runs"]):
                 continue
             steps = None
             if variant == "ce_time":
@@ -224,10 +250,16 @@ def ablation(
                     )
                     continue
             row = run_one(variant, seed, base, runs_dir, test_scenes, steps)
-            results["runs"].append(row)
-            write_json(results, path)
+            with locked(path):
+                results = load()
+                results["runs"].append(row)
+                results.update(header, command=file_command(command, results["runs"]))
+                write_json(results, path)
             print(f"{variant} seed {seed}: test mIoU {row['miou']:.2f} %", flush=True)
-    write_json(results, path)
+    with locked(path):
+        results = load()
+        results.update(header, command=file_command(command, results["runs"]))
+        write_json(results, path)
     report(results, results_dir)
     return results
 
@@ -429,6 +461,17 @@ def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
     }
 
 
+def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:
+    """argv minus the given options and their values (the ablation records those per file)."""
+    out, skip = [], False
+    for a in argv:
+        if a.startswith("--"):
+            skip = a.split("=")[0] in names
+        if not skip:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m ctx.experiments",
@@ -445,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--variants", nargs="+", default=list(VARIANTS) + ["ce_time"], choices=list(DESCRIPTIONS)
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
     p.add_argument("--alpha", type=float, default=TrainConfig.alpha, help="weight of the PA term")
@@ -458,7 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         "--quick", action="store_true", help="tiny runs: a smoke test of the whole pipeline"
     )
     args = p.parse_args(argv)
-    command = "python -m ctx.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    command = "python -m ctx.experiments " + shlex.join(argv)
     base = TrainConfig(
         max_steps=args.steps,
         warmup_steps=args.warmup_steps,
@@ -474,8 +518,9 @@ def main(argv: list[str] | None = None) -> None:
     resolve_device(args.device)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     if args.task == "ablation":
+        prefix = "python -m ctx.experiments " + shlex.join(_without_options(argv))
         ablation(
-            args.variants, args.seeds, base, args.results_dir, args.runs_dir, command, test_scenes
+            args.variants, args.seeds, base, args.results_dir, args.runs_dir, prefix, test_scenes
         )
     elif args.task == "tune":
         grid = {

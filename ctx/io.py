@@ -3,9 +3,11 @@ with clear errors. Nothing half-written ever replaces a good file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,25 @@ def write_json(data: Any, path: str | Path) -> Path:
     """Write JSON to `path` atomically (indent 2, NaN written as null)."""
     text = json.dumps(_nan_to_none(data), indent=2) + "\n"
     return _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (via `path.lock`) so that processes that read, change and
+    rewrite the same file (e.g. two ablation workers) take turns. POSIX only; elsewhere a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: run one writer at a time
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _nan_to_none(x: Any) -> Any:

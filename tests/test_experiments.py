@@ -1,22 +1,23 @@
 """The ablation pipeline end to end at toy size (`--quick`), and the reference export."""
 
 import json
+import shlex
+import threading
 
 import pytest
 import torch
 
 from ctx import experiments
+from ctx.io import locked, read_json, write_json
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """Two workers (one per seed) filling one results file, as on a 2-core machine."""
     root = tmp_path_factory.mktemp("quick")
     argv = [
         "ablation",
         "--quick",
-        "--seeds",
-        "0",
-        "1",
         "--results-dir",
         str(root / "results"),
         "--runs-dir",
@@ -24,14 +25,18 @@ def quick(tmp_path_factory):
         "--device",
         "cpu",
     ]
-    experiments.main(argv)
+    for seed in ("0", "1"):
+        experiments.main([*argv, "--seeds", seed])
     return root, argv
 
 
 def test_results_file_has_every_run(quick):
     root, argv = quick
     results = json.loads((root / "results" / "ablation.json").read_text())
-    assert results["command"] == "python -m ctx.experiments " + " ".join(argv)
+    # one command for the whole file: the settings plus the seeds both workers ran
+    assert results["command"] == "python -m ctx.experiments " + shlex.join(
+        [*argv, "--seeds", "0", "1"]
+    )
     assert results["config"]["max_steps"] == experiments.QUICK["max_steps"]
     got = {(r["variant"], r["seed"]) for r in results["runs"]}
     want = {(v, s) for v in [*experiments.VARIANTS, "ce_time"] for s in (0, 1)}
@@ -42,11 +47,40 @@ def test_results_file_has_every_run(quick):
     assert "| `contextrast` |" in table and (root / "results" / "ablation.png").exists()
 
 
-def test_resume_runs_nothing_new(quick):
-    root, argv = quick
-    before = (root / "results" / "ablation.json").read_text()
-    experiments.main(argv)
-    assert (root / "results" / "ablation.json").read_text() == before
+def test_recorded_command_reruns_nothing_new(quick):
+    root, _ = quick
+    path = root / "results" / "ablation.json"
+    before = path.read_text()
+    command = shlex.split(json.loads(before)["command"])
+    assert command[:3] == ["python", "-m", "ctx.experiments"]
+    experiments.main(command[3:])
+    assert path.read_text() == before
+
+
+def test_file_command_names_only_what_differs_from_the_defaults():
+    runs = [
+        {"variant": v, "seed": s} for v in [*experiments.VARIANTS, "ce_time"] for s in (0, 1, 2)
+    ]
+    assert experiments.file_command("P", runs) == "P"
+    assert experiments.file_command("P", runs[:2]) == "P --variants ce --seeds 0 1"
+
+
+def test_locked_makes_concurrent_updates_take_turns(tmp_path):
+    path = tmp_path / "counter.json"
+    write_json({"n": 0}, path)
+
+    def bump():
+        for _ in range(25):
+            with locked(path):
+                n = read_json(path)["n"]
+                write_json({"n": n + 1}, path)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert read_json(path)["n"] == 100
 
 
 def test_other_settings_are_refused(quick):
