@@ -4,7 +4,8 @@
     python benchmarks/overhead.py --quick    # fewer repeats (< 3 min on a 2-core CPU)
 
 Training step (forward, loss, backward, AdamW step) of CE-only vs Contextrast (fusion + BANE),
-interleaved so machine noise hits both alike; peak memory of live tensors in a step plus
+for the default model from the shipped trained reference weights (typical) and untrained (BANE's
+worst case: nearly every pixel wrong), interleaved so machine noise hits both alike; peak memory of live tensors in a step plus
 parameters, gradients and optimizer state (profiler allocation events on the CPU, torch's peak
 allocation on CUDA); inference of the deployed network vs the same network built without
 projection heads. Medians over repeats.
@@ -17,11 +18,13 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ctx.data import NUM_CLASSES, generate_scenes
+from ctx.io import load_checkpoint
 from ctx.losses import ContextrastLoss, CrossEntropyLoss
 from ctx.model import ModelConfig, SegmentationNet, build_model
 
@@ -29,14 +32,22 @@ MODELS = {
     "default": (ModelConfig(), 64, 16),
     "wide": (ModelConfig(arch="resnet", widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2)), 128, 8),
 }
+# The default model is measured twice: with the shipped trained reference weights (the typical
+# step: predictions are mostly right, so BANE's error maps are small) and untrained (the worst
+# case: one class predicted everywhere, nearly every pixel an error). The wide model has no
+# trained weights here; its untrained step is the pessimistic figure.
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "contextrast" / "model.pt"
 
 
-def setup(name: str, device: torch.device):
+def setup(name: str, device: torch.device, trained: bool = False):
+    """(model, images [B,3,H,W] float, labels [B,H,W]) of a benchmark case."""
     cfg, size, batch = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(cfg, NUM_CLASSES).to(device)
+    model = build_model(cfg, NUM_CLASSES)
+    if trained:
+        model.load_state_dict(load_checkpoint(REFERENCE)["model"])
     images, labels = generate_scenes("train", batch, seed=0, cfg=_scene(size))
-    return model, images.float().div(255).to(device), labels.to(device)
+    return model.to(device), images.float().div(255).to(device), labels.to(device)
 
 
 def _scene(size: int):
@@ -67,16 +78,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def timed(fn, device, *args) -> float:
     _sync(device)
-    t = time.perf_counter()
+    t = clock()
     fn(*args)
     _sync(device)
-    return time.perf_counter() - t
+    return clock() - t
 
 
-def step_times(name: str, device: torch.device, repeats: int) -> dict[str, list[float]]:
-    model, images, labels = setup(name, device)
+def step_times(
+    name: str, device: torch.device, repeats: int, trained: bool = False
+) -> dict[str, list[float]]:
+    model, images, labels = setup(name, device, trained)
     steps = {k: make_step(model, k) for k in ("ce", "contextrast")}
     for fn in steps.values():  # warm-up
         for _ in range(2):
@@ -105,12 +122,12 @@ def inference_times(name: str, device: torch.device, repeats: int) -> dict[str, 
     return out
 
 
-def peak_memory(name: str, loss: str, device: torch.device) -> float:
+def peak_memory(name: str, loss: str, device: torch.device, trained: bool = False) -> float:
     """Peak bytes of live tensors during one training step (after a first step created the
     optimizer state), plus parameters, gradients and AdamW state. On CUDA, torch's peak
     allocation; on the CPU, the running sum of the profiler's allocation events (exact and
     repeatable, unlike RSS, which follows the allocator's caching)."""
-    model, images, labels = setup(name, device)
+    model, images, labels = setup(name, device, trained)
     step = make_step(model, loss)
     step(images, labels)
     param_bytes = 4 * sum(p.numel() for p in model.parameters())
@@ -145,24 +162,43 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="cpu: this process's CPU time, which other jobs on a shared machine inflate far "
+        "less than wall time (use with --threads 1 on the CPU)",
+    )
     args = p.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     result = {}
     for name in MODELS:
+        trained = name == "default"
         repeats = {"default": 15 if args.quick else 40, "wide": 6 if args.quick else 16}[name]
-        st = step_times(name, device, repeats)
+        st = step_times(name, device, repeats, trained)
         inf = inference_times(name, device, repeats)
-        mem = {k: peak_memory(name, k, device) for k in ("ce", "contextrast")}
+        mem = {k: peak_memory(name, k, device, trained) for k in ("ce", "contextrast")}
         ce, cx = median(st["ce"]), median(st["contextrast"])
         print(
-            f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}), "
-            f"{repeats} interleaved repeats, {torch.get_num_threads()} threads:"
+            f"\n{name} model ({MODELS[name][0].arch}, {MODELS[name][1]} px, batch {MODELS[name][2]}, "
+            f"{'trained reference weights' if trained else 'untrained'}), {repeats} interleaved "
+            f"repeats, {torch.get_num_threads()} threads, {args.clock} clock:"
         )
         print(
             f"  training step   CE {ce * 1e3:8.1f} ms   Contextrast {cx * 1e3:8.1f} ms   ratio {cx / ce:.2f}"
         )
+        prefix = "" if name == "default" else f"{name}_"
+        if trained:  # the same model untrained: BANE's worst case
+            su = step_times(name, device, repeats)
+            ceu, cxu = median(su["ce"]), median(su["contextrast"])
+            print(
+                f"    untrained     CE {ceu * 1e3:8.1f} ms   Contextrast {cxu * 1e3:8.1f} ms   ratio {cxu / ceu:.2f}"
+            )
+            result["untrained_step_time_ratio"] = round(cxu / ceu, 3)
         print(
             f"  peak memory     CE {mem['ce'] / 2**20:8.1f} MiB  Contextrast {mem['contextrast'] / 2**20:8.1f} MiB"
             f"  ratio {mem['contextrast'] / mem['ce']:.2f}"
@@ -171,7 +207,6 @@ def main() -> None:
         print(
             f"  inference       plain {pl * 1e3:6.1f} ms   deployed {dep * 1e3:6.1f} ms   ratio {dep / pl:.2f}"
         )
-        prefix = "" if name == "default" else f"{name}_"
         result.update(
             {
                 f"{prefix}step_time_ratio": round(cx / ce, 3),

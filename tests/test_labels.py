@@ -6,7 +6,16 @@ from ctx.labels import check_labels, resize_labels
 
 
 @pytest.mark.parametrize(
-    "shape", [(64, 64, 32, 32), (64, 64, 4, 4), (37, 53, 10, 7), (360, 480, 45, 60), (7, 9, 20, 30)]
+    "shape",
+    [
+        (64, 64, 32, 32),  # integer factors take the strided-slice path
+        (64, 64, 4, 4),
+        (48, 64, 16, 8),  # different integer factors per axis
+        (64, 53, 32, 7),  # integer on one axis only: the gather path
+        (37, 53, 10, 7),
+        (360, 480, 45, 60),
+        (7, 9, 20, 30),  # upsampling
+    ],
 )
 def test_resize_labels_equals_interpolate_nearest(shape):
     h_in, w_in, h, w = shape

@@ -9,6 +9,7 @@ from ctx.model import (
     SegmentationNet,
     build_model,
     deployed_parameters,
+    l2_normalize,
 )
 
 
@@ -70,3 +71,25 @@ def test_bad_input():
     with pytest.raises(ValueError, match="channels"):
         SegmentationNet(nn.Identity(), 3)
     assert PlainEncoder().channels == (16, 32, 64, 128)
+
+
+def test_l2_normalize_matches_f_normalize_values_and_gradients():
+    x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(50, 8, dtype=torch.float64)
+    ref = torch.nn.functional.normalize(x, dim=-1)
+    (want,) = torch.autograd.grad(ref, x, g)
+    out = l2_normalize(x)
+    assert torch.allclose(out, ref)
+    (got,) = torch.autograd.grad(out, x, g)
+    assert torch.allclose(got, want)
+    # a transposed (non-contiguous) incoming gradient, as a matmul backward can hand over
+    (got_t,) = torch.autograd.grad(l2_normalize(x), x, g.T.contiguous().T)
+    assert torch.allclose(got_t, want)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))
+
+
+def test_l2_normalize_zero_vector_stays_finite():
+    x = torch.zeros(3, 4, requires_grad=True)
+    out = l2_normalize(x)
+    out.sum().backward()
+    assert torch.equal(out, torch.zeros(3, 4)) and torch.isfinite(x.grad).all()
