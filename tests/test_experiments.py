@@ -155,3 +155,14 @@ def test_report_writes_the_paired_column(tmp_path):
         "| `bane` | PA loss, BANE negatives, no fusion | 2 | 77.00 ± 8.49 | +2.00 ± 1.41 |" in table
     )
     assert (tmp_path / "ablation.png").stat().st_size > 0
+
+
+def test_ce_time_steps_uses_the_fastest_run_of_each_variant():
+    runs = [
+        {"variant": "ce", "steps": 100, "train_seconds": 10.0},
+        {"variant": "ce", "steps": 100, "train_seconds": 14.0},  # slowed by another job
+        {"variant": "contextrast", "steps": 100, "train_seconds": 15.0},
+        {"variant": "contextrast", "steps": 50, "train_seconds": 9.0},
+    ]
+    assert experiments.ce_time_steps(runs, 600) == 900  # 600 * 0.15 / 0.10
+    assert experiments.ce_time_steps(runs[:2], 600) is None
