@@ -113,8 +113,8 @@ class ResNetEncoder(nn.Module):
 class _L2Normalize(torch.autograd.Function):
     """Unit-normalise the last dimension; a fused backward (2x faster than F.normalize's)."""
 
-    # Few full-size temporaries: on a CPU each fresh [M,D] buffer costs page faults that
-    # outweigh the arithmetic (stage 0 of the default model is M = 16,384 pixels).
+    # Few full-size temporaries: on a CPU each fresh [M,D] buffer costs memory traffic (and page
+    # faults) that outweigh the arithmetic (stage 0 of the default model is M = 16,384 pixels).
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12).reciprocal_()
@@ -126,7 +126,7 @@ class _L2Normalize(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:
         y, r = ctx.saved_tensors
         g = g.contiguous()  # a transposed g makes every op below strided (several x slower)
-        dot = torch.einsum("md,md->m", g, y).unsqueeze(-1)  # [M,1], no [M,D] product
+        dot = torch.einsum("...d,...d->...", g, y).unsqueeze(-1)  # [...,1], no [...,D] product
         return torch.addcmul(g, y, dot, value=-1).mul_(r)
 
 

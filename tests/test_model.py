@@ -86,6 +86,7 @@ def test_l2_normalize_matches_f_normalize_values_and_gradients():
     (got_t,) = torch.autograd.grad(l2_normalize(x), x, g.T.contiguous().T)
     assert torch.allclose(got_t, want)
     assert torch.autograd.gradcheck(l2_normalize, (x,))
+    assert torch.autograd.gradcheck(l2_normalize, (x.detach().view(5, 10, 8).requires_grad_(),))
 
 
 def test_l2_normalize_zero_vector_stays_finite():
