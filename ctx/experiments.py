@@ -56,6 +56,7 @@ DESCRIPTIONS = {
     "single_stage": "PA loss on the last stage only, BANE negatives",
     "ce_time": "cross-entropy only, trained as long (in wall time) as contextrast",
 }
+ALL_VARIANTS = [*VARIANTS, "ce_time"]  # what `ablation` runs by default, in run order
 DEFAULT_SEEDS = [0, 1, 2]
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
 ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
@@ -184,10 +185,10 @@ def file_command(prefix: str, runs: list[dict]) -> str:
     """The command that reproduces a results file holding `runs`: `prefix` (the settings) plus
     the variants and seeds actually in the file, so runs made by several workers (each with its
     own --variants/--seeds) are described by one command."""
-    variants = [v for v in [*VARIANTS, "ce_time"] if any(r["variant"] == v for r in runs)]
+    variants = [v for v in ALL_VARIANTS if any(r["variant"] == v for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
     parts = [prefix]
-    if len(variants) < len(VARIANTS) + 1:
+    if variants != ALL_VARIANTS:
         parts.append("--variants " + " ".join(variants))
     if seeds != DEFAULT_SEEDS:
         parts.append("--seeds " + " ".join(map(str, seeds)))
@@ -237,6 +238,15 @@ def ablation(
             )
         return results
 
+    def save(new_runs: list[dict]) -> dict:
+        """Append `new_runs` to the file as it is now (other workers may have added theirs)."""
+        with locked(path):
+            results = load()
+            results["runs"].extend(new_runs)
+            results.update(header, command=file_command(command, results["runs"]))
+            write_json(results, path)
+        return results
+
     load()  # refuse other settings before training anything
     for seed in seeds:
         for variant in variants:
@@ -254,16 +264,9 @@ def ablation(
                     )
                     continue
             row = run_one(variant, seed, base, runs_dir, test_scenes, steps)
-            with locked(path):
-                results = load()
-                results["runs"].append(row)
-                results.update(header, command=file_command(command, results["runs"]))
-                write_json(results, path)
+            save([row])
             print(f"{variant} seed {seed}: test mIoU {row['miou']:.2f} %", flush=True)
-    with locked(path):
-        results = load()
-        results.update(header, command=file_command(command, results["runs"]))
-        write_json(results, path)
+    results = save([])
     report(results, results_dir)
     return results
 
@@ -274,21 +277,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def summarise(runs: list[dict]) -> list[dict]:
     """Per variant: n, (mean, std) over seeds of test mIoU and boundary mIoU, mean steps/time,
-    and `paired`: (mean, std, n) of the per-seed difference to `ce` over the seeds both ran
-    (None without such seeds). Pairing by seed removes the seed-to-seed spread both share (same
-    initial weights and batches), which is larger than the effects measured here."""
+    `diffs`: the per-seed differences to `ce` over the seeds both ran, and `paired`: their
+    (mean, std, n), None without such seeds. Pairing by seed removes the seed-to-seed spread
+    both share (same initial weights and batches), which is larger than the effects here."""
     ce = {r["seed"]: r["miou"] for r in runs if r["variant"] == "ce"}
     rows = []
     for v in [v for v in DESCRIPTIONS if any(r["variant"] == v for r in runs)]:
         rs = [r for r in runs if r["variant"] == v]
-        diffs = [r["miou"] - ce[r["seed"]] for r in rs if r["seed"] in ce]
+        diffs = [] if v == "ce" else [r["miou"] - ce[r["seed"]] for r in rs if r["seed"] in ce]
         rows.append(
             {
                 "variant": v,
                 "n": len(rs),
                 "miou": _mean_std([r["miou"] for r in rs]),
                 "boundary_miou": _mean_std([r["boundary_miou"] for r in rs]),
-                "paired": (*_mean_std(diffs), len(diffs)) if diffs and v != "ce" else None,
+                "diffs": diffs,
+                "paired": (*_mean_std(diffs), len(diffs)) if diffs else None,
                 "steps": statistics.mean(r["steps"] for r in rs),
                 "minutes": statistics.mean(r["train_seconds"] for r in rs) / 60,
             }
@@ -339,16 +343,14 @@ def _plot(runs: list[dict], rows: list[dict], path: Path) -> None:
 
     fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(10, 3.4))
     names = [r["variant"] for r in rows]
-    ce = {x["seed"]: x["miou"] for x in runs if x["variant"] == "ce"}
     for i, r in enumerate(rows):
         color = "C3" if r["variant"] == "contextrast" else "C0"
         rs = [x for x in runs if x["variant"] == r["variant"]]
         ax.bar(i, r["miou"][0], color=color, alpha=0.6)
         ax.scatter([i] * len(rs), [x["miou"] for x in rs], color="k", s=12, zorder=3)
         if r["paired"] is not None:
-            d = [x["miou"] - ce[x["seed"]] for x in rs if x["seed"] in ce]
             ax_d.bar(i, r["paired"][0], color=color, alpha=0.6)
-            ax_d.scatter([i] * len(d), d, color="k", s=12, zorder=3)
+            ax_d.scatter([i] * len(r["diffs"]), r["diffs"], color="k", s=12, zorder=3)
     ax.set_xticks(range(len(rows)), names, rotation=20)
     lo = min(x["miou"] for x in runs)
     ax.set_ylim(max(0, lo - 5), min(100, max(x["miou"] for x in runs) + 3))
@@ -513,9 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         default=["alpha=0.1,0.02", "warmup_steps=0,1000"],
         help="tune: FIELD=V1,V2 ... (TrainConfig fields, numbers)",
     )
-    p.add_argument(
-        "--variants", nargs="+", default=list(VARIANTS) + ["ce_time"], choices=list(DESCRIPTIONS)
-    )
+    p.add_argument("--variants", nargs="+", default=ALL_VARIANTS, choices=list(DESCRIPTIONS))
     p.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
