@@ -43,6 +43,8 @@ class SceneConfig:
     texture: float = 0.06  # amplitude of low-frequency background texture
     gradient: float = 0.1  # max amplitude of the background colour gradient
     min_contrast: float = 0.5  # min RGB distance between stroke and background colour
+    touching: float = 0.0  # chance a digit is placed against an earlier one (classes meet)
+    distractors: int = 0  # max digit fragments drawn per scene and labelled background
 
 
 def load_mnist(path: Path = MNIST_FILE) -> tuple[np.ndarray, np.ndarray]:
@@ -92,36 +94,100 @@ def _stroke_colour(rng: np.random.Generator, bg: np.ndarray, cfg: SceneConfig) -
     return 1.0 - np.round(bg)  # the far corner of the colour cube is always far enough
 
 
+def _strokes(image: np.ndarray, size: int, cfg: SceneConfig) -> np.ndarray:
+    """A 28x28 uint8 digit scaled to `size` px and thickened: stroke opacity float [h,w]."""
+    alpha = ndimage.zoom(image.astype(np.float32) / 255.0, size / 28, order=1)
+    if cfg.thicken > 1:
+        alpha = ndimage.maximum_filter(alpha, size=cfg.thicken)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def _paint(img: np.ndarray, y: int, x: int, alpha: np.ndarray, colour: np.ndarray) -> None:
+    region = img[y : y + alpha.shape[0], x : x + alpha.shape[1]]
+    region[:] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+
+
+def _draw_distractors(
+    rng: np.random.Generator, img: np.ndarray, bg: np.ndarray, images: np.ndarray, cfg: SceneConfig
+) -> None:
+    """Up to `cfg.distractors` fragments of random digits (one half of the digit's box), painted
+    like strokes but left labelled background: a stroke is a digit only as part of a digit."""
+    s = cfg.image_size
+    lo, hi = round(cfg.min_scale * s), round(cfg.max_scale * s)
+    for _ in range(rng.integers(0, cfg.distractors + 1)):
+        alpha = _strokes(images[rng.integers(len(images))], int(rng.integers(lo, hi + 1)), cfg)
+        h, w = alpha.shape
+        side = rng.integers(4)  # keep the top, bottom, left or right half
+        alpha = [alpha[: h // 2], alpha[h // 2 :], alpha[:, : w // 2], alpha[:, w // 2 :]][side]
+        h, w = alpha.shape
+        y, x = rng.integers(0, s - h + 1), rng.integers(0, s - w + 1)
+        _paint(img, y, x, alpha, _stroke_colour(rng, bg, cfg))
+
+
+def _place_near(rng: np.random.Generator, labels: np.ndarray, h: int, w: int) -> tuple[int, int]:
+    """A box position whose centre lies within half a box of a random digit pixel."""
+    ys, xs = np.nonzero(labels)
+    k = rng.integers(len(ys))
+    s = labels.shape[0]
+    cy = ys[k] + rng.integers(-(h // 2), h // 2 + 1)
+    cx = xs[k] + rng.integers(-(w // 2), w // 2 + 1)
+    return int(np.clip(cy - h // 2, 0, s - h)), int(np.clip(cx - w // 2, 0, s - w))
+
+
 def make_scene(
     rng: np.random.Generator, images: np.ndarray, digits: np.ndarray, cfg: SceneConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Compose one scene: (image float32 [3,S,S] in [0,1], labels uint8 [S,S])."""
+    """Compose one scene: (image float32 [3,S,S] in [0,1], labels uint8 [S,S]).
+
+    Distractors (if any) are painted first, then the digits; with `touching`, a digit is placed
+    against an earlier digit with that probability. With both off, the scene is the one earlier
+    versions made from the same generator (they draw no extra random numbers)."""
     s = cfg.image_size
     img, bg = _background(rng, cfg)
     labels = np.zeros((s, s), np.uint8)
     lo, hi = round(cfg.min_scale * s), round(cfg.max_scale * s)
+    if cfg.distractors:
+        _draw_distractors(rng, img, bg, images, cfg)
     for _ in range(rng.integers(cfg.min_digits, cfg.max_digits + 1)):
         j = rng.integers(len(images))
         size = int(rng.integers(lo, hi + 1))
-        alpha = ndimage.zoom(images[j].astype(np.float32) / 255.0, size / 28, order=1)
-        if cfg.thicken > 1:
-            alpha = ndimage.maximum_filter(alpha, size=cfg.thicken)
-        alpha = np.clip(alpha, 0.0, 1.0)
+        alpha = _strokes(images[j], size, cfg)
         mask = alpha > 0.5
         h, w = alpha.shape
-        for _ in range(20):  # find a place where the new strokes cover little of the old
-            y, x = rng.integers(0, s - h + 1), rng.integers(0, s - w + 1)
-            covered = (labels[y : y + h, x : x + w] > 0) & mask
-            if covered.sum() <= cfg.max_overlap * max(mask.sum(), 1):
-                break
+        near = cfg.touching > 0 and labels.any() and rng.random() < cfg.touching
+        for attempt in range(40 if near else 20):  # a place covering little of the old strokes
+            close = near and attempt < 20  # then 20 tries anywhere, as without `touching`
+            if close:
+                y, x = _place_near(rng, labels, h, w)
+            else:
+                y, x = rng.integers(0, s - h + 1), rng.integers(0, s - w + 1)
+            old = labels[y : y + h, x : x + w] > 0
+            if (old & mask).sum() > cfg.max_overlap * max(mask.sum(), 1):
+                continue
+            if close and not (old & ndimage.binary_dilation(mask)).any():
+                continue  # near, but not touching
+            break
         else:
             continue
-        colour = _stroke_colour(rng, bg, cfg)
-        region = img[y : y + h, x : x + w]
-        region[:] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+        _paint(img, y, x, alpha, _stroke_colour(rng, bg, cfg))
         labels[y : y + h, x : x + w][mask] = digits[j] + 1
     img = np.clip(img, 0.0, 1.0).astype(np.float32).transpose(2, 0, 1)
     return img, labels
+
+
+def pool_indices(digits: np.ndarray, split: str, digits_per_class: int | None = None) -> np.ndarray:
+    """The digit images a split's scenes draw from: `split_indices`, or only the first
+    `digits_per_class` of them per class (scarce labels: fewer distinct handwritings to learn)."""
+    idx = split_indices(digits, split)
+    if digits_per_class is None:
+        return idx
+    lo, hi = SPLITS[split]
+    if not 1 <= digits_per_class <= hi - lo:
+        raise ValueError(
+            f"digits_per_class must be in [1, {hi - lo}] for the {split} split, got {digits_per_class}"
+        )
+    keep = [np.flatnonzero(digits[idx] == d)[:digits_per_class] for d in range(10)]
+    return idx[np.sort(np.concatenate(keep))]
 
 
 def generate_scenes(
@@ -130,11 +196,13 @@ def generate_scenes(
     cfg: SceneConfig = SceneConfig(),
     seed: int = 0,
     progress: bool = False,
+    digits_per_class: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scenes of a split: (images uint8 [N,3,S,S], labels int64 [N,S,S]). Deterministic in
-    (split, seed, cfg); scene i does not depend on how many scenes are asked for."""
+    (split, seed, cfg, digits_per_class); scene i does not depend on how many scenes are asked
+    for. `digits_per_class` limits the digit images drawn from (see `pool_indices`)."""
     images, digits = load_mnist()
-    idx = split_indices(digits, split)
+    idx = pool_indices(digits, split, digits_per_class)
     pool_images, pool_digits = images[idx], digits[idx]
     split_id = zlib.crc32(split.encode())
     out_img = np.empty((num_scenes, 3, cfg.image_size, cfg.image_size), np.uint8)
@@ -190,10 +258,14 @@ class DigitScenes(Dataset):
         seed: int = 0,
         augment: bool = False,
         progress: bool = False,
+        digits_per_class: int | None = None,
     ) -> None:
         self.split, self.cfg, self.seed, self.augment = split, cfg, seed, augment
+        self.digits_per_class = digits_per_class
         self.num_scenes = DEFAULT_NUM_SCENES[split] if num_scenes is None else num_scenes
-        self.images, self.labels = generate_scenes(split, self.num_scenes, cfg, seed, progress)
+        self.images, self.labels = generate_scenes(
+            split, self.num_scenes, cfg, seed, progress, digits_per_class
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -216,5 +288,6 @@ class DigitScenes(Dataset):
             "split": self.split,
             "num_scenes": self.num_scenes,
             "seed": self.seed,
+            "digits_per_class": self.digits_per_class,
             **asdict(self.cfg),
         }

@@ -5,6 +5,8 @@ and the reference artifacts the notebooks explore (data/reference/).
     python -m ctx.experiments ablation --quick --results-dir /tmp/q   # smoke test (CI)
     python -m ctx.experiments reference               # data/reference/ from the seed-0 runs
     python -m ctx.experiments report                  # results/ablation.md and .png again
+    python -m ctx.experiments regimes --threads 1     # the regime study (ctx.regime_study)
+    python -m ctx.experiments diagnose                # what the PA term changes (ctx.diagnosis)
 
 Each run trains with `ctx.train.train` into runs/ablation/<variant>_seed<k>/ (so a killed run
 resumes), is evaluated on the frozen test scenes, and is appended atomically to the results file.
@@ -25,39 +27,25 @@ from pathlib import Path
 
 import torch
 
+from ctx import regime_report, regime_study
 from ctx.anchors import class_anchors
-from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
+from ctx.data import NUM_CLASSES
 from ctx.io import locked, read_json, save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
+from ctx.regimes import REGIMES
 from ctx.train import (
     TrainConfig,
     config_from_dict,
-    evaluate,
     load_model,
     resolve_device,
     train,
 )
+from ctx.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 
 ROOT = Path(__file__).resolve().parents[1]
-# In run order: the two reference variants first, so data/reference/ can be made early.
-VARIANTS: dict[str, dict] = {
-    "ce": {"loss": "ce"},
-    "contextrast": {"loss": "contextrast", "negatives": "bane", "fusion": True},
-    "ccl": {"loss": "contextrast", "negatives": "random", "fusion": True},
-    "bane": {"loss": "contextrast", "negatives": "bane", "fusion": False},
-    "single_stage": {"loss": "contextrast", "negatives": "bane", "stages": (3,)},
-}
-DESCRIPTIONS = {
-    "ce": "cross-entropy only",
-    "ccl": "PA loss, fused anchors, random negatives",
-    "bane": "PA loss, BANE negatives, no fusion",
-    "contextrast": "PA loss, fused anchors, BANE negatives (the method)",
-    "single_stage": "PA loss on the last stage only, BANE negatives",
-    "ce_time": "cross-entropy only, trained as long (in wall time) as contextrast",
-}
-ALL_VARIANTS = [*VARIANTS, "ce_time"]  # what `ablation` runs by default, in run order
 DEFAULT_SEEDS = [0, 1, 2]
+DEFAULT_RUNS = ROOT / "runs" / "ablation"
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
 ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
 QUICK = {
@@ -73,7 +61,7 @@ QUICK = {
 
 def probe_scenes(cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `n` validation scenes: (images float [n,3,S,S], labels int64 [n,S,S])."""
-    ds = DigitScenes("val", n, SceneConfig(image_size=cfg.image_size), cfg.data_seed)
+    ds = cfg.digit_scenes("val", n)
     return ds.images.float() / 255.0, ds.labels
 
 
@@ -130,13 +118,6 @@ def run_config(
         max_steps=steps or base.max_steps,
         out=str(runs_dir / f"{variant}_seed{seed}"),
     )
-
-
-def evaluate_on_test(model, cfg: TrainConfig, num_scenes: int | None = None) -> dict:
-    """Metrics (percent) of `model` on the frozen test scenes."""
-    test = DigitScenes("test", num_scenes, SceneConfig(image_size=cfg.image_size), cfg.data_seed)
-    device = next(model.parameters()).device
-    return evaluate(model, test, device, NUM_CLASSES)
 
 
 def run_one(
@@ -508,7 +489,9 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", choices=["ablation", "tune", "reference", "report"])
+    p.add_argument(
+        "task", choices=["ablation", "tune", "reference", "report", "regimes", "diagnose"]
+    )
     p.add_argument(
         "--grid",
         nargs="+",
@@ -521,12 +504,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
     p.add_argument("--alpha", type=float, default=TrainConfig.alpha, help="weight of the PA term")
     p.add_argument("--results-dir", type=Path, default=ROOT / "results")
-    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "ablation")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--reference-dir", type=Path, default=ROOT / "data" / "reference")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--quick", action="store_true", help="tiny runs: a smoke test of the whole pipeline"
+    )
+    p.add_argument(
+        "--regimes",
+        nargs="+",
+        default=list(REGIMES),
+        choices=list(REGIMES),
+        help="regimes: the regimes this worker takes jobs of (default: all, cheap first)",
+    )
+    p.add_argument("--max-jobs", type=int, default=None, help="regimes: stop after N runs")
+    p.add_argument(
+        "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
     )
     args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -556,6 +550,27 @@ def main(argv: list[str] | None = None) -> None:
             for k, v in (g.split("=", 1) for g in args.grid)
         }
         tune(grid, base, args.results_dir, args.runs_dir, command)
+    elif args.task == "regimes":
+        regimes_command = "python -m ctx.experiments regimes" + (
+            f" --threads {args.threads}" if args.threads else ""
+        )
+        if not args.report_only:
+            regime_study.study(
+                args.regimes,
+                args.results_dir,
+                ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir,
+                regimes_command,
+                args.max_jobs,
+                None if args.variants == ALL_VARIANTS else args.variants,
+                device=args.device,
+                threads=args.threads,
+                progress=sys.stderr.isatty(),
+            )
+        regime_report.write_report(args.results_dir, regimes_command)
+    elif args.task == "diagnose":
+        from ctx import diagnosis
+
+        diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
     else:

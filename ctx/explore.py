@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from matplotlib.lines import Line2D
 
 from ctx.anchors import class_anchors
-from ctx.data import CLASS_NAMES, NUM_CLASSES, DigitScenes, SceneConfig
+from ctx.data import CLASS_NAMES, NUM_CLASSES
 from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
 from ctx.metrics import boundary_band
 from ctx.negatives import boundary_negatives, distance_transform, error_maps, selection_stats
@@ -137,7 +137,9 @@ def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) 
     cfg = ref["config"]
     if cfg.get("dataset", "digits") != "digits":
         raise ValueError(f"scene_batch makes digit scenes; this run used {cfg['dataset']!r}")
-    ds = DigitScenes("val", num_scenes, SceneConfig(image_size=cfg["image_size"]), cfg["data_seed"])
+    from ctx.train import config_from_dict
+
+    ds = config_from_dict(cfg).digit_scenes("val", num_scenes)
     model = ref["model"]
     device = next(model.parameters()).device
     was = model.training

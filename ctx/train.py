@@ -75,6 +75,13 @@ class TrainConfig:
     train_scenes: int = 3000
     val_scenes: int = 500
     data_seed: int = 0
+    # digit scenes (ctx.data.SceneConfig; the regimes in ctx.regimes set these)
+    min_digits: int = 2
+    max_digits: int = 5
+    max_overlap: float = 0.1
+    touching: float = 0.0
+    distractors: int = 0
+    train_digits_per_class: int | None = None  # None: all 350 per class
     # model
     arch: str = "plain"
     widths: tuple[int, ...] = (16, 32, 64, 128)
@@ -99,6 +106,35 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.arch, tuple(self.widths), tuple(self.blocks), self.embed_dim)
+
+    def scene_config(self):
+        """The digit-scene composition of every split (ctx.data.SceneConfig)."""
+        from ctx.data import SceneConfig
+
+        return SceneConfig(
+            image_size=self.image_size,
+            min_digits=self.min_digits,
+            max_digits=self.max_digits,
+            max_overlap=self.max_overlap,
+            touching=self.touching,
+            distractors=self.distractors,
+        )
+
+    def digit_scenes(self, split: str, num_scenes: int | None = None):
+        """A split of this config's digit scenes (training ones augmented, from the limited
+        pool when `train_digits_per_class` is set). num_scenes None: the config's count for
+        train/val, the frozen 500 for test."""
+        from ctx.data import DigitScenes
+
+        counts = {"train": self.train_scenes, "val": self.val_scenes, "test": None}
+        return DigitScenes(
+            split,
+            counts[split] if num_scenes is None else num_scenes,
+            self.scene_config(),
+            self.data_seed,
+            augment=split == "train",
+            digits_per_class=self.train_digits_per_class if split == "train" else None,
+        )
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -127,12 +163,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 def make_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
     """(train, val, num_classes) for the configured dataset."""
     if cfg.dataset == "digits":
-        from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
+        from ctx.data import NUM_CLASSES
 
-        scene = SceneConfig(image_size=cfg.image_size)
-        train = DigitScenes("train", cfg.train_scenes, scene, cfg.data_seed, augment=True)
-        val = DigitScenes("val", cfg.val_scenes, scene, cfg.data_seed)
-        return train, val, NUM_CLASSES
+        return cfg.digit_scenes("train"), cfg.digit_scenes("val"), NUM_CLASSES
     if cfg.dataset in {"cityscapes", "camvid"}:
         from ctx import benchmark_data
 
@@ -195,8 +228,10 @@ def evaluate(
 
 
 def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
-    """Fields (other than run-length and run-place ones) where a saved config differs."""
+    """Fields (other than run-length and run-place ones) where a saved config differs. A field
+    the saved config lacks (it predates the field) counts as that field's default."""
     now = json.loads(json.dumps(asdict(cfg)))
+    saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **saved}
     return [
         f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}"
         for k in now

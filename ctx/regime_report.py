@@ -1,0 +1,224 @@
+"""results/regimes.md and results/regimes.png from the regime study's results files.
+
+Every regime is reported, whatever it shows: those whose runs are not all in yet are listed with
+what is missing. Numbers are read from the files, never typed in.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ctx.io import locked, read_json, write_json
+from ctx.regime_study import (
+    ALPHAS,
+    FINAL_SEEDS,
+    TUNE_SEEDS,
+    WARMUPS,
+    choose_default,
+    chosen_setting,
+    eligible,
+    paired,
+    tuning_complete,
+)
+from ctx.regimes import REGIMES
+from ctx.variants import DESCRIPTIONS
+
+
+def _load(path: Path) -> dict:
+    return read_json(path) if path.exists() else {"runs": []}
+
+
+def write_report(results_dir: Path, command: str) -> dict:
+    """Record the protocol's decisions in results/regimes.json (default regime, chosen PA
+    settings, the regimes' definitions) and write results/regimes.md and regimes.png."""
+    tuning = _load(results_dir / "regimes" / "tuning.json")["runs"]
+    final_path = results_dir / "regimes.json"
+    with locked(final_path):
+        data = _load(final_path)
+        data["command"] = data.get("command", command)
+        data["default_regime"] = choose_default(tuning)
+        data["chosen"] = {r: chosen_setting(tuning, r) for r in REGIMES}
+        data["regimes"] = {
+            r.name: {"why": r.why, "overrides": r.overrides} for r in REGIMES.values()
+        }
+        data["variants"] = DESCRIPTIONS
+        write_json(data, final_path)
+    write(data, tuning, results_dir)
+    return data
+
+
+def _f(x: float, fmt: str = ".2f") -> str:
+    return "–" if x is None or x != x else f"{x:{fmt}}"
+
+
+def _mean_cell(rows: list[dict], key: str, expected: int, **match) -> str:
+    """Mean of `key` over the rows matching `match`; "(n)" appended when n != expected > 0."""
+    vals = [r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]
+    if not vals:
+        return "–"
+    n = len(vals)
+    return f"{sum(vals) / n:.2f}" + ("" if expected in (0, n) else f" ({n})")
+
+
+def _interval(p: dict | None) -> str:
+    if p is None:
+        return "–"
+    ci = "" if p["n"] < 2 else f" [{p['lo']:+.2f}, {p['hi']:+.2f}]"
+    return f"{p['mean']:+.2f}{ci} (n={p['n']})"
+
+
+def tuning_table(tuning: list[dict]) -> list[str]:
+    """Validation mIoU per regime: CE and each (alpha, warm-up), mean over the tuning seeds."""
+    head = [f"α={a:g}, w={w:g}" for a in ALPHAS for w in WARMUPS]
+    lines = [
+        "| regime | CE | " + " | ".join(head) + " | chosen | Δ val (chosen − CE) | "
+        "CE ≤ 10 CPU min ≥ 60 %? |",
+        "|---|---|" + "---|" * len(head) + "---|---|---|",
+    ]
+    for name in REGIMES:
+        rs = [r for r in tuning if r["regime"] == name]
+        if not rs:
+            lines.append(f"| {name} | not run yet |" + " |" * (len(head) + 3))
+            continue
+
+        cells = [_mean_cell(rs, "val_miou", len(TUNE_SEEDS), variant="ce")]
+        cells += [
+            _mean_cell(rs, "val_miou", len(TUNE_SEEDS), variant="contextrast", alpha=a, warmup=w)
+            for a in ALPHAS
+            for w in WARMUPS
+        ]
+        c = chosen_setting(tuning, name)
+        chosen = "–" if c is None else f"α={c['alpha']:g}, w={c['warmup']:g}"
+        delta = "–" if c is None else f"{c['val_delta']:+.2f}"
+        e = eligible(tuning, name)
+        gate = (
+            f"{'yes' if e['eligible'] else 'no'} ({_f(e['ce_val_miou'], '.1f')} %, "
+            f"{_f(e['ce_cpu_seconds'] / 60, '.1f')} min)"
+        )
+        if not tuning_complete(tuning, name):
+            gate += ", incomplete"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {chosen} | {delta} | {gate} |")
+    return lines
+
+
+def final_table(finals: list[dict]) -> list[str]:
+    """Test mIoU per regime: CE, Contextrast, their paired difference with a 95 % interval."""
+    lines = [
+        "| regime | seeds | CE test mIoU | Contextrast test mIoU | Δ paired [95 % CI] | "
+        "share of CE's error cut | Δ boundary mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in REGIMES:
+        rs = [r for r in finals if r["regime"] == name]
+        p = paired(finals, name, "contextrast")
+
+        cut = "–" if p is None else f"{100 * p['error_cut']:+.1f} %"
+        pb = _boundary_delta(rs)
+        lines.append(
+            f"| {name} | {0 if p is None else p['n']}/{len(FINAL_SEEDS)} | {_mean_cell(rs, 'miou', 0, variant='ce')} | "
+            f"{_mean_cell(rs, 'miou', 0, variant='contextrast')} | {_interval(p)} | {cut} | {pb} |"
+        )
+    return lines
+
+
+def _boundary_delta(rs: list[dict]) -> str:
+    ce = {r["seed"]: r["boundary_miou"] for r in rs if r["variant"] == "ce"}
+    cx = {r["seed"]: r["boundary_miou"] for r in rs if r["variant"] == "contextrast"}
+    d = [cx[s] - ce[s] for s in cx if s in ce]
+    return "–" if not d else f"{sum(d) / len(d):+.2f}"
+
+
+def default_table(finals: list[dict], regime: str) -> list[str]:
+    """All variants of the default regime against CE, paired by seed."""
+    lines = [
+        "| variant | seeds | test mIoU | Δ vs ce [95 % CI] | steps | train min |",
+        "|---|---|---|---|---|---|",
+    ]
+    rs = [r for r in finals if r["regime"] == regime]
+    for v in ("ce", "contextrast", "ccl", "ce_time"):
+        vr = [r for r in rs if r["variant"] == v]
+        if not vr:
+            lines.append(f"| `{v}` | 0 | not run yet | | | |")
+            continue
+        m = sum(r["miou"] for r in vr) / len(vr)
+        p = None if v == "ce" else paired(finals, regime, v)
+        steps = sum(r["steps"] for r in vr) / len(vr)
+        minutes = sum(r["train_seconds"] for r in vr) / len(vr) / 60
+        lines.append(
+            f"| `{v}` | {len(vr)} | {m:.2f} | {_interval(p)} | {steps:.0f} | {minutes:.1f} |"
+        )
+    return lines
+
+
+def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
+    finals = data["runs"]
+    default = data.get("default_regime")
+    parts = [
+        "# Where Contextrast helps: the regime study",
+        "",
+        "Protocol (written before any test run): [regimes/PROTOCOL.md](regimes/PROTOCOL.md). "
+        f"Reproduce everything: `{data.get('command', '')}` (resumable; start one per core).",
+        "",
+    ]
+    diag = results_dir / "regimes" / "diagnosis.md"
+    if diag.exists():
+        parts += [diag.read_text().strip(), ""]
+    parts += ["## Regimes", ""]
+    parts += [f"- **{r.name}**: {r.why}" for r in REGIMES.values()]
+    parts += [
+        "",
+        "## Phase 1: the PA setting per regime (validation mIoU %, mean of seeds "
+        f"{', '.join(map(str, TUNE_SEEDS))}; w = CE-only fraction of the steps)",
+        "",
+    ]
+    parts += tuning_table(tuning)
+    parts += ["", "## Phase 2: CE vs Contextrast on the frozen test scenes", ""]
+    parts += final_table(finals)
+    parts += [
+        "",
+        f"Default regime by the protocol's rule: **{default or 'not decided yet (phase 1 incomplete)'}**.",
+    ]
+    if default:
+        parts += ["", f"### All variants in the default regime ({default})", ""]
+        parts += default_table(finals, default)
+    (results_dir / "regimes.md").write_text("\n".join(parts) + "\n")
+    plot(finals, results_dir / "regimes.png")
+
+
+def plot(finals: list[dict], path: Path) -> None:
+    """Δ test mIoU (Contextrast − CE, paired by seed) per regime: seeds as dots, the mean with
+    its 95 % t-interval as a bar; regimes without pairs yet are labelled as such."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = list(REGIMES)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.axhline(0, color="0.3", lw=0.8)
+    for i, name in enumerate(names):
+        p = paired(finals, name, "contextrast")
+        if p is None:
+            ax.text(i, 0, "not run\nyet", ha="center", va="bottom", fontsize=8, color="0.4")
+            continue
+        ax.scatter([i] * p["n"], p["diffs"], s=18, color="0.55", zorder=2, label=None)
+        if p["n"] > 1 and not math.isnan(p["lo"]):
+            ax.errorbar(
+                i,
+                p["mean"],
+                yerr=[[p["mean"] - p["lo"]], [p["hi"] - p["mean"]]],
+                fmt="o",
+                color="C3",
+                capsize=4,
+                zorder=3,
+            )
+        else:
+            ax.scatter([i], [p["mean"]], color="C3", zorder=3)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylabel("Δ test mIoU (points)\nContextrast − CE, same seed")
+    ax.set_title("Where Contextrast helps: mean and 95 % interval (red), seeds (grey)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

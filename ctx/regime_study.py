@@ -1,0 +1,356 @@
+"""The regime study: where does Contextrast help? Pre-registered in results/regimes/PROTOCOL.md.
+
+    python -m ctx.experiments regimes --threads 1            # one worker; start two for two cores
+    python -m ctx.experiments regimes --regimes res128 long  # a worker for the heavy regimes
+    python -m ctx.experiments regimes --report               # rewrite results/regimes.md/.png
+
+Phase 1 (validation only): per regime, CE and Contextrast on a grid of PA settings (alpha x CE
+warm-up), short runs, 2 seeds, scored on the validation scenes -> results/regimes/tuning.json.
+Phase 2 (test): per regime, CE and Contextrast at the setting the protocol's rule picks from
+phase 1, 5 seeds paired by seed -> results/regimes.json; in the default regime (picked by the
+protocol's rule from phase 1) also `ccl` and `ce_time`. Every run trains into its own folder
+under runs/regimes/ (a killed run resumes), and is appended to its results file under a lock.
+Workers share the files: a run is claimed with a lock on its folder, so two workers never train
+the same run, and each takes the first job of the plan that is free and whose inputs exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ctx.io import locked, read_json, write_json
+from ctx.regimes import REGIMES
+from ctx.train import TrainConfig, train
+from ctx.variants import VARIANTS, evaluate_on_test
+
+ALPHAS = (0.02, 0.05, 0.1)
+WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps
+TUNE_SEEDS = (0, 1)
+FINAL_SEEDS = (0, 1, 2, 3, 4)
+EXTRAS = ("ccl", "ce_time")  # final runs of the default regime only
+MAX_TUNE_CPU_SECONDS = 600  # a default regime must train CE to >= 60 % in 10 CPU minutes
+MIN_CE_VAL_MIOU = 60.0
+TIE = 0.1  # mIoU points: closer than this counts as a tie
+FALLBACK = "default"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the study."""
+
+    phase: str  # "tune" (validation only) | "final" (test)
+    regime: str
+    variant: str  # "ce" | "contextrast" | "ccl" | "ce_time"
+    seed: int
+    alpha: float | None = None  # PA weight (None for CE)
+    warmup: float | None = None  # CE-only fraction of the steps (None for CE)
+    steps: int | None = None  # None: the regime's own (tune: its tune_steps)
+
+    @property
+    def key(self) -> tuple:
+        return (self.phase, self.regime, self.variant, self.seed, self.alpha, self.warmup)
+
+    @property
+    def name(self) -> str:
+        pa = "" if self.alpha is None else f"_a{self.alpha:g}_w{self.warmup:g}"
+        return f"{self.phase}/{self.regime}/{self.variant}{pa}_seed{self.seed}"
+
+    def config(self, runs_dir: Path, **run) -> TrainConfig:
+        """The run's TrainConfig (`run`: device, threads, progress)."""
+        regime = REGIMES[self.regime]
+        base = regime.config()
+        steps = self.steps or (regime.tune_steps if self.phase == "tune" else base.max_steps)
+        spec = VARIANTS["ce" if self.variant == "ce_time" else self.variant]
+        pa = {}
+        if self.alpha is not None:
+            pa = {"alpha": self.alpha, "warmup_steps": round(self.warmup * steps)}
+        return dataclasses.replace(
+            base,
+            **spec,
+            **pa,
+            **run,
+            seed=self.seed,
+            max_steps=steps,
+            out=str(runs_dir / self.name),
+        )
+
+
+def _row_key(r: dict) -> tuple:
+    return (r["phase"], r["regime"], r["variant"], r["seed"], r.get("alpha"), r.get("warmup"))
+
+
+# --------------------------------------------------------------------------- protocol rules
+
+
+def _by_seed(runs: list[dict], **match) -> dict[int, dict]:
+    return {r["seed"]: r for r in runs if all(r.get(k) == v for k, v in match.items())}
+
+
+def tuning_complete(tuning: list[dict], regime: str) -> bool:
+    """All of a regime's phase-1 runs are in."""
+    want = {j.key for j in tune_jobs(regime)}
+    return want <= {_row_key(r) for r in tuning}
+
+
+def chosen_setting(tuning: list[dict], regime: str) -> dict | None:
+    """The protocol's rule 1: the (alpha, warmup) with the highest mean validation mIoU over the
+    tuning seeds; within TIE of the best, the smaller alpha, then no warm-up. Also returns the
+    paired validation difference to CE. None until the regime's tuning is complete."""
+    if not tuning_complete(tuning, regime):
+        return None
+    rs = [r for r in tuning if r["regime"] == regime]
+    ce = _by_seed(rs, variant="ce")
+    scores = []
+    for a in ALPHAS:
+        for w in WARMUPS:
+            runs = _by_seed(rs, variant="contextrast", alpha=a, warmup=w)
+            vals = [runs[s]["val_miou"] for s in TUNE_SEEDS]
+            diffs = [runs[s]["val_miou"] - ce[s]["val_miou"] for s in TUNE_SEEDS]
+            scores.append(
+                {
+                    "alpha": a,
+                    "warmup": w,
+                    "val_miou": statistics.mean(vals),
+                    "val_delta": statistics.mean(diffs),
+                }
+            )
+    best = max(s["val_miou"] for s in scores)
+    near = [s for s in scores if s["val_miou"] >= best - TIE]
+    return min(near, key=lambda s: (s["alpha"], s["warmup"]))
+
+
+def eligible(tuning: list[dict], regime: str) -> dict:
+    """Rule 2's gate: CE reaches >= 60 % validation mIoU in a run of <= 10 CPU minutes (its short
+    tuning runs, one thread, on the CPU; mean over seeds). Returns the figures and the verdict."""
+    ce = [r for r in tuning if r["regime"] == regime and r["variant"] == "ce"]
+    on_cpu = [r for r in ce if r["device"] == "cpu"]
+    out = {
+        "ce_val_miou": statistics.mean(r["val_miou"] for r in ce) if ce else math.nan,
+        "ce_cpu_seconds": max((r["train_seconds"] for r in on_cpu), default=math.nan),
+    }
+    out["eligible"] = bool(
+        on_cpu
+        and len(on_cpu) == len(ce)
+        and out["ce_val_miou"] >= MIN_CE_VAL_MIOU
+        and out["ce_cpu_seconds"] <= MAX_TUNE_CPU_SECONDS
+    )
+    return out
+
+
+def choose_default(tuning: list[dict], regimes: list[str] | None = None) -> str | None:
+    """The protocol's rule 2: among eligible regimes, the one whose chosen setting has the
+    largest mean validation difference to CE (paired by seed); `default` if none is positive,
+    or if the best is within TIE of default's. None until every regime's tuning is complete."""
+    names = list(regimes or REGIMES)
+    chosen = {r: chosen_setting(tuning, r) for r in names}
+    if any(c is None for c in chosen.values()):
+        return None
+    cands = {r: c["val_delta"] for r, c in chosen.items() if eligible(tuning, r)["eligible"]}
+    if not cands or max(cands.values()) <= 0:
+        return FALLBACK
+    best = max(cands, key=cands.get)
+    if FALLBACK in cands and cands[best] - cands[FALLBACK] < TIE:
+        return FALLBACK
+    return best
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def tune_jobs(regime: str) -> list[Job]:
+    jobs = [Job("tune", regime, "ce", s) for s in TUNE_SEEDS]
+    for s in TUNE_SEEDS:
+        jobs += [Job("tune", regime, "contextrast", s, a, w) for a in ALPHAS for w in WARMUPS]
+    return jobs
+
+
+def ce_time_steps(finals: list[dict], regime: str) -> int | None:
+    """Steps that give CE the wall time Contextrast took in `regime` (fastest seconds per step
+    of each variant over its seeds: other jobs on a shared machine only ever add time)."""
+    per = {
+        v: [
+            r["train_seconds"] / r["steps"]
+            for r in finals
+            if (r["regime"], r["variant"]) == (regime, v)
+        ]
+        for v in ("ce", "contextrast")
+    }
+    if len(per["ce"]) < len(FINAL_SEEDS) or len(per["contextrast"]) < len(FINAL_SEEDS):
+        return None
+    return round(REGIMES[regime].config().max_steps * min(per["contextrast"]) / min(per["ce"]))
+
+
+def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator[Job]:
+    """Every job whose inputs exist, in order: per regime (cheap first) CE's tuning and final
+    runs (they depend on no choice), then the PA grid, then Contextrast's final runs (once the
+    rule has chosen its setting); last, the default regime's extras (once it is chosen)."""
+    for regime in regimes:
+        yield from tune_jobs(regime)[: len(TUNE_SEEDS)]
+        yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
+        yield from tune_jobs(regime)[len(TUNE_SEEDS) :]
+        setting = chosen_setting(tuning, regime)
+        if setting is not None:
+            a, w = setting["alpha"], setting["warmup"]
+            yield from (Job("final", regime, "contextrast", s, a, w) for s in FINAL_SEEDS)
+    default = choose_default(tuning)
+    if default is None or default not in regimes:
+        return
+    setting = chosen_setting(tuning, default)
+    for s in FINAL_SEEDS:
+        yield Job("final", default, "ccl", s, setting["alpha"], setting["warmup"])
+    steps = ce_time_steps(finals, default)
+    if steps is not None:
+        for s in FINAL_SEEDS:
+            yield Job("final", default, "ce_time", s, steps=steps)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@contextlib.contextmanager
+def claim(folder: Path) -> Iterator[bool]:
+    """Try to own a run folder (a non-blocking lock held while the run trains); yields whether
+    this process got it. A crashed worker's claim ends with its process."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "claim.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def run_job(job: Job, runs_dir: Path, **run) -> dict:
+    """Train (or resume) one job and return its results row (test metrics for final jobs only)."""
+    cfg = job.config(runs_dir, **run)
+    result = train(cfg)
+    last = result["history"][-1]
+    device = next(result["model"].parameters()).device
+    row = {
+        "phase": job.phase,
+        "regime": job.regime,
+        "variant": job.variant,
+        "seed": job.seed,
+        "alpha": job.alpha,
+        "warmup": job.warmup,
+        "steps": last["step"],
+        "val_miou": last["val"]["miou"],
+        "val_boundary_miou": last["val"]["boundary_miou"],
+        "train_seconds": last["train_seconds"],
+        "threads": torch.get_num_threads(),
+        "device": device_name(device),
+        "val_curve": [[h["step"], h["train_seconds"], h["val"]["miou"]] for h in result["history"]],
+        "config": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+        },
+    }
+    if job.phase == "final":
+        test = evaluate_on_test(result["model"], cfg)
+        row.update({k: test[k] for k in ("miou", "boundary_miou", "pixel_acc", "per_class_iou")})
+    return row
+
+
+def _load(path: Path) -> dict:
+    return read_json(path) if path.exists() else {"runs": []}
+
+
+def study(
+    regimes: list[str],
+    results_dir: Path,
+    runs_dir: Path,
+    command: str,
+    max_jobs: int | None = None,
+    variants: list[str] | None = None,
+    **run,
+) -> None:
+    """Run jobs of the plan until none is left that this worker can take (see module doc);
+    `variants` restricts the worker to those variants' jobs (None: all)."""
+    tuning_path = results_dir / "regimes" / "tuning.json"
+    final_path = results_dir / "regimes.json"
+    done_jobs = 0
+    while max_jobs is None or done_jobs < max_jobs:
+        tuning, finals = _load(tuning_path)["runs"], _load(final_path)["runs"]
+        done = {_row_key(r) for r in tuning + finals}
+        busy = False  # a job another worker holds (its result may unblock later jobs)
+        for job in plan(tuning, finals, regimes):
+            if job.key in done or (variants is not None and job.variant not in variants):
+                continue
+            with claim(runs_dir / job.name) as mine:
+                if not mine:
+                    busy = True
+                    continue
+                path = tuning_path if job.phase == "tune" else final_path
+                if job.key in {_row_key(r) for r in _load(path)["runs"]}:
+                    break  # another worker finished it since we looked
+                tic = time.perf_counter()
+                print(f"[study] {job.name} ...", flush=True)
+                row = run_job(job, runs_dir, **run)
+                with locked(path):
+                    data = _load(path)
+                    if _row_key(row) not in {_row_key(r) for r in data["runs"]}:
+                        data["runs"].append(row)
+                    data["command"] = command
+                    write_json(data, path)
+                what, score = ("test", row["miou"]) if "miou" in row else ("val", row["val_miou"])
+                print(
+                    f"[study] {job.name}: {what} mIoU {score:.2f} % "
+                    f"({time.perf_counter() - tic:.0f} s)",
+                    flush=True,
+                )
+                done_jobs += 1
+            break
+        else:
+            if not busy:
+                break
+            time.sleep(30)  # wait for the other workers' runs to unblock the next jobs
+
+
+# --------------------------------------------------------------------------- report
+
+
+def paired(finals: list[dict], regime: str, variant: str, base: str = "ce") -> dict | None:
+    """Per-seed differences variant - base in a regime: mean, std, n, 95 % t-interval."""
+    a = _by_seed([r for r in finals if r["regime"] == regime], variant=variant)
+    b = _by_seed([r for r in finals if r["regime"] == regime], variant=base)
+    diffs = [a[s]["miou"] - b[s]["miou"] for s in sorted(a) if s in b]
+    if not diffs:
+        return None
+    n, mean = len(diffs), statistics.mean(diffs)
+    sd = statistics.stdev(diffs) if n > 1 else math.nan
+    half = math.nan
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    base_mean = statistics.mean(b[s]["miou"] for s in sorted(a) if s in b)
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "lo": mean - half,
+        "hi": mean + half,
+        "diffs": diffs,
+        "base_miou": base_mean,
+        "error_cut": mean / (100 - base_mean) if base_mean < 100 else math.nan,
+    }

@@ -1,0 +1,209 @@
+"""The regime study: its selection rules on hand-made rows, the paired interval against scipy,
+and the whole resumable pipeline on tiny regimes."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from ctx import regime_report, regime_study
+from ctx.regime_study import Job, choose_default, chosen_setting, eligible, paired
+from ctx.regimes import REGIMES, Regime, regime_config
+
+
+def _tuning_rows(regime, ce, grid, device="cpu", seconds=300.0):
+    """Rows of a complete tuning: ce {seed: val}, grid {(alpha, warmup): {seed: val}}."""
+    rows = [
+        {
+            "phase": "tune",
+            "regime": regime,
+            "variant": "ce",
+            "seed": s,
+            "alpha": None,
+            "warmup": None,
+            "val_miou": v,
+            "device": device,
+            "train_seconds": seconds,
+        }
+        for s, v in ce.items()
+    ]
+    for (a, w), vals in grid.items():
+        rows += [
+            {
+                "phase": "tune",
+                "regime": regime,
+                "variant": "contextrast",
+                "seed": s,
+                "alpha": a,
+                "warmup": w,
+                "val_miou": v,
+                "device": device,
+                "train_seconds": seconds,
+            }
+            for s, v in vals.items()
+        ]
+    return rows
+
+
+def _full_grid(value=70.0, **best):
+    grid = {(a, w): {0: value, 1: value} for a in regime_study.ALPHAS for w in regime_study.WARMUPS}
+    for (a, w), v in best.get("at", {}).items():
+        grid[(a, w)] = {0: v, 1: v}
+    return grid
+
+
+def test_chosen_setting_takes_best_mean_and_breaks_ties_to_smaller_alpha():
+    grid = _full_grid(at={(0.05, 0.5): 75.0, (0.1, 0.0): 75.05})
+    rows = _tuning_rows("default", {0: 71.0, 1: 73.0}, grid)
+    c = chosen_setting(rows, "default")
+    assert (c["alpha"], c["warmup"]) == (0.05, 0.5)  # 0.1 is within TIE of it: smaller alpha wins
+    assert c["val_delta"] == pytest.approx(75.0 - 72.0)
+    grid[(0.1, 0.0)] = {0: 76.0, 1: 76.0}
+    c = chosen_setting(_tuning_rows("default", {0: 71.0, 1: 73.0}, grid), "default")
+    assert (c["alpha"], c["warmup"]) == (0.1, 0.0)
+
+
+def test_chosen_setting_waits_for_every_run():
+    rows = _tuning_rows("default", {0: 71.0, 1: 73.0}, _full_grid())
+    assert chosen_setting(rows[:-1], "default") is None
+    assert chosen_setting(rows, "default") is not None
+
+
+def test_eligibility_needs_cpu_time_and_ce_level():
+    ok = _tuning_rows("default", {0: 65.0, 1: 61.0}, {})
+    assert eligible(ok, "default")["eligible"]
+    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 50.0}, {}), "x")["eligible"]  # mean 57.5
+    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 65.0}, {}, seconds=601), "x")["eligible"]
+    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 65.0}, {}, device="cuda"), "x")["eligible"]
+
+
+def test_choose_default_by_validation_gain_among_eligible(monkeypatch):
+    monkeypatch.setattr(
+        regime_study, "REGIMES", {k: REGIMES[k] for k in ("default", "scarce", "res128")}
+    )
+    rows = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(70.5))  # +0.5
+    rows += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0))  # +2.0
+    rows += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=900)  # too slow
+    assert choose_default(rows) == "scarce"
+    assert choose_default(rows[:-1]) is None  # one regime's tuning incomplete
+    worse = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(69.0))
+    worse += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(60.0))
+    worse += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=900)
+    assert choose_default(worse) == "default"  # no eligible regime gains: keep today's
+
+
+def test_paired_interval_matches_scipy():
+    ce = [78.0, 80.5, 79.2, 81.0, 77.7]
+    cx = [79.1, 81.0, 80.9, 81.2, 79.0]
+    rows = [{"regime": "r", "variant": "ce", "seed": s, "miou": v} for s, v in enumerate(ce)]
+    rows += [
+        {"regime": "r", "variant": "contextrast", "seed": s, "miou": v} for s, v in enumerate(cx)
+    ]
+    p = paired(rows, "r", "contextrast")
+    d = [b - a for a, b in zip(ce, cx, strict=True)]
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / 5, scale=stats.sem(d))
+    assert p["n"] == 5 and p["mean"] == pytest.approx(sum(d) / 5)
+    assert (p["lo"], p["hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert p["error_cut"] == pytest.approx(p["mean"] / (100 - sum(ce) / 5))
+    assert paired(rows, "other", "contextrast") is None
+
+
+def test_job_config_applies_regime_variant_and_warmup(tmp_path):
+    job = Job("tune", "scarce", "contextrast", 1, alpha=0.05, warmup=0.5)
+    cfg = job.config(tmp_path, threads=1)
+    assert cfg.loss == "contextrast" and cfg.alpha == 0.05 and cfg.seed == 1
+    assert cfg.max_steps == REGIMES["scarce"].tune_steps and cfg.warmup_steps == cfg.max_steps // 2
+    assert cfg.train_digits_per_class == 35 and cfg.threads == 1
+    assert Job("final", "long", "ce", 0).config(tmp_path).max_steps == 18000
+    assert Job("final", "default", "ce_time", 0, steps=7000).config(tmp_path).loss == "ce"
+
+
+def test_regime_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown regime 'tiny'"):
+        regime_config("tiny")
+
+
+@pytest.mark.slow
+def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
+    tiny = {
+        "image_size": 32,
+        "train_scenes": 32,
+        "val_scenes": 8,
+        "batch_size": 8,
+        "widths": (8, 8, 16, 16),
+        "embed_dim": 8,
+        "max_steps": 8,
+        "device": "cpu",
+        "progress": False,
+    }
+    regimes = {
+        "default": Regime("default", "tiny default", tiny, tune_steps=8),
+        "crowded": Regime(
+            "crowded",
+            "tiny crowded",
+            {**tiny, "max_digits": 6, "touching": 0.7, "distractors": 2},
+            tune_steps=8,
+        ),
+    }
+    for mod in (regime_study, regime_report):
+        monkeypatch.setattr(mod, "REGIMES", regimes)
+    monkeypatch.setattr(regime_study, "ALPHAS", (0.1,))
+    monkeypatch.setattr(regime_report, "ALPHAS", (0.1,))
+    monkeypatch.setattr(regime_study, "FINAL_SEEDS", (0, 1))
+    monkeypatch.setattr(regime_report, "FINAL_SEEDS", (0, 1))
+    monkeypatch.setattr(regime_study, "MAX_TUNE_CPU_SECONDS", 1e9)
+    monkeypatch.setattr(regime_study, "MIN_CE_VAL_MIOU", 0.0)
+    monkeypatch.setattr(
+        "ctx.variants.evaluate_on_test", lambda model, cfg, n=None: _tiny_test(model, cfg)
+    )
+    monkeypatch.setattr(regime_study, "evaluate_on_test", lambda m, c: _tiny_test(m, c))
+    runs, results = tmp_path / "runs", tmp_path / "results"
+
+    regime_study.study(list(regimes), results, runs, "CMD", max_jobs=3)
+    tuning = json.loads((results / "regimes" / "tuning.json").read_text())
+    assert [r["variant"] for r in tuning["runs"]] == ["ce", "ce"]
+    assert tuning["command"] == "CMD"
+    finals = json.loads((results / "regimes.json").read_text())["runs"]
+    assert [(r["variant"], r["seed"]) for r in finals] == [("ce", 0)]
+    assert all(0 <= r["miou"] <= 100 for r in finals) and "config" in finals[0]
+
+    regime_study.study(list(regimes), results, runs, "CMD")  # resumes: the rest of the plan
+    regime_report.write_report(results, "CMD")
+    data = json.loads((results / "regimes.json").read_text())
+    tuning = json.loads((results / "regimes" / "tuning.json").read_text())["runs"]
+    assert len(tuning) == 2 * (2 + 1 * 2 * 2)  # per regime: 2 CE + 1 alpha x 2 warm-ups x 2 seeds
+    keys = [(r["regime"], r["variant"], r["seed"]) for r in data["runs"]]
+    assert len(keys) == len(set(keys)), "no run is trained twice"
+    default = data["default_regime"]
+    assert default in regimes
+    want = {(g, v, s) for g in regimes for v in ("ce", "contextrast") for s in (0, 1)}
+    want |= {(default, v, s) for v in ("ccl", "ce_time") for s in (0, 1)}
+    assert set(keys) == want
+    ce_time = [r for r in data["runs"] if r["variant"] == "ce_time"]
+    assert all(r["steps"] == ce_time[0]["steps"] for r in ce_time)
+    assert data["chosen"]["default"]["alpha"] == 0.1
+    md = (results / "regimes.md").read_text()
+    assert "Phase 1" in md and "Phase 2" in md and f"**{default}**" in md
+    assert (results / "regimes.png").stat().st_size > 0
+    n_before = len(data["runs"])
+    regime_study.study(list(regimes), results, runs, "CMD")  # nothing left: trains nothing
+    assert len(json.loads((results / "regimes.json").read_text())["runs"]) == n_before
+
+
+def _tiny_test(model, cfg):
+    from ctx.data import NUM_CLASSES
+    from ctx.train import evaluate
+
+    return evaluate(
+        model, cfg.digit_scenes("test", 8), next(model.parameters()).device, NUM_CLASSES
+    )
+
+
+def test_report_lists_every_regime_even_without_runs(tmp_path):
+    data = regime_report.write_report(tmp_path, "CMD")
+    md = (tmp_path / "regimes.md").read_text()
+    for name in REGIMES:
+        assert f"| {name} |" in md
+    assert data["default_regime"] is None and "not decided yet" in md
+    assert not math.isnan(len(data["regimes"]))
