@@ -1,0 +1,293 @@
+"""What does the PA term change, and what do its mechanisms have to act on? (issue 12, step 1)
+
+Measured on the test scenes of a regime for a CE run and a Contextrast run of the same seed:
+- errors split by distance to the ground-truth class edge (rim: within `RIM` px; interior);
+- the train-test gap (mIoU on un-augmented training scenes vs test scenes);
+- per-stage class separation of the test embeddings (nearest-anchor accuracy; for CE the
+  projection heads are untrained, so the encoder's own stage features are compared too);
+- per stage, what BANE has to work with: the share of error pixels and of BANE's picks whose
+  distance D to the error region's edge exceeds 1, and the share of each anchor's negatives
+  that are background pixels (hard picks first, then `fill`'s random top-up).
+
+    python -m ctx.experiments diagnose     # writes results/regimes/diagnosis.{json,md}
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import torch
+
+from ctx.data import NUM_CLASSES
+from ctx.io import write_json
+from ctx.labels import IGNORE_INDEX, resize_labels
+from ctx.metrics import ConfusionMatrix
+from ctx.negatives import boundary_negatives, distance_transform, error_maps
+
+RIM = 2.0  # px: an error within this distance of a ground-truth class edge is a rim error
+
+
+@torch.no_grad()
+def edge_distance(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Distance of each labelled pixel to the nearest pixel of another label, float [B,H,W]
+    (+inf where one class fills the image; ignore pixels 0)."""
+    classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
+    own = (labels[:, None] == classes) & (labels != IGNORE_INDEX)[:, None]
+    return distance_transform(own).sum(1)
+
+
+@torch.no_grad()
+def error_split(pred: torch.Tensor, labels: torch.Tensor, rim: float = RIM) -> dict:
+    """Errors of pred [B,H,W] against labels [B,H,W], split into the rim (distance to the class
+    edge <= rim) and the interior: pixel shares, error rates and the rim's share of errors (%)."""
+    valid = labels != IGNORE_INDEX
+    near = (edge_distance(labels) <= rim) & valid
+    far = ~near & valid
+    wrong = (pred != labels) & valid
+    n_wrong = int(wrong.sum())
+    return {
+        "rim_pixel_share": 100 * float(near.sum()) / max(int(valid.sum()), 1),
+        "rim_error_rate": 100 * float((wrong & near).sum()) / max(int(near.sum()), 1),
+        "interior_error_rate": 100 * float((wrong & far).sum()) / max(int(far.sum()), 1),
+        "rim_share_of_errors": 100 * float((wrong & near).sum()) / max(n_wrong, 1),
+        "errors_per_image": n_wrong / labels.shape[0],
+    }
+
+
+def expected_background_share(
+    labels: torch.Tensor, hard: torch.Tensor, max_negatives: int
+) -> float:
+    """Mean over present non-background anchors m of the expected share of background pixels
+    among m's negatives: hard pixels labelled != m first (up to the cap, a random subset if more),
+    then `fill`'s uniform top-up from the other pixels labelled != m. labels, hard [B,h,w]."""
+    y = labels[labels != IGNORE_INDEX]
+    h = hard[labels != IGNORE_INDEX]
+    shares = []
+    for m in torch.unique(y).tolist():
+        if m == 0:
+            continue
+        other = y != m
+        n_other = int(other.sum())
+        if n_other == 0:
+            continue
+        hard_m = h & other
+        n_hard = int(hard_m.sum())
+        take = min(n_hard, max_negatives)
+        fill = min(max_negatives - take, n_other - take)
+        bg_hard = float((hard_m & (y == 0)).sum()) / max(n_hard, 1)
+        rest = other & ~hard_m
+        bg_rest = float((rest & (y == 0)).sum()) / max(int(rest.sum()), 1)
+        total = take + fill
+        if total:
+            shares.append((take * bg_hard + fill * bg_rest) / total)
+    return 100 * statistics.mean(shares) if shares else math.nan
+
+
+@torch.no_grad()
+def bane_inputs(
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    sizes: list[tuple[int, int]],
+    k: float = 0.5,
+    max_negatives: int = 256,
+    batch: int = 16,
+    seed: int = 0,
+) -> list[dict]:
+    """Per stage size: what BANE works with on these scenes, in training-sized batches.
+    Returns per stage: error pixels per image, % of error pixels and of BANE picks with D > 1,
+    % of the hard picks that are background, % of negatives that `fill` tops up at random, and
+    the expected % of background among an anchor's negatives (`expected_background_share`)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for size in sizes:
+        acc = {"errors": 0, "errors_far": 0, "picks": 0, "picks_far": 0, "picks_bg": 0}
+        fills, bg_shares, pixels_bg = [], [], []
+        for i in range(0, labels.shape[0], batch):
+            y = resize_labels(labels[i : i + batch], size)
+            p = resize_labels(pred[i : i + batch], size)
+            err = error_maps(p, y, NUM_CLASSES)
+            dist = distance_transform(err)
+            sel = boundary_negatives(p, y, NUM_CLASSES, k, generator=g)
+            hard = sel.any(1)
+            acc["errors"] += int(err.sum())
+            acc["errors_far"] += int((err & (dist > 1)).sum())
+            acc["picks"] += int(sel.sum())
+            acc["picks_far"] += int((sel & (dist > 1)).sum())
+            acc["picks_bg"] += int((hard & (y == 0)).sum())
+            present = [m for m in torch.unique(y).tolist() if m != IGNORE_INDEX]
+            for m in present:
+                n_hard = int((hard & (y != m)).sum())
+                fills.append(1 - min(n_hard, max_negatives) / max_negatives)
+            bg_shares.append(expected_background_share(y, hard, max_negatives))
+            pixels_bg.append(float((y == 0).float().mean()))
+        n_img = labels.shape[0]
+        out.append(
+            {
+                "size": list(size),
+                "errors_per_image": acc["errors"] / n_img,
+                "errors_far_pct": 100 * acc["errors_far"] / max(acc["errors"], 1),
+                "picks_far_pct": 100 * acc["picks_far"] / max(acc["picks"], 1),
+                "picks_background_pct": 100 * acc["picks_bg"] / max(acc["picks"], 1),
+                "fill_pct": 100 * statistics.mean(fills) if fills else math.nan,
+                "negatives_background_pct": _nanmean(bg_shares),
+                "pixels_background_pct": 100 * statistics.mean(pixels_bg),
+            }
+        )
+    return out
+
+
+def _nanmean(xs: list[float]) -> float:
+    xs = [x for x in xs if not math.isnan(x)]
+    return statistics.mean(xs) if xs else math.nan
+
+
+@torch.no_grad()
+def nearest_anchor_accuracy(emb: torch.Tensor, labels: torch.Tensor) -> float:
+    """% of labelled pixels of emb [B,D,h,w] whose cosine-nearest class anchor (the class means
+    of the same scenes) is their own class's: how cleanly the classes separate."""
+    from ctx.anchors import class_anchors
+
+    anchors, present = class_anchors(emb.float(), labels, NUM_CLASSES, distributed=False)
+    z = torch.nn.functional.normalize(emb.float(), dim=1)
+    cos = torch.einsum("bdhw,cd->bchw", z, anchors)
+    cos[:, ~present] = -math.inf
+    valid = labels != IGNORE_INDEX
+    return 100.0 * float((cos.argmax(1) == labels)[valid].float().mean())
+
+
+@torch.no_grad()
+def run_outputs(model, images: torch.Tensor, batch: int = 32) -> dict:
+    """pred [N,H,W], per-stage head embeddings and encoder features (float32, on the CPU)."""
+    model.eval()
+    preds, embs, feats = [], [], []
+    for i in range(0, images.shape[0], batch):
+        x = images[i : i + batch].float() / 255.0
+        logits, e = model(x, return_embeddings=True)
+        preds.append(logits.argmax(1))
+        embs.append(e)
+        feats.append(model.stage_features(x))
+    cat = lambda lists: [torch.cat(parts) for parts in zip(*lists, strict=True)]  # noqa: E731
+    return {"pred": torch.cat(preds), "embeddings": cat(embs), "features": cat(feats)}
+
+
+def diagnose(models: dict, cfg, test_scenes: int = 500, train_scenes: int = 500) -> dict:
+    """All measurements for each run in `models` (name -> model) on cfg's regime."""
+    from ctx.train import evaluate
+
+    test = cfg.digit_scenes("test", test_scenes)
+    train = cfg.digit_scenes("train", train_scenes)
+    train.augment = False
+    out = {}
+    for name, model in models.items():
+        o = run_outputs(model, test.images)
+        labels = test.labels
+        sizes = [tuple(e.shape[-2:]) for e in o["embeddings"]]
+        stage_labels = [resize_labels(labels, s) for s in sizes]
+        cm = ConfusionMatrix(NUM_CLASSES)
+        cm.update(o["pred"], labels)
+        out[name] = {
+            "test": cm.summary() | {"per_class_iou": None},
+            "train_miou": evaluate(model, train, torch.device("cpu"), NUM_CLASSES)["miou"],
+            "errors": error_split(o["pred"], labels),
+            "separation_heads": [
+                nearest_anchor_accuracy(e, y)
+                for e, y in zip(o["embeddings"], stage_labels, strict=True)
+            ],
+            "separation_features": [
+                nearest_anchor_accuracy(f, y)
+                for f, y in zip(o["features"], stage_labels, strict=True)
+            ],
+            "bane": bane_inputs(o["pred"], labels, sizes, cfg.k, cfg.max_negatives),
+        }
+        out[name]["train_test_gap"] = out[name]["train_miou"] - out[name]["test"]["miou"]
+    return out
+
+
+def markdown(d: dict, sources: dict) -> str:
+    """The diagnosis section of results/regimes.md from `diagnose`'s output."""
+    names = list(d)
+    lines = [
+        "## Diagnosis: what the PA term changes on the current default",
+        "",
+        "Runs: " + "; ".join(f"`{n}` = `{sources[n]}`" for n in names) + ". Test scenes: "
+        f"{sources['test_scenes']}. Reproduce: `python -m ctx.experiments diagnose`.",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+
+    def row(label: str, get, fmt: str = ".2f") -> None:
+        lines.append(f"| {label} | " + " | ".join(f"{get(d[n]):{fmt}}" for n in names) + " |")
+
+    row("test mIoU (%)", lambda r: r["test"]["miou"])
+    row("test boundary mIoU (%)", lambda r: r["test"]["boundary_miou"])
+    row("train mIoU, un-augmented (%)", lambda r: r["train_miou"])
+    row("train − test gap (points)", lambda r: r["train_test_gap"])
+    row(
+        f"error rate within {RIM:g} px of a class edge (%)", lambda r: r["errors"]["rim_error_rate"]
+    )
+    row("error rate further inside (%)", lambda r: r["errors"]["interior_error_rate"])
+    row("share of errors on the rim (%)", lambda r: r["errors"]["rim_share_of_errors"], ".1f")
+    row("error pixels per test image", lambda r: r["errors"]["errors_per_image"], ".1f")
+    for s in range(len(d[names[0]]["separation_heads"])):
+        row(f"stage {s + 1} separation, heads (%)", lambda r, s=s: r["separation_heads"][s], ".1f")
+    for s in range(len(d[names[0]]["separation_features"])):
+        row(
+            f"stage {s + 1} separation, encoder features (%)",
+            lambda r, s=s: r["separation_features"][s],
+            ".1f",
+        )
+    lines += [
+        "",
+        "Separation = % of test pixels whose nearest class anchor (cosine; anchors = class means "
+        "of the same scenes) is their own class. CE never trains the projection heads, so compare "
+        "the encoder-feature rows across runs.",
+        "",
+        "What BANE has to work with at each stage (test scenes in batches of 16, as in training; "
+        "D = distance to the edge of the error region):",
+        "",
+        "| run | stage (size) | error px / image | errors with D > 1 (%) | BANE picks with D > 1 (%) "
+        "| picks that are background (%) | negatives topped up at random by `fill` (%) "
+        "| background among an anchor's negatives (%) | background pixels (%) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n in names:
+        for s, b in enumerate(d[n]["bane"]):
+            lines.append(
+                f"| {n} | {s + 1} ({b['size'][0]}×{b['size'][1]}) | {b['errors_per_image']:.1f} | "
+                f"{b['errors_far_pct']:.1f} | {b['picks_far_pct']:.1f} | "
+                f"{b['picks_background_pct']:.1f} | {b['fill_pct']:.1f} | "
+                f"{b['negatives_background_pct']:.1f} | {b['pixels_background_pct']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
+    """Diagnose the default regime's CE and Contextrast runs of seed 0 (trained if missing,
+    into runs_dir) and write out_dir/diagnosis.json and diagnosis.md."""
+    from ctx.regimes import regime_config
+    from ctx.train import load_model, train_or_load
+
+    if threads:
+        torch.set_num_threads(threads)
+    # The setting the first tuned ablation chose on validation (results/ablation.md).
+    specs = {
+        "ce": regime_config("default", loss="ce"),
+        "contextrast": regime_config("default", loss="contextrast", alpha=0.02, warmup_steps=3000),
+    }
+    models, sources = {}, {"test_scenes": 500}
+    for name, cfg in specs.items():
+        cfg.out, cfg.threads, cfg.progress = str(runs_dir / name), threads, False
+        train_or_load(cfg)
+        models[name] = load_model(cfg.out, "cpu")[0]
+        sources[name] = (
+            f"python -m ctx.train --loss {cfg.loss} --alpha {cfg.alpha} "
+            f"--warmup-steps {cfg.warmup_steps}"
+        )
+    d = diagnose(models, specs["ce"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json({"sources": sources, "runs": d}, out_dir / "diagnosis.json")
+    (out_dir / "diagnosis.md").write_text(markdown(d, sources))
+    return d

@@ -1,0 +1,58 @@
+"""The diagnosis measurements on hand-made maps."""
+
+import math
+
+import pytest
+import torch
+
+from ctx import diagnosis
+
+
+def test_error_split_by_distance_to_class_edge():
+    labels = torch.zeros(1, 9, 9, dtype=torch.long)
+    labels[0, :, 5:] = 1  # a vertical class edge between columns 4 and 5
+    pred = labels.clone()
+    pred[0, 0, 4] = 1  # distance 1 from the edge: rim
+    pred[0, 0, 0] = 1  # column 0 is 5 px from the edge: interior
+    pred[0, 1, 0] = 1
+    s = diagnosis.error_split(pred, labels, rim=2.0)
+    # rim pixels: columns 3, 4 (class 0, D = 2, 1) and 5, 6 (class 1, D = 1, 2): 4 of 9 columns
+    assert s["rim_pixel_share"] == pytest.approx(100 * 4 / 9)
+    assert s["rim_error_rate"] == pytest.approx(100 * 1 / 36)
+    assert s["interior_error_rate"] == pytest.approx(100 * 2 / 45)
+    assert s["rim_share_of_errors"] == pytest.approx(100 / 3)
+    assert s["errors_per_image"] == 3
+
+
+def test_expected_background_share_counts_hard_then_fill():
+    y = torch.tensor([[[0, 0, 0, 0, 1, 1, 2, 2]]])
+    hard = torch.tensor([[[True, False, False, False, False, True, False, False]]])
+    # anchor 1: other pixels 0,0,0,0,2,2; one hard (background), cap 3 -> 2 filled from
+    # 3 bg + 2 class-2 pixels: (1 * 1 + 2 * 3/5) / 3
+    # anchor 2: other 0,0,0,0,1,1; hard ones labelled != 2: pixel 0 (bg) and 5 (class 1):
+    # (2 * 1/2 + 1 * 3/4) / 3
+    want = 100 * ((1 + 2 * 3 / 5) / 3 + (1 + 3 / 4) / 3) / 2
+    assert diagnosis.expected_background_share(y, hard, 3) == pytest.approx(want)
+
+
+def test_bane_inputs_count_far_errors_and_fill():
+    labels = torch.zeros(2, 16, 16, dtype=torch.long)
+    labels[:, 2:12, 2:12] = 3
+    pred = labels.clone()
+    pred[0, 2:12, 2:12] = 0  # a 10x10 block of class 3 all wrong: D up to 5
+    out = diagnosis.bane_inputs(pred, labels, [(16, 16), (4, 4)], k=0.5, max_negatives=8)
+    full, coarse = out
+    assert full["errors_per_image"] == 50  # 100 wrong pixels over 2 images
+    assert full["errors_far_pct"] == pytest.approx(100 * 64 / 100)  # the inner 8x8 has D > 1
+    assert full["picks_far_pct"] < full["errors_far_pct"]  # BANE keeps the rim first
+    assert full["picks_background_pct"] == 0  # every pick is a class-3 pixel
+    for b in out:
+        assert all(not math.isnan(v) for v in b.values() if isinstance(v, float))
+    assert 0 <= coarse["fill_pct"] <= 100
+
+
+def test_separation_is_perfect_for_class_aligned_embeddings():
+    labels = torch.randint(0, 3, (2, 4, 4))
+    emb = torch.nn.functional.one_hot(labels, 8).permute(0, 3, 1, 2).float()
+    assert diagnosis.nearest_anchor_accuracy(emb, labels) == 100.0
+    assert diagnosis.nearest_anchor_accuracy(torch.ones_like(emb), labels) < 100.0
