@@ -323,7 +323,9 @@ def train(
         opt, max_lr=cfg.lr, total_steps=max_steps, pct_start=cfg.pct_start
     )
     out = Path(cfg.out)
-    step, history, train_seconds = 0, [], 0.0
+    # Wall seconds and this process's CPU seconds spent training (evaluation excluded); the CPU
+    # seconds are what a step costs on a dedicated core, whatever else the machine runs.
+    step, history, train_seconds, cpu_seconds = 0, [], 0.0, 0.0
     if (out / CHECKPOINT).exists():
         ckpt = load_checkpoint(out / CHECKPOINT, map_location=device)
         bad = config_mismatch(ckpt["config"], cfg)
@@ -334,6 +336,7 @@ def train(
             )
         model.load_state_dict(ckpt["model"])
         step, history, train_seconds = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
+        cpu_seconds = ckpt.get("train_cpu_seconds", 0.0)
         if ckpt["max_steps"] != max_steps:
             state = "a finished" if step >= ckpt["max_steps"] else "an unfinished"
             raise ValueError(
@@ -365,6 +368,7 @@ def train(
                     "max_steps": max_steps,
                     "history": history,
                     "train_seconds": train_seconds,
+                    "train_cpu_seconds": cpu_seconds,
                     "config": json.loads(json.dumps(asdict(cfg))),
                     "num_classes": num_classes,
                     "world_size": world,
@@ -391,7 +395,7 @@ def train(
             sampler.set_epoch(epoch)
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
-            tic = time.perf_counter()
+            tic, cpu_tic = time.perf_counter(), time.process_time()
             for images, labels in islice(loader, offset, steps_per_epoch):
                 images, labels = (
                     images.to(device, non_blocking=True),
@@ -427,6 +431,7 @@ def train(
                 if step >= max_steps:
                     break
             train_seconds += time.perf_counter() - tic
+            cpu_seconds += time.process_time() - cpu_tic
             epoch_done = step % steps_per_epoch == 0
             if (
                 epoch_done and (step // steps_per_epoch) % cfg.eval_every == 0
@@ -436,6 +441,7 @@ def train(
                     "epoch": step / steps_per_epoch,
                     "step": step,
                     "train_seconds": round(train_seconds, 2),
+                    "train_cpu_seconds": round(cpu_seconds, 2),
                     "lr": sched.get_last_lr()[0],
                     "train": {k: v / max(count, 1) for k, v in sums.items()},
                     "val": {k: val[k] for k in ("miou", "boundary_miou", "pixel_acc")},

@@ -24,7 +24,7 @@ def _tuning_rows(regime, ce, grid, device="cpu", seconds=300.0):
             "warmup": None,
             "val_miou": v,
             "device": device,
-            "train_seconds": seconds,
+            "train_cpu_seconds": seconds,
         }
         for s, v in ce.items()
     ]
@@ -39,7 +39,7 @@ def _tuning_rows(regime, ce, grid, device="cpu", seconds=300.0):
                 "warmup": w,
                 "val_miou": v,
                 "device": device,
-                "train_seconds": seconds,
+                "train_cpu_seconds": seconds,
             }
             for s, v in vals.items()
         ]
