@@ -1,0 +1,39 @@
+"""python -m ctx.evaluate: the numbers a run reports, from its files alone."""
+
+import json
+
+import pytest
+
+from ctx import evaluate
+from ctx.train import train
+
+
+def test_evaluate_matches_the_runs_own_validation(tiny_train_config, capsys):
+    result = train(tiny_train_config)
+    last_val = result["history"][-1]["val"]
+    evaluate.main([tiny_train_config.out, "--split", "val", "--device", "cpu"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["split"] == "val" and out["scenes"] == tiny_train_config.val_scenes
+    for key in ("miou", "boundary_miou", "pixel_acc"):
+        assert out[key] == pytest.approx(last_val[key])
+    test = evaluate.evaluate_run(tiny_train_config.out + "/checkpoint.pt", "test", scenes=8)
+    assert test["scenes"] == 8 and 0 <= test["miou"] <= 100
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["no/such/run"], "no run or checkpoint at no/such/run"),
+        (["tests"], "holds no checkpoint.pt or model.pt"),
+    ],
+)
+def test_bad_paths_exit_with_one_line(args, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(args)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_scene_count(tiny_train_config):
+    train(tiny_train_config)
+    with pytest.raises(ValueError, match="--scenes must be >= 1"):
+        evaluate.evaluate_run(tiny_train_config.out, "test", scenes=0)
