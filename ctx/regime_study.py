@@ -192,13 +192,16 @@ def ce_time_steps(finals: list[dict], regime: str) -> int | None:
 
 
 def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator[Job]:
-    """Every job whose inputs exist, in order: per regime (cheap first) CE's tuning and final
-    runs (they depend on no choice), then the PA grid, then Contextrast's final runs (once the
-    rule has chosen its setting); last, the default regime's extras (once it is chosen)."""
+    """Every job whose inputs exist, in order: phase 1 breadth first (CE's tuning runs of every
+    regime, then the PA grids), so the validation map of all regimes comes first; then per
+    regime the final CE runs (they depend on no choice) and Contextrast's (once Rule 1 has
+    chosen its setting); last, the default regime's extras (once Rule 2 has chosen it)."""
     for regime in regimes:
         yield from tune_jobs(regime)[: len(TUNE_SEEDS)]
-        yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
+    for regime in regimes:
         yield from tune_jobs(regime)[len(TUNE_SEEDS) :]
+    for regime in regimes:
+        yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
         setting = chosen_setting(tuning, regime)
         if setting is not None:
             a, w = setting["alpha"], setting["warmup"]
