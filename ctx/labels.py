@@ -8,9 +8,18 @@ IGNORE_INDEX = 255
 
 
 def check_labels(
-    labels: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX, name: str = "labels"
+    labels: torch.Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    name: str = "labels",
+    *,
+    values: bool = True,
 ) -> None:
-    """Raise ValueError unless `labels` is an integer [B,H,W] map with values in [0, C) or ignore."""
+    """Raise ValueError unless `labels` is an integer [B,H,W] map with values in [0, C) or ignore.
+
+    `values=False` checks the type, dtype and shape only: reading the values makes the host wait
+    for the device (one sync), which a training step may not want to pay every step.
+    """
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -22,7 +31,7 @@ def check_labels(
         raise ValueError(f"{name} must have shape [B,H,W], got {tuple(labels.shape)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if labels.numel() == 0:
+    if labels.numel() == 0 or not values:
         return
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= num_classes))
@@ -37,9 +46,10 @@ def check_labels(
 
 def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
     """Source indices of F.interpolate(mode="nearest") along one axis: floor(i * n_in / n_out)."""
-    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
-    idx = (torch.arange(n_out, dtype=torch.float32) * scale).floor().long().clamp_(max=n_in - 1)
-    return idx.to(device)
+    # Built on `device` directly: a host-to-device copy would make the host wait on a GPU.
+    scale = torch.full((), n_in / n_out, dtype=torch.float32, device=device)
+    idx = torch.arange(n_out, dtype=torch.float32, device=device) * scale
+    return idx.floor_().long().clamp_(max=n_in - 1)
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

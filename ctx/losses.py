@@ -204,7 +204,12 @@ class ContextrastLoss(nn.Module):
     `negatives`: "bane" (hard = boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random".
     `seed` seeds a private generator per device for all sampling (None: global RNG).
     `distributed` is passed to class_anchors (None: auto). Caps: see `pixel_anchor_loss`.
-    [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau.
+    `check_inputs=False` (a training loop's setting) skips the checks that read tensor values
+    (label range, NaN/inf embeddings); shapes, dtypes and devices are always checked. Without
+    them a call makes no host-device synchronisation in forward or backward: every shape is
+    static (no .item(), nonzero() or boolean-mask indexing), so a GPU step never waits.
+    [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau; **[choice]**
+    check_inputs=False keeps the checks that cost no synchronisation.
     """
 
     def __init__(
@@ -226,6 +231,7 @@ class ContextrastLoss(nn.Module):
         detach_anchors: bool = False,
         seed: int | None = 0,
         distributed: bool | None = None,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         if not (isinstance(num_classes, int) and num_classes >= 1):
@@ -255,6 +261,7 @@ class ContextrastLoss(nn.Module):
         self.ignore_index = ignore_index
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.detach_anchors, self.seed, self.distributed = detach_anchors, seed, distributed
+        self.check_inputs = check_inputs
         self._generators: dict[str, torch.Generator] = {}
 
     def generator(self, device: torch.device) -> torch.Generator | None:
@@ -272,7 +279,7 @@ class ContextrastLoss(nn.Module):
         self._generators.clear()
 
     def _check(self, logits, embeddings, labels) -> None:
-        check_labels(labels, self.num_classes, self.ignore_index)
+        check_labels(labels, self.num_classes, self.ignore_index, values=self.check_inputs)
         _check_logits(logits, labels, self.num_classes)
         n = len(self.stage_weights)
         if not isinstance(embeddings, (list, tuple)) or len(embeddings) != n:
@@ -295,6 +302,8 @@ class ContextrastLoss(nn.Module):
                     f"fusion needs one embedding size D for all stages, got "
                     f"{[x.shape[1] for x in embeddings]}"
                 )
+        if not self.check_inputs:
+            return
         # Any NaN/inf makes a sum non-finite; the sums cost one pass and one host sync.
         sums = torch.stack([e.detach().sum() for e in embeddings])
         if not bool(torch.isfinite(sums).all()):
@@ -316,7 +325,7 @@ class ContextrastLoss(nn.Module):
                 embeddings[i], ys[i], c, ignore, self.detach_anchors, self.distributed
             )
         if self.negatives == "bane":
-            from ctx.negatives import boundary_negatives
+            from ctx.negatives import select_boundary_pixels
 
             logits_d = logits.detach()
         pa_kw = dict(
@@ -336,9 +345,8 @@ class ContextrastLoss(nn.Module):
             if self.negatives == "bane":
                 with torch.no_grad():
                     pred_i = stage_prediction(logits_d, tuple(ys[i].shape[-2:]))
-                    selected = boundary_negatives(pred_i, ys[i], c, self.k, ignore, gen)
-                    parts[f"stage{i}/selected_per_class"] = selected.sum((0, 2, 3))
-                    hard = selected.any(1)
+                    hard, counts = select_boundary_pixels(pred_i, ys[i], c, self.k, ignore, gen)
+                    parts[f"stage{i}/selected_per_class"] = counts.sum(0)
             term, stats = _pa_loss(embeddings[i], ys[i], a, p, hard, gen, **pa_kw)
             pa = pa + self.stage_weights[i] * term
             parts[f"pa/stage{i}"] = term.detach()

@@ -13,7 +13,13 @@ import torch
 
 from ctx.labels import IGNORE_INDEX, check_labels
 
-__all__ = ["error_maps", "distance_transform", "boundary_negatives", "selection_stats"]
+__all__ = [
+    "error_maps",
+    "distance_transform",
+    "boundary_negatives",
+    "select_boundary_pixels",
+    "selection_stats",
+]
 
 # Squared distances are integers; float32 holds them exactly below 2**24.
 _FLOAT32_EXACT = 2**24
@@ -44,14 +50,18 @@ def distance_transform(mask: torch.Tensor) -> torch.Tensor:
     Returns float32 [..., H, W] on `mask`'s device, equal to
     `scipy.ndimage.distance_transform_edt` per map; False pixels are 0.
     [choice] A map with no False pixel is +inf everywhere.
-    Pure torch, no trip to the CPU; cost grows with the sum of the distances, so error-like maps
-    are cheap and maps nearly all True with far-away False pixels are the slow case.
+    Pure torch, no trip to the CPU. **[choice]** Two exact algorithms: on the CPU a sparse one
+    whose cost grows with the sum of the distances (error-like maps are cheap; maps nearly all
+    True with far-away False pixels are the slow case); on other devices the dense one BANE uses
+    in training, O(H W min(H, W)) per map and free of host synchronisation.
     """
     _check_mask(mask)
     height, width = mask.shape[-2], mask.shape[-1]
-    out = torch.zeros(mask.numel(), dtype=torch.float32, device=mask.device)
     if mask.numel() == 0:
-        return out.view(mask.shape)
+        return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    if mask.device.type != "cpu":
+        return _dense_distance(mask)
+    out = torch.zeros(mask.numel(), dtype=torch.float32, device=mask.device)
     pix = _true_pixels(mask.reshape(-1))
     sq = _squared_edt_at(pix, mask.numel() // (height * width), height, width)
     out[pix] = sq.sqrt().to(torch.float32)
@@ -76,44 +86,69 @@ def boundary_negatives(
     [choice] ceil, so a non-empty map always gives at least one pixel (`k=1` gives all);
     a relative 1e-12 tolerance keeps float rounding in `k * n` from adding a pixel.
     [choice] Ties at the cut (and the all-+inf map where class n fills the image and is all
-    wrong) are broken by a random order drawn from `generator` (None: torch's default RNG).
+    wrong) are broken by a random order drawn from `generator` (None: torch's default RNG):
+    a uniform permutation of the B*H*W pixels (see `select_boundary_pixels`, which this wraps).
     """
     if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
         raise ValueError(f"k must be a fraction in (0, 1], got {k!r} (K=50% is k=0.5)")
     check_labels(labels, num_classes, ignore_index, name="labels")
     _check_pred(pred, labels, num_classes)
-    device = labels.device
-    if generator is not None and generator.device.type != device.type:
+    if generator is not None and generator.device.type != labels.device.type:
         raise ValueError(
-            f"generator lives on {generator.device} but the labels on {device}; "
+            f"generator lives on {generator.device} but the labels on {labels.device}; "
             f"create it with torch.Generator(device=labels.device)"
         )
+    hard, _ = select_boundary_pixels(pred, labels, num_classes, k, ignore_index, generator)
+    classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
+    return (labels.unsqueeze(1) == classes) & hard.unsqueeze(1)
+
+
+@torch.no_grad()
+def select_boundary_pixels(
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    k: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`boundary_negatives(...).any(1)` without input checks and without host synchronisation.
+
+    Returns (hard [B,H,W] bool, the selected pixels of every class map; counts [B,C] int64, how
+    many each map selected, ceil(k * n)). Every shape is static, so on a GPU nothing waits for
+    the device: a wrong pixel lies in exactly one error map (its label's), so the distance
+    transform and the ranking run on [B,H,W] pixels, not on a nonzero() of the error maps.
+    Ties are broken by a uniform random permutation of all B*H*W pixels from `generator`,
+    whatever the prediction, so the random stream consumed does not depend on the data.
+    The inputs are not checked (the training step's path): see `boundary_negatives`.
+    """
     batch, height, width = labels.shape
-    plane = height * width
-    num_maps = batch * num_classes
-    selected = torch.zeros(num_maps * plane, dtype=torch.bool, device=device)
-    # Error pixels as flat indices into [B,C,H,W]: a wrong pixel is in its label's map only.
-    wrong = _true_pixels(((pred != labels) & (labels != ignore_index)).reshape(-1))
-    num = wrong.numel()
-    if num == 0:
-        return selected.view(batch, num_classes, height, width)
-    cls = labels.reshape(-1)[wrong]
-    pix = torch.sort((wrong // plane * num_classes + cls) * plane + wrong % plane).values
-    sq = _squared_edt_at(pix, num_maps, height, width)
-    map_id = pix // plane
-    # Squared distances are exact integers, so one int64 key orders by (map, distance);
-    # a random permutation first plus a stable sort breaks equal keys at random.
-    cap = (height - 1) ** 2 + (width - 1) ** 2 + 1  # stands for +inf
-    key = map_id * (cap + 1) + torch.where(torch.isinf(sq), cap, sq).to(torch.int64)
-    order = torch.randperm(num, device=device, generator=generator)
-    order = order[torch.sort(key[order], stable=True).indices]
-    n_err = torch.bincount(map_id, minlength=num_maps)
-    start = torch.cumsum(n_err, 0) - n_err
-    sorted_map = map_id[order]
-    rank = torch.arange(num, device=device) - start[sorted_map]
-    keep = rank < _ceil_fraction(n_err, k)[sorted_map]
-    selected[pix[order[keep]]] = True
-    return selected.view(batch, num_classes, height, width)
+    n_pix, n_maps = labels.numel(), batch * num_classes
+    device = labels.device
+    wrong = (pred != labels) & (labels != ignore_index)
+    # Map of each pixel: image * C + label for a wrong pixel, n_maps (none) otherwise.
+    image = torch.arange(batch, device=device).view(-1, 1, 1)
+    map_id = torch.where(wrong, image * num_classes + labels, n_maps).reshape(-1)
+    sq, inf = _squared_edt_dense(torch.where(wrong, labels, -1))
+    # One int64 key per pixel orders by (map, squared distance, random rank): squared distances
+    # are exact integers <= inf (inf: no pixel outside the map, all tied), and the random ranks
+    # are a uniform permutation, so ties fall in a uniformly random order and every key differs.
+    key = map_id * (inf + 1) + sq.reshape(-1).to(torch.int64)
+    rand = torch.randperm(n_pix, device=device, generator=generator)
+    if (n_maps + 1) * (inf + 1) * n_pix < _KEY_LIMIT:
+        key, order = torch.sort(key * n_pix + rand)
+        sorted_map = key // ((inf + 1) * n_pix)
+    else:  # the same order in two sorts: shuffle, then a stable sort by (map, distance)
+        key, order = torch.sort(key.index_select(0, rand), stable=True)
+        order, sorted_map = rand.index_select(0, order), key // (inf + 1)
+    n_err = torch.zeros(n_maps + 1, dtype=torch.int64, device=device)
+    n_err.scatter_add_(0, map_id, torch.ones_like(map_id))  # bincount would sync on a GPU
+    quota = _ceil_fraction(n_err, k)
+    quota[n_maps] = 0  # pixels in no map are never selected
+    first = (torch.cumsum(n_err, 0) - n_err).index_select(0, sorted_map)
+    keep = torch.arange(n_pix, device=device) - first < quota.index_select(0, sorted_map)
+    hard = torch.zeros(n_pix, dtype=torch.bool, device=device).scatter_(0, order, keep)
+    return hard.view(batch, height, width), quota[:n_maps].view(batch, num_classes)
 
 
 def selection_stats(
@@ -305,3 +340,74 @@ def _squared_edt_at(pix: torch.Tensor, num_maps: int, height: int, width: int) -
         lo, hi = hi, min(2 * hi, width)
     out[slot] = best
     return out
+
+
+def _dense_distance(mask: torch.Tensor) -> torch.Tensor:
+    """`distance_transform` of a non-empty mask [..., H, W] with `_squared_edt_dense`."""
+    height, width = mask.shape[-2:]
+    sq, inf = _squared_edt_dense(mask.reshape(-1, height, width))
+    exact32 = (height - 1) ** 2 + (width - 1) ** 2 < _FLOAT32_EXACT
+    dist = sq.to(torch.float32 if exact32 else torch.float64).sqrt_().to(torch.float32)
+    dist = torch.where(sq >= inf, math.inf, dist).view(mask.shape)
+    return torch.where(mask, dist, 0.0)
+
+
+# One int64 sort key holds (map, distance, random rank) below this; else two sorts.
+_KEY_LIMIT = 2**63
+
+# Pass 2 of the dense transform compares at most this many (pixel, candidate) pairs at once.
+_DENSE_CHUNK = 1 << 22
+
+
+def _squared_edt_dense(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Exact squared distance from each pixel to the nearest pixel of its map with another id.
+
+    ids: integer or bool [N,H,W] (pixels sharing an id form one region of their map). Returns
+    (sq, inf): int32/int64 [N,H,W] squared distances, `inf` (an int above any real one) where a
+    map holds one id only. Static shapes throughout: no host synchronisation, no nonzero().
+
+    Separable and exact, on every pixel. Pass 1: per column, the distance v to the nearest pixel
+    with another id, i.e. just past either end of the pixel's run of equal ids. Pass 2: per row,
+    D2(x) = min(h(x)^2, min_j v2(j) + (x-j)^2), with h the same run distance along the row.
+    This is the textbook min_j [(id(j) == id(x) ? v2(j) : 0) + (x-j)^2] without the id test:
+    a j with another id is outside itself, so its term is >= (x-j)^2 >= h(x)^2, and a j with
+    the same id beyond such a pixel is farther than h(x). O(W) per pixel in chunks; the maps
+    are transposed first when W > H, so the cost is O(H W min(H, W)).
+    """
+    if ids.shape[-1] > ids.shape[-2]:
+        sq, inf = _squared_edt_dense(ids.transpose(-1, -2))
+        return sq.transpose(-1, -2), inf
+    n, height, width = ids.shape
+    inf = height * height + width * width  # > (H-1)^2 + (W-1)^2, the largest real value
+    dtype = torch.int32 if 2 * inf < 2**31 else torch.int64  # inf + (x-j)^2 never overflows
+    v = _run_distance(ids, 1, dtype)
+    v2 = torch.where(v < height, v * v, inf)
+    h = _run_distance(ids, 2, dtype)
+    out = torch.where(h < width, h * h, inf).view(-1, width)
+
+    # Pass 2, rows in chunks: [rows, W(x), W(j)] at a time.
+    ar = torch.arange(width, device=ids.device, dtype=dtype)
+    offset2 = (ar[:, None] - ar[None, :]).square()
+    rows_v2 = v2.view(-1, width)
+    step = max(1, _DENSE_CHUNK // (width * width))
+    for i in range(0, rows_v2.shape[0], step):
+        best = (rows_v2[i : i + step, None, :] + offset2).amin(-1)
+        torch.minimum(out[i : i + step], best, out=out[i : i + step])
+    return out.clamp_(max=inf).view(n, height, width), inf
+
+
+def _run_distance(ids: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Along `dim` of ids [N,H,W]: distance from each pixel to the nearest pixel with another id
+    on its line (just past either end of its run of equal ids); the line's length if none."""
+    size = ids.shape[dim]
+    ar = torch.arange(size, device=ids.device, dtype=dtype)
+    ar = ar.view(-1, 1) if dim == 1 else ar
+    change = ids.narrow(dim, 1, size - 1) != ids.narrow(dim, 0, size - 1)
+    edge = torch.ones_like(ids.narrow(dim, 0, 1), dtype=torch.bool)
+    starts = torch.cat([edge, change], dim)  # first pixel of a run
+    ends = torch.cat([change, edge], dim)  # last pixel of a run
+    first = torch.where(starts, ar, 0).cummax(dim).values
+    last = torch.where(ends, ar, size).flip(dim).cummin(dim).values.flip(dim)
+    up = torch.where(first > 0, ar - first + 1, size)
+    down = torch.where(last < size - 1, last + 1 - ar, size)
+    return torch.minimum(up, down)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sync_helpers import HostSyncCounter
 
 from ctx.anchors import class_anchors, fuse_anchors
 from ctx.labels import resize_labels
@@ -394,6 +395,94 @@ def test_bane_runs_with_defaults():
     total, parts = ContextrastLoss(4)(logits, embs, labels)
     assert torch.isfinite(total) and parts["stage0/hard_count"] > 0
     total.backward()
+
+
+def scene_for(kind, size=36, sizes=(18, 9, 5, 3)):
+    """A float32 batch; 36 -> 5 and 3 take resize_labels' gather path (no integer factor)."""
+    logits, embs, labels = batch(dtype=torch.float32, size=size, sizes=sizes)
+    if kind == "all_wrong":  # one class fills every image, predicted as another: all +inf
+        labels.fill_(1)
+        with torch.no_grad():
+            logits[:, 0] += 100
+    elif kind == "all_ignore":
+        labels.fill_(255)
+    elif kind == "perfect":  # no error pixel at all
+        with torch.no_grad():
+            logits += 100 * F.one_hot(labels.clamp(max=3), 4).permute(0, 3, 1, 2)
+    return logits, embs, labels
+
+
+@pytest.mark.parametrize("kind", ["random", "all_wrong", "all_ignore", "perfect"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(negatives="bane"),
+        dict(negatives="bane", fill=False, max_positives=7, max_negatives=5, fusion=False),
+        dict(negatives="random", max_positives=7, max_negatives=5),
+    ],
+)
+def test_training_step_makes_no_host_sync(kind, kw):
+    """check_inputs=False: forward and backward run no op that would make the host wait for a
+    GPU (counted on the CPU, see tests/sync_helpers.py)."""
+    logits, embs, labels = scene_for(kind)
+    loss = ContextrastLoss(4, check_inputs=False, **kw)
+    with HostSyncCounter() as counter:
+        total, parts = loss(logits, embs, labels)
+        total.backward()
+    assert dict(counter.counts) == {}
+    assert torch.isfinite(total) and all(torch.isfinite(v).all() for v in parts.values())
+
+
+def test_host_sync_counter_sees_syncs():
+    """The counter catches what it is meant to: the input checks (two syncs) and each kind."""
+    logits, embs, labels = scene_for("random")
+    with HostSyncCounter() as counter:
+        ContextrastLoss(4)(logits, embs, labels)
+    assert dict(counter.counts) == {"_local_scalar_dense": 2}  # label range, finite embeddings
+    x = torch.arange(-3, 4)
+    with HostSyncCounter() as counter:
+        x.nonzero(), bool(x.any()), x[x > 0], x.tolist(), torch.bincount(x + 3), x.unique()
+        x[x > 0] = 0
+    assert set(counter.counts) == {
+        "nonzero",
+        "_local_scalar_dense",
+        "index[bool mask]",
+        "Tensor.tolist",
+        "bincount",
+        "_unique2",
+        "index_put_[bool mask]",
+    }
+
+
+@pytest.mark.parametrize("negatives", ["bane", "random"])
+def test_check_inputs_changes_no_number_and_same_seed_same_bits(negatives):
+    """The checks consume no randomness: with or without them, one seed gives the same bits;
+    another seed gives other selections."""
+    logits, embs, labels = scene_for("random", size=64, sizes=(32, 16, 8, 4))
+    kw = dict(negatives=negatives, max_positives=50, max_negatives=20)
+    runs = [
+        ContextrastLoss(4, seed=seed, check_inputs=check, **kw)(logits, embs, labels)
+        for seed, check in ((3, True), (3, False), (4, False))
+    ]
+    (t0, p0), (t1, p1), (t2, p2) = runs
+    assert t0.item() == t1.item() and t0.item() != t2.item()
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)
+
+
+def test_check_inputs_false_keeps_the_free_checks():
+    """Shape, dtype and device checks cost no sync and stay; value checks are skipped."""
+    logits, embs, labels = scene_for("random")
+    loss = ContextrastLoss(4, negatives="random", check_inputs=False)
+    with pytest.raises(ValueError, match="integer"):
+        loss(logits, embs, labels.float())
+    with pytest.raises(ValueError, match="channels"):
+        loss(logits[:, :3], embs, labels)
+    with pytest.raises(ValueError, match="list of 4"):
+        loss(logits, embs[:3], labels)
+    bad = [e.detach().clone() for e in embs]
+    bad[2][0, 0, 0, 0] = float("nan")
+    total, _ = loss(logits, bad, labels)  # not checked: the caller asked for speed
+    assert not torch.isfinite(total)
 
 
 @pytest.mark.parametrize(

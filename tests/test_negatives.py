@@ -11,12 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
+from sync_helpers import HostSyncCounter
 
 from ctx import negatives
 from ctx.negatives import (
     boundary_negatives,
     distance_transform,
     error_maps,
+    select_boundary_pixels,
     selection_stats,
 )
 
@@ -34,9 +36,18 @@ def scipy_edt(mask: torch.Tensor) -> np.ndarray:
 
 
 def assert_matches_scipy(mask: torch.Tensor) -> None:
-    got = distance_transform(mask)
-    assert got.dtype == torch.float32 and got.shape == mask.shape
-    np.testing.assert_allclose(got.double().numpy(), scipy_edt(mask), rtol=1e-6, atol=1e-5)
+    """Both algorithms: the sparse one (`distance_transform` on the CPU) and the dense one
+    (on other devices, and BANE's in training)."""
+    expected = scipy_edt(mask)
+    for got in (distance_transform(mask), dense_distance(mask)):
+        assert got.dtype == torch.float32 and got.shape == mask.shape
+        np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+def dense_distance(mask: torch.Tensor) -> torch.Tensor:
+    if mask.numel() == 0:
+        return torch.zeros(mask.shape)
+    return negatives._dense_distance(mask)
 
 
 def blobs(shape: tuple[int, ...], seeds: int, radius: int, seed: int = 0) -> torch.Tensor:
@@ -142,6 +153,7 @@ def test_shapes_degenerate_and_non_contiguous():
 
 def test_small_chunks_give_the_same_result(monkeypatch):
     monkeypatch.setattr(negatives, "_CHUNK", 7)  # many chunks per round
+    monkeypatch.setattr(negatives, "_DENSE_CHUNK", 50)  # one row per chunk
     assert_matches_scipy(blobs((2, 3, 40, 40), seeds=3, radius=9, seed=2))
 
 
@@ -172,14 +184,37 @@ def test_property_batched_equals_one_by_one(masks):
     batch = distance_transform(torch.from_numpy(masks))
     for i, one in enumerate(masks):
         assert torch.equal(batch[i], distance_transform(torch.from_numpy(one)))
+    torch.testing.assert_close(dense_distance(torch.from_numpy(masks)), batch, rtol=0, atol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.tuples(st.integers(1, 3), st.integers(1, 11), st.integers(1, 11)),
+    st.integers(1, 5),
+    st.integers(0, 2**16),
+)
+def test_property_dense_transform_of_label_maps(shape, num_ids, seed):
+    """BANE's transform of an id map: for every id, scipy's EDT of that id's mask."""
+    ids = torch.randint(-1, num_ids, shape, generator=torch.Generator().manual_seed(seed))
+    sq, inf = negatives._squared_edt_dense(ids)
+    got = torch.where(sq >= inf, math.inf, sq.double().sqrt())
+    for i in range(-1, num_ids):
+        mask = ids == i
+        np.testing.assert_allclose(got.numpy()[mask.numpy()], scipy_edt(mask)[mask.numpy()])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_gpu_matches_cpu():
     mask = blobs((4, 3, 64, 64), seeds=4, radius=6)
-    got = distance_transform(mask.cuda())
+    mask[1, 2] = True  # a map with no False pixel: +inf
+    got = distance_transform(mask.cuda())  # the dense algorithm, against the CPU's sparse one
     assert got.device.type == "cuda"
-    torch.testing.assert_close(got.cpu(), distance_transform(mask))
+    torch.testing.assert_close(got.cpu(), distance_transform(mask), rtol=0, atol=0)
+    pred, labels = scene(4, 40, 5, seed=3)
+    gen = torch.Generator("cuda").manual_seed(0)
+    sel = boundary_negatives(pred.cuda(), labels.cuda(), 5, generator=gen)
+    assert sel.device.type == "cuda"
+    assert_nearest_ceil_k(sel.cpu(), pred, labels, 5, 0.5)
 
 
 # -------------------------------------------------------------------------- error_maps
@@ -293,3 +328,126 @@ def test_selection_stats():
     assert stats["mean_selected"] <= stats["mean_unselected"]
     with pytest.raises(ValueError, match=r"\[B,C,H,W\]"):
         selection_stats(sel[0], errors)
+
+
+# --------------------------------------------- the training step's sync-free selection
+
+
+def assert_nearest_ceil_k(sel, pred, labels, num_classes, k):
+    """`sel` [B,C,H,W] against a reference from scipy's EDT, map by map: ceil(k n) pixels, the
+    nearest; where the cut falls between two distances, exactly the reference's set."""
+    errors = error_maps(pred, labels, num_classes)
+    assert not (sel & ~errors).any()
+    dist = scipy_edt(errors)
+    for b, c in np.ndindex(*errors.shape[:2]):
+        err, chosen = errors[b, c].numpy(), sel[b, c].numpy()
+        n = int(err.sum())
+        quota = math.ceil(k * n * (1 - 1e-12))
+        assert chosen.sum() == quota
+        ranked = np.sort(dist[b, c][err])
+        if quota == 0:
+            continue
+        cut = ranked[quota - 1]
+        if quota == n or ranked[quota] > cut:  # no tie at the cut: the set is determined
+            assert np.array_equal(chosen, err & (dist[b, c] <= cut))
+        else:  # a tie at the cut: the same distances, whichever tied pixels
+            np.testing.assert_array_equal(np.sort(dist[b, c][chosen]), ranked[:quota])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
+    num_classes=st.integers(1, 4),
+    k=st.sampled_from([0.1, 0.3, 0.5, 0.75, 1.0]),
+    wrong=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    two_sorts=st.booleans(),
+)
+def test_property_selection_equals_reference(shape, num_classes, k, wrong, seed, two_sorts):
+    """The static-shape selection picks what a straightforward per-map sort of scipy's
+    distances picks (exactly, when no tie straddles the cut), on either sorting path."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, shape, generator=g)
+    labels[torch.rand(shape, generator=g) < 0.1] = 255
+    pred = torch.where(
+        torch.rand(shape, generator=g) < wrong,
+        torch.randint(0, num_classes, shape, generator=g),
+        labels.clamp(max=num_classes - 1),
+    )
+    limit = 0 if two_sorts else negatives._KEY_LIMIT
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(negatives, "_KEY_LIMIT", limit)
+        sel = boundary_negatives(pred, labels, num_classes, k=k, generator=g)
+    assert_nearest_ceil_k(sel, pred, labels, num_classes, k)
+
+
+@pytest.mark.parametrize("two_sorts", [False, True])
+def test_scenes_equal_reference(monkeypatch, two_sorts):
+    if two_sorts:
+        monkeypatch.setattr(negatives, "_KEY_LIMIT", 0)
+    pred, labels = scene(3, 40, 5, seed=2)
+    for k in (0.2, 0.5):
+        sel = boundary_negatives(pred, labels, 5, k=k, generator=torch.Generator().manual_seed(1))
+        assert_nearest_ceil_k(sel, pred, labels, 5, k)
+
+
+def test_select_boundary_pixels_is_the_any_of_boundary_negatives():
+    pred, labels = scene(3, 24, 4, seed=4)
+    sel = boundary_negatives(pred, labels, 4, generator=torch.Generator().manual_seed(2))
+    hard, counts = select_boundary_pixels(
+        pred, labels, 4, generator=torch.Generator().manual_seed(2)
+    )
+    assert hard.shape == labels.shape and hard.dtype == torch.bool
+    assert torch.equal(hard, sel.any(1))
+    assert torch.equal(counts, sel.sum((2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["scene", "all_wrong", "perfect", "all_ignore"])
+def test_selection_makes_no_host_sync_and_uses_data_independent_randomness(kind):
+    pred, labels = scene(2, 20, 3, seed=5)
+    if kind == "all_wrong":
+        labels.fill_(1)
+        pred.fill_(0)
+    elif kind == "perfect":
+        pred = labels.clamp(max=2)
+    elif kind == "all_ignore":
+        labels.fill_(255)
+    g = torch.Generator().manual_seed(0)
+    with HostSyncCounter() as counter:
+        select_boundary_pixels(pred, labels, 3, 0.5, 255, g)
+    assert dict(counter.counts) == {}
+    # the generator advanced by the same amount whatever the prediction
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=reference_draw()))
+
+
+def reference_draw() -> torch.Generator:
+    g = torch.Generator().manual_seed(0)
+    torch.randperm(2 * 20 * 20, generator=g)
+    return g
+
+
+@pytest.mark.parametrize("case", ["full", "band"])
+def test_ties_are_broken_uniformly(case):
+    """Over many seeds, every pixel tied at the cut is selected about equally often."""
+    if case == "full":  # class 1 fills the image, all wrong: 12 pixels tied at +inf, keep 6
+        labels, k = torch.ones(1, 3, 4, dtype=torch.long), 0.5
+        tied = torch.ones(1, 3, 4, dtype=torch.bool)
+    else:  # a band 3 rows tall, all wrong: 18 pixels at distance 1 (keep 11), 9 at 2 (never)
+        labels, k = torch.zeros(1, 9, 9, dtype=torch.long), 0.4
+        labels[0, 3:6] = 1
+        tied = torch.zeros(1, 9, 9, dtype=torch.bool)
+        tied[0, 3], tied[0, 5] = True, True
+    pred = torch.zeros_like(labels)
+    quota = math.ceil(k * int((labels == 1).sum()))
+    draws = 400
+    freq = torch.zeros(labels.shape)
+    for seed in range(draws):
+        sel = boundary_negatives(
+            pred, labels, 2, k=k, generator=torch.Generator().manual_seed(seed)
+        )
+        assert sel.sum() == quota
+        freq += sel[:, 1]
+    assert (freq[~tied] == 0).all()  # nearest first: nothing beyond the cut
+    p = quota / int(tied.sum())
+    sd = math.sqrt(draws * p * (1 - p))
+    assert ((freq[tied] - draws * p).abs() < 5 * sd).all(), freq
