@@ -8,24 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_labels
+from ctx.labels import IGNORE_INDEX, check_embeddings, check_labels
 
 _EPS = 1e-12
-
-
-def _check_emb(emb: torch.Tensor, labels: torch.Tensor, name: str = "emb") -> None:
-    if not isinstance(emb, torch.Tensor) or emb.dim() != 4 or not emb.is_floating_point():
-        desc = f"{tuple(emb.shape)} {emb.dtype}" if isinstance(emb, torch.Tensor) else type(emb)
-        raise ValueError(f"{name} must be a floating tensor [B,D,H,W], got {desc}")
-    b, _, h, w = emb.shape
-    if tuple(labels.shape) != (b, h, w):
-        raise ValueError(
-            f"labels {tuple(labels.shape)} do not match {name} {tuple(emb.shape)}: labels must be "
-            f"[B,H,W] at the embedding's resolution; downsample them with "
-            f"ctx.labels.resize_labels(labels, {name}.shape[-2:]) first"
-        )
-    if labels.device != emb.device:
-        raise ValueError(f"labels are on {labels.device} but {name} on {emb.device}")
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -44,7 +29,7 @@ def pixel_major(emb: torch.Tensor) -> torch.Tensor:
 
 
 def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
-    b, d, h, w = emb.shape
+    d = emb.shape[1]
     if detach:
         emb = emb.detach()
     acc = torch.promote_types(emb.dtype, torch.float32)  # exact sums under half precision
@@ -59,7 +44,11 @@ def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
         reduced = _all_reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
         sums, counts = reduced[:, :d], reduced[:, d].detach()
     means = sums / counts.clamp_min(1.0)[:, None]
-    return F.normalize(means, dim=1, eps=_EPS).to(emb.dtype), counts > 0
+    # Each row over its largest entry first: F.normalize's eps would shrink a tiny mean (say
+    # 1e-20) to a vector of norm 1e-8 instead of a unit one; the direction is unchanged.
+    scale = means.detach().abs().amax(1, keepdim=True)
+    scale = torch.where(scale > 0, scale, 1.0)  # a zero row stays zero, with tame gradients
+    return F.normalize(means / scale, dim=1, eps=_EPS).to(emb.dtype), counts > 0
 
 
 def class_anchors(
@@ -70,6 +59,7 @@ def class_anchors(
     *,
     detach: bool = False,
     distributed: bool | None = None,
+    check_inputs: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class L2-normalised mean embedding over the (global) batch.
 
@@ -78,10 +68,20 @@ def class_anchors(
     Gradients flow into `emb` unless `detach` **[choice]**. `distributed=None` auto-detects an
     initialised torch.distributed group: sums and counts are then all-reduced (autograd-aware)
     so every process gets the anchors of the global batch; False or True forces it.
+    Raises ValueError for NaN/inf in `emb` (ignore pixels included: the one-hot matmul would
+    spread one NaN to every anchor) and for anchors that overflow (sums of huge, unnormalised
+    embeddings). `check_inputs=False` (a training step's setting) skips these value checks and
+    the label range check, which make the host wait for the device; shapes are always checked.
     """
-    check_labels(labels, num_classes, ignore_index)
-    _check_emb(emb, labels)
-    return _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed)
+    check_labels(labels, num_classes, ignore_index, values=check_inputs)
+    check_embeddings(emb, labels, values=check_inputs)
+    anchors, present = _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed)
+    if check_inputs and not bool(torch.isfinite(anchors).all()):
+        raise ValueError(
+            f"class anchors overflowed {anchors.dtype} (finite emb, max |emb| = "
+            f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings"
+        )
+    return anchors, present
 
 
 def check_fusion_weights(w_l: float, w_h: float) -> None:

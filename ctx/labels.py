@@ -44,6 +44,39 @@ def check_labels(
         )
 
 
+def check_embeddings(
+    emb: torch.Tensor, labels: torch.Tensor, name: str = "emb", *, values: bool = True
+) -> None:
+    """Raise ValueError unless `emb` is a floating [B,D,H,W] map on the labels' device with the
+    labels' [B,H,W] size and, when `values`, only finite values (one host sync; a single NaN
+    pixel would otherwise turn every class anchor into NaN through the one-hot matmul)."""
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 4 or not emb.is_floating_point():
+        desc = f"{tuple(emb.shape)} {emb.dtype}" if isinstance(emb, torch.Tensor) else type(emb)
+        raise ValueError(f"{name} must be a floating tensor [B,D,H,W], got {desc}")
+    b, _, h, w = emb.shape
+    if tuple(labels.shape) != (b, h, w):
+        raise ValueError(
+            f"labels {tuple(labels.shape)} do not match {name} {tuple(emb.shape)}: labels must be "
+            f"[B,H,W] at the embedding's resolution; downsample them with "
+            f"ctx.labels.resize_labels(labels, {name}.shape[-2:]) first"
+        )
+    if labels.device != emb.device:
+        raise ValueError(f"labels are on {labels.device} but {name} on {emb.device}")
+    if values:
+        check_finite(emb, name)
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ValueError naming `name` if the tensor holds a NaN or an infinity (one host sync)."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or inf value(s) of {x.numel()}; find where they "
+            f"first appear (e.g. torch.autograd.set_detect_anomaly) rather than masking them"
+        )
+
+
 def nearest_indices(n_in: int, n_out: int, device: torch.device | None = None) -> torch.Tensor:
     """Source indices of F.interpolate(mode="nearest") along one axis: floor(i * n_in / n_out)."""
     # Built on `device` directly: a host-to-device copy would make the host wait on a GPU.
