@@ -12,14 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctx.anchors import (
-    _check_emb,
-    _class_anchors,
-    check_fusion_weights,
-    fuse_anchors,
-    pixel_major,
-)
-from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
+from ctx.anchors import check_fusion_weights, class_anchors, fuse_anchors, pixel_major
+from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, resize_labels
 
 
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None) -> None:
@@ -136,6 +130,7 @@ def pixel_anchor_loss(
     *,
     ignore_index: int = IGNORE_INDEX,
     return_stats: bool = False,
+    check_inputs: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PA loss of one stage: (1/|N|) sum_{n in N} L^n, an InfoNCE with anchor n as the query.
 
@@ -150,26 +145,50 @@ def pixel_anchor_loss(
     no class gives a 0 that keeps the graph. Exactly the formula when no cap is hit.
     `generator` (on emb's device; None = default RNG) drives all sampling.
     `return_stats=True` also returns cheap 0-dim statistics (counts, mean similarities).
+    Raises ValueError for NaN/inf in `emb` or `anchors`, and for a loss that overflows although
+    they are finite (unnormalised embeddings, a tiny tau). `check_inputs=False` skips these and
+    the label range check (each makes the host wait for the device); shapes always checked.
     """
     c = anchors.shape[0] if isinstance(anchors, torch.Tensor) and anchors.dim() == 2 else None
     if c is None or not anchors.is_floating_point():
         desc = tuple(anchors.shape) if isinstance(anchors, torch.Tensor) else type(anchors)
         raise ValueError(f"anchors must be a floating tensor [C,D], got {desc}")
-    check_labels(labels, c, ignore_index)
-    _check_emb(emb, labels)
-    if anchors.shape[1] != emb.shape[1]:
-        raise ValueError(f"anchors have D={anchors.shape[1]} but emb has D={emb.shape[1]}")
+    check_labels(labels, c, ignore_index, values=check_inputs)
+    check_embeddings(emb, labels, values=check_inputs)
+    if anchors.shape[1] != emb.shape[1] or anchors.device != emb.device:
+        raise ValueError(
+            f"anchors [C,D={anchors.shape[1]}] on {anchors.device} do not match emb "
+            f"D={emb.shape[1]} on {emb.device}"
+        )
     if (
         not isinstance(present, torch.Tensor)
         or present.dtype != torch.bool
         or present.shape != (c,)
+        or present.device != emb.device
     ):
-        raise ValueError(f"present must be a bool tensor [C={c}]")
-    if hard is not None and (hard.dtype != torch.bool or hard.shape != labels.shape):
-        raise ValueError(f"hard must be None or a bool tensor {tuple(labels.shape)} like labels")
+        raise ValueError(f"present must be a bool tensor [C={c}] on {emb.device}")
+    if hard is not None and (
+        not isinstance(hard, torch.Tensor)
+        or hard.dtype != torch.bool
+        or hard.shape != labels.shape
+        or hard.device != labels.device
+    ):
+        got = f"{hard.dtype} {tuple(hard.shape)}" if isinstance(hard, torch.Tensor) else type(hard)
+        raise ValueError(
+            f"hard must be None or a bool tensor {tuple(labels.shape)} like labels, on "
+            f"{labels.device}; got {got}"
+        )
     _check_hyper(tau=tau, max_positives=max_positives, max_negatives=max_negatives)
+    if check_inputs:
+        check_finite(anchors, "anchors")
     kw = dict(tau=tau, max_pos=max_positives, max_neg=max_negatives, fill=fill, ignore=ignore_index)
     loss, stats = _pa_loss(emb, labels, anchors, present, hard, generator, **kw)
+    if check_inputs and not bool(torch.isfinite(loss)):
+        raise ValueError(
+            f"pixel_anchor_loss overflowed although emb and anchors are finite: similarities "
+            f"/ tau exceed {emb.dtype}'s range (tau={tau}, max |emb| = "
+            f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings"
+        )
     return (loss, stats) if return_stats else loss
 
 
@@ -204,10 +223,12 @@ class ContextrastLoss(nn.Module):
     `negatives`: "bane" (hard = boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random".
     `seed` seeds a private generator per device for all sampling (None: global RNG).
     `distributed` is passed to class_anchors (None: auto). Caps: see `pixel_anchor_loss`.
-    `check_inputs=False` (a training loop's setting) skips the checks that read tensor values
-    (label range, NaN/inf embeddings); shapes, dtypes and devices are always checked. Without
-    them a call makes no host-device synchronisation in forward or backward: every shape is
-    static (no .item(), nonzero() or boolean-mask indexing), so a GPU step never waits.
+    `check_inputs=True` raises ValueError for labels out of range, NaN/inf in the logits or
+    embeddings, and a total that overflows although they are finite (three host syncs).
+    `check_inputs=False` (a training loop's setting) skips the checks that read tensor values;
+    shapes, dtypes and devices are always checked. Without them a call makes no host-device
+    synchronisation in forward or backward: every shape is static (no .item(), nonzero() or
+    boolean-mask indexing), so a GPU step never waits.
     [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau; **[choice]**
     check_inputs=False keeps the checks that cost no synchronisation.
     """
@@ -305,10 +326,12 @@ class ContextrastLoss(nn.Module):
         if not self.check_inputs:
             return
         # Any NaN/inf makes a sum non-finite; the sums cost one pass and one host sync.
-        sums = torch.stack([e.detach().sum() for e in embeddings])
-        if not bool(torch.isfinite(sums).all()):
-            bad = [i for i, e in enumerate(embeddings) if not bool(torch.isfinite(e).all())]
-            raise ValueError(f"embeddings {bad} contain NaN or inf values")
+        # One host sync for all of them (a sum could overflow on large finite values).
+        finite = torch.stack([torch.isfinite(t.detach()).all() for t in [*embeddings, logits]])
+        if not bool(finite.all()):
+            bad = [i for i, ok in enumerate(finite[:-1].tolist()) if not ok]
+            what = f"embeddings {bad}" if bad else "logits"
+            raise ValueError(f"{what} contain NaN or inf values")
 
     def forward(
         self, logits: torch.Tensor, embeddings: Sequence[torch.Tensor], labels: torch.Tensor
@@ -321,8 +344,14 @@ class ContextrastLoss(nn.Module):
         ys, anchors = {}, {}
         for i in sorted(need):
             ys[i] = resize_labels(labels, tuple(embeddings[i].shape[-2:]))
-            anchors[i] = _class_anchors(
-                embeddings[i], ys[i], c, ignore, self.detach_anchors, self.distributed
+            anchors[i] = class_anchors(
+                embeddings[i],
+                ys[i],
+                c,
+                ignore,
+                detach=self.detach_anchors,
+                distributed=self.distributed,
+                check_inputs=False,  # checked once above when self.check_inputs
             )
         if self.negatives == "bane":
             from ctx.negatives import select_boundary_pixels
@@ -352,6 +381,18 @@ class ContextrastLoss(nn.Module):
             parts[f"pa/stage{i}"] = term.detach()
             parts.update({f"stage{i}/{name}": v for name, v in stats.items()})
         total = ce + self.alpha * pa
+        if self.check_inputs and not bool(torch.isfinite(total)):
+            bad = [
+                k
+                for k in ("ce", *(f"pa/stage{i}" for i in self.stages))
+                if not bool(torch.isfinite(parts.get(k, ce)))
+            ]
+            raise ValueError(
+                f"the loss is not finite although logits and embeddings are: {bad} overflowed "
+                f"(max |embedding| per stage = "
+                f"{[float(e.detach().abs().max()) for e in embeddings]}, tau={self.tau}); "
+                f"the embeddings must be L2-normalised per pixel"
+            )
         return total, {"ce": ce.detach(), "pa": pa.detach(), **parts}
 
 

@@ -154,3 +154,32 @@ def test_fuse_bad_shapes():
         fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 4), p, p)
     with pytest.raises(ValueError, match="present"):
         fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 3), p.long(), p)
+
+
+@pytest.mark.parametrize("at_ignore", [False, True])
+def test_one_nan_pixel_is_a_clear_error(at_ignore):
+    """A single NaN would turn every anchor into NaN (0 * NaN in the one-hot matmul), even at
+    an ignore pixel: it raises, naming the argument; check_inputs=False skips the check."""
+    emb, labels = tiny(torch.float64)
+    emb = emb.detach().clone()
+    emb[0, 1, 1, 1 if at_ignore else 0] = float("nan")  # (1, 1) is the ignore pixel
+    with pytest.raises(ValueError, match=r"emb contains 1 NaN or inf"):
+        class_anchors(emb, labels, 3)
+    anchors, _ = class_anchors(emb, labels, 3, check_inputs=False)  # the caller's choice
+    assert torch.isnan(anchors).all()
+
+
+def test_overflow_is_a_clear_error():
+    emb = torch.full((1, 2, 2, 2), 3e38)  # finite; the class sum is not
+    with pytest.raises(ValueError, match="overflowed.*L2-normalised"):
+        class_anchors(emb, torch.zeros(1, 2, 2, dtype=torch.long), 1)
+
+
+@pytest.mark.parametrize("scale", [1e-42, 1e-30, 1e-10, 1e30])
+def test_tiny_and_huge_embeddings_give_unit_anchors(scale):
+    """F.normalize's eps alone would shrink a tiny mean to a vector of norm ~mean/eps."""
+    emb, labels = tiny(torch.float32)
+    got, present = class_anchors(emb.detach() * scale, labels, 3)
+    ref, _ = class_anchors(emb.detach(), labels, 3)
+    torch.testing.assert_close(got, ref, rtol=1e-3 if scale < 1e-38 else 1e-6, atol=1e-3)
+    assert present.tolist() == [True, True, False]

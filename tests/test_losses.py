@@ -262,8 +262,85 @@ def test_pixel_anchor_loss_bad_inputs():
     with pytest.raises(ValueError, match="present"):
         pixel_anchor_loss(emb, labels, anchors, present[:2])
     with pytest.raises(ValueError, match="hard"):
-        pixel_anchor_loss(emb, labels, anchors, present, hard=labels == 0)  # wrong shape
-        pixel_anchor_loss(emb, labels, anchors, present, hard=labels[:, :1] == 0)
+        pixel_anchor_loss(emb, labels, anchors, present, hard=labels[:, :1] == 0)  # wrong shape
+    with pytest.raises(ValueError, match="hard must be None or a bool tensor"):
+        pixel_anchor_loss(emb, labels, anchors, present, hard=(labels == 0).tolist())
+    with pytest.raises(ValueError, match="hard"):
+        pixel_anchor_loss(emb, labels, anchors, present, hard=(labels == 0).long())
+
+
+@pytest.mark.parametrize("where", ["emb", "anchors"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_pixel_anchor_loss_rejects_non_finite_inputs(where, value):
+    emb, labels = make()
+    anchors, present = class_anchors(emb, labels, 3)
+    emb, anchors = emb.detach().clone(), anchors.detach().clone()
+    if where == "emb":
+        emb[1, 2, 3, 4] = value  # an ignore pixel would do as well
+    else:
+        anchors[2, 0] = value
+    with pytest.raises(ValueError, match=rf"{where} contains 1 NaN or inf"):
+        pixel_anchor_loss(emb, labels, anchors, present)
+    # the training step's setting: no check and no sync (the caller checks the total)
+    pixel_anchor_loss(emb, labels, anchors, present, check_inputs=False)
+
+
+def test_pixel_anchor_loss_overflow_is_a_clear_error():
+    emb, labels = make(dtype=torch.float32)
+    anchors, present = class_anchors(emb, labels, 3)
+    huge = emb.detach() * 3e38  # finite, unnormalised: similarities / tau overflow
+    with pytest.raises(ValueError, match="overflowed.*L2-normalised"):
+        pixel_anchor_loss(huge, labels, anchors, present)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
+    d=st.integers(1, 4),
+    kind=st.sampled_from(["random", "one_class", "all_ignore", "some_ignore", "absent"]),
+    scale=st.sampled_from([0.0, 1e-30, 1e-3, 1.0, 1e3, 1e30, 3e38]),
+    normalise=st.booleans(),
+    tau=st.sampled_from([1e-4, 0.1, 10.0]),
+    dtype=st.sampled_from(DTYPES),
+    use_hard=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_anchors_and_loss_finite_or_clear_error(
+    shape, d, kind, scale, normalise, tau, dtype, use_hard, seed
+):
+    """Any shape, classes present or absent, ignore pixels, tiny to huge embeddings (normalised
+    as the heads do, or not): the anchors and the loss are finite with finite gradients, or a
+    ValueError says what overflowed."""
+    b, h, w, c = shape
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(b, d, h, w, generator=g, dtype=dtype) * scale
+    emb = (F.normalize(raw, dim=1) if normalise else raw).requires_grad_()
+    labels = torch.randint(0, c, (b, h, w), generator=g)
+    if kind == "one_class":
+        labels.fill_(c - 1)
+    elif kind == "all_ignore":
+        labels.fill_(255)
+    elif kind == "some_ignore":
+        labels[torch.rand(b, h, w, generator=g) < 0.5] = 255
+    elif kind == "absent":  # class 0 never occurs
+        labels = labels.clamp(min=1) if c > 1 else labels
+    hard = torch.rand(b, h, w, generator=g) < 0.5 if use_hard else None
+    try:
+        anchors, present = class_anchors(emb, labels, c)
+        loss = pixel_anchor_loss(emb, labels, anchors, present, hard, tau=tau, generator=g)
+    except ValueError as err:
+        if torch.isfinite(emb).all():
+            assert "overflowed" in str(err) and not normalise
+        else:  # randn * 3e38 itself overflows
+            assert "emb contains" in str(err) and "NaN or inf" in str(err)
+        return
+    assert torch.isfinite(anchors).all() and torch.isfinite(loss) and loss.item() >= 0
+    norms = anchors.detach().double().norm(dim=1)
+    assert torch.all(((norms - 1).abs() < 1e-3) | (norms == 0))  # 0: absent or zero embeddings
+    assert not norms[~present].any()
+    loss.backward()
+    if scale <= 1e3:
+        assert torch.isfinite(emb.grad).all()
 
 
 # ---------------------------------------------------------------- ContextrastLoss
@@ -438,7 +515,8 @@ def test_host_sync_counter_sees_syncs():
     logits, embs, labels = scene_for("random")
     with HostSyncCounter() as counter:
         ContextrastLoss(4)(logits, embs, labels)
-    assert dict(counter.counts) == {"_local_scalar_dense": 2}  # label range, finite embeddings
+    # label range, finite logits and embeddings, finite total
+    assert dict(counter.counts) == {"_local_scalar_dense": 3}
     x = torch.arange(-3, 4)
     with HostSyncCounter() as counter:
         x.nonzero(), bool(x.any()), x[x > 0], x.tolist(), torch.bincount(x + 3), x.unique()
@@ -527,8 +605,61 @@ def test_bad_call_inputs():
     with pytest.raises(ValueError, match=r"NaN or inf"):
         loss(logits, bad, labels)
     bad[2][0, 0, 0, 0] = float("inf")
-    with pytest.raises(ValueError, match=r"NaN or inf"):
+    with pytest.raises(ValueError, match=r"embeddings \[2\] contain NaN or inf"):
         loss(logits, bad, labels)
+    bad_logits = logits.detach().clone()
+    bad_logits[1, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="logits contain NaN or inf"):
+        loss(bad_logits, embs, labels)
+    big = [e.detach() * 3e38 for e in embs]  # finite, but their sums overflow float32
+    with pytest.raises(ValueError, match=r"not finite although.*L2-normalised"):
+        loss(logits, big, labels)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 2),
+    size=st.integers(2, 12),
+    c=st.integers(1, 4),
+    kind=st.sampled_from(["random", "one_class", "all_ignore", "some_ignore", "all_wrong"]),
+    negatives=st.sampled_from(["bane", "random"]),
+    logit_scale=st.sampled_from([0.0, 1.0, 1e4, 1e30]),
+    emb_scale=st.sampled_from([1e-30, 1.0, 1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_contextrast_finite_or_clear_error(
+    b, size, c, kind, negatives, logit_scale, emb_scale, seed
+):
+    """ContextrastLoss on any batch: a finite total with finite gradients when the embeddings
+    are L2-normalised (as the heads make them), else finite or a ValueError naming the cause."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, c, (b, size, size), generator=g)
+    if kind == "one_class":
+        labels.fill_(c - 1)
+    elif kind == "all_ignore":
+        labels.fill_(255)
+    elif kind == "some_ignore":
+        labels[torch.rand(b, size, size, generator=g) < 0.5] = 255
+    logits = torch.randn(b, c, size, size, generator=g) * logit_scale
+    if kind == "all_wrong" and c > 1:
+        labels.fill_(1)
+        logits[:, 0] = logit_scale + 1
+    logits.requires_grad_()
+    sizes = [max(1, size // s) for s in (1, 2, 4)]
+    raw = [torch.randn(b, 3, s, s, generator=g) * emb_scale for s in sizes]
+    normalised = emb_scale == 1.0
+    embs = [(F.normalize(e, dim=1) if normalised else e).requires_grad_() for e in raw]
+    loss = ContextrastLoss(c, stage_weights=(0.3, 0.7, 1.0), negatives=negatives, k=0.5)
+    try:
+        total, parts = loss(logits, embs, labels)
+    except ValueError as err:
+        assert not normalised and "L2-normalised" in str(err)
+        return
+    assert torch.isfinite(total) and total.item() >= 0
+    total.backward()
+    if normalised and logit_scale < 1e30:
+        assert torch.isfinite(logits.grad).all()
+        assert all(torch.isfinite(e.grad).all() for e in embs)
 
 
 # ---------------------------------------------------------------- cross-entropy
