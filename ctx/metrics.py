@@ -14,7 +14,7 @@ def boundary_band(
 ) -> torch.Tensor:
     """Pixels within `width` pixels (Chebyshev) of a change of ground-truth label: [B,H,W] bool.
     Ignore pixels are never in the band."""
-    lab = labels[:, None].float()
+    lab = labels[:, None]  # compared as integers: a float copy would merge ids above 2**24
     edge = torch.zeros_like(lab, dtype=torch.bool)
     edge[..., 1:, :] |= lab[..., 1:, :] != lab[..., :-1, :]
     edge[..., :-1, :] |= lab[..., 1:, :] != lab[..., :-1, :]
@@ -31,6 +31,12 @@ class ConfusionMatrix:
     of the first update, plus a second one restricted to the ground-truth boundary band."""
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, boundary_width: int = 2):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        if isinstance(boundary_width, bool) or not isinstance(boundary_width, int):
+            raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
+        if boundary_width < 1:
+            raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
         self.num_classes, self.ignore_index, self.boundary_width = (
             num_classes,
             ignore_index,
@@ -45,19 +51,45 @@ class ConfusionMatrix:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, labels: torch.Tensor) -> None:
-        """pred int [B,H,W] (argmax), labels int64 [B,H,W] with ignore values."""
+        """pred int [B,H,W] (argmax), labels int64 [B,H,W] with ignore values.
+
+        pred must hold class ids in [0, C) wherever labels are not ignore **[choice: values at
+        ignore pixels are never read, so they are not checked]**; a float or out-of-range pred
+        raises ValueError instead of being truncated or counted as another class.
+        """
         check_labels(labels, self.num_classes, self.ignore_index)
+        if not isinstance(pred, torch.Tensor):
+            raise ValueError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
+        if pred.is_floating_point() or pred.is_complex() or pred.dtype == torch.bool:
+            raise ValueError(
+                f"pred must be integer class ids, got {pred.dtype}; pass logits.argmax(1), "
+                f"not the logits or probabilities"
+            )
         if pred.shape != labels.shape:
             raise ValueError(
                 f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape"
             )
+        if pred.device != labels.device:
+            raise ValueError(f"pred is on {pred.device} but labels on {labels.device}")
+        if self.mat is not None and self.mat.device != labels.device:
+            raise ValueError(
+                f"this matrix lives on {self.mat.device} (its first update) but the labels "
+                f"are on {labels.device}"
+            )
+        valid = labels != self.ignore_index
         pred = pred.long()
+        out = valid & ((pred < 0) | (pred >= self.num_classes))
+        if bool(out.any()):
+            values = torch.unique(pred[out])[:5].tolist()
+            raise ValueError(
+                f"pred holds values {values} outside [0, {self.num_classes}) at labelled "
+                f"pixels; pred must be an argmax over num_classes={self.num_classes} logits"
+            )
         if self.mat is None:
             z = torch.zeros(
                 self.num_classes, self.num_classes, dtype=torch.long, device=labels.device
             )
             self.mat, self.boundary = z, z.clone()
-        valid = labels != self.ignore_index
         self.mat += self._count(pred[valid], labels[valid])
         band = boundary_band(labels, self.boundary_width, self.ignore_index)
         self.boundary += self._count(pred[band], labels[band])
@@ -83,13 +115,17 @@ class ConfusionMatrix:
         return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
     def miou(self, boundary: bool = False) -> float:
-        """Mean IoU over the classes that occur (in truth or prediction), as a fraction."""
+        """Mean IoU over the classes that occur (in truth or prediction), as a fraction;
+        NaN when no pixel was counted (e.g. an empty boundary band: one class per image)."""
         iou = self.per_class_iou(boundary)
         return float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any() else float("nan")
 
     def pixel_accuracy(self) -> float:
+        """Fraction of labelled pixels predicted right; NaN when none was counted
+        (it used to read 0.0, an accuracy nothing was measured for)."""
         m = self._matrix(False)
-        return float(m.diag().sum() / m.sum().clamp(min=1))
+        total = m.sum()
+        return float(m.diag().sum() / total) if total > 0 else float("nan")
 
     def summary(self) -> dict:
         """Percentages: miou, boundary_miou, pixel_acc, per_class_iou (list, NaN -> None)."""

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctx.metrics import ConfusionMatrix, boundary_band
 
@@ -56,3 +58,74 @@ def test_bad_input():
         cm.update(torch.zeros(1, 2, 3, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="update"):
         ConfusionMatrix(3).miou()
+
+
+@pytest.mark.parametrize(
+    "pred, match",
+    [
+        (torch.full((1, 2, 2), 3), "outside"),  # == C: would count as the next row's class
+        (torch.full((1, 2, 2), -1), "outside"),
+        (torch.full((1, 2, 2), 1.7), "integer"),  # would be truncated to 1
+        (torch.ones(1, 2, 2, dtype=torch.bool), "integer"),
+        ([[[0, 1], [2, 0]]], "torch.Tensor"),
+    ],
+)
+def test_bad_pred_is_a_clear_error(pred, match):
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match=match):
+        cm.update(pred, torch.zeros(1, 2, 2, dtype=torch.long))
+    assert cm.mat is None  # nothing was counted
+
+
+def test_pred_at_ignore_pixels_is_not_read():
+    labels = torch.tensor([[[0, 255], [1, 1]]])
+    pred = torch.tensor([[[0, 99], [1, 0]]])
+    cm = ConfusionMatrix(2)
+    cm.update(pred, labels)
+    assert cm.mat.tolist() == [[1, 0], [1, 1]]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(num_classes=0), dict(num_classes=2.0), dict(boundary_width=0)]
+)
+def test_bad_constructor_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ConfusionMatrix(**{"num_classes": 3, **kwargs})
+
+
+def test_nothing_counted_is_nan_not_zero():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 255))
+    assert math.isnan(cm.miou()) and math.isnan(cm.pixel_accuracy())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+    num_classes=st.integers(1, 5),
+    ignore_frac=st.sampled_from([0.0, 0.3, 1.0]),
+    width=st.integers(1, 3),
+    updates=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_property_metrics_are_consistent(shape, num_classes, ignore_frac, width, updates, seed):
+    """Counts add up to the labelled pixels; IoUs are in [0, 1] or NaN exactly for classes
+    absent from truth and prediction; mIoU and accuracy are NaN only when nothing was counted."""
+    g = torch.Generator().manual_seed(seed)
+    cm = ConfusionMatrix(num_classes, boundary_width=width)
+    labelled = 0
+    for _ in range(updates):
+        labels = torch.randint(0, num_classes, shape, generator=g)
+        labels[torch.rand(shape, generator=g) < ignore_frac] = 255
+        pred = torch.randint(0, num_classes, shape, generator=g)
+        cm.update(pred, labels)
+        labelled += int((labels != 255).sum())
+    assert cm.mat.sum() == labelled and cm.boundary.sum() <= labelled
+    for boundary in (False, True):
+        m = cm.boundary if boundary else cm.mat
+        iou = cm.per_class_iou(boundary)
+        occurs = (m.sum(0) + m.sum(1)) > 0
+        assert torch.equal(torch.isnan(iou), ~occurs)
+        assert ((iou[occurs] >= 0) & (iou[occurs] <= 1)).all()
+        assert math.isnan(cm.miou(boundary)) == (m.sum() == 0)
+    assert math.isnan(cm.pixel_accuracy()) == (labelled == 0)
