@@ -333,10 +333,10 @@ def test_selection_stats():
 # --------------------------------------------- the training step's sync-free selection
 
 
-def assert_nearest_ceil_k(sel, pred, labels, num_classes, k):
+def assert_nearest_ceil_k(sel, pred, labels, num_classes, k, ignore=255):
     """`sel` [B,C,H,W] against a reference from scipy's EDT, map by map: ceil(k n) pixels, the
     nearest; where the cut falls between two distances, exactly the reference's set."""
-    errors = error_maps(pred, labels, num_classes)
+    errors = error_maps(pred, labels, num_classes, ignore)
     assert not (sel & ~errors).any()
     dist = scipy_edt(errors)
     for b, c in np.ndindex(*errors.shape[:2]):
@@ -357,28 +357,30 @@ def assert_nearest_ceil_k(sel, pred, labels, num_classes, k):
 @settings(max_examples=40, deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
-    num_classes=st.integers(1, 4),
-    k=st.sampled_from([0.1, 0.3, 0.5, 0.75, 1.0]),
+    num_classes=st.sampled_from([1, 2, 3, 4, 40]),
+    k=st.sampled_from([1e-9, 0.1, 0.3, 0.5, 0.75, 1.0]),
     wrong=st.floats(0.0, 1.0),
+    ignore=st.sampled_from([255, -1]),
     seed=st.integers(0, 2**16),
     two_sorts=st.booleans(),
 )
-def test_property_selection_equals_reference(shape, num_classes, k, wrong, seed, two_sorts):
+def test_property_selection_equals_reference(shape, num_classes, k, wrong, ignore, seed, two_sorts):
     """The static-shape selection picks what a straightforward per-map sort of scipy's
-    distances picks (exactly, when no tie straddles the cut), on either sorting path."""
+    distances picks (exactly, when no tie straddles the cut), on either sorting path, for any
+    shape, classes present or absent, ignore pixels (either ignore value) and tiny k."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, shape, generator=g)
-    labels[torch.rand(shape, generator=g) < 0.1] = 255
+    labels[torch.rand(shape, generator=g) < 0.1] = ignore
     pred = torch.where(
         torch.rand(shape, generator=g) < wrong,
         torch.randint(0, num_classes, shape, generator=g),
-        labels.clamp(max=num_classes - 1),
+        labels.clamp(0, num_classes - 1),
     )
     limit = 0 if two_sorts else negatives._KEY_LIMIT
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(negatives, "_KEY_LIMIT", limit)
-        sel = boundary_negatives(pred, labels, num_classes, k=k, generator=g)
-    assert_nearest_ceil_k(sel, pred, labels, num_classes, k)
+        sel = boundary_negatives(pred, labels, num_classes, k, ignore, generator=g)
+    assert_nearest_ceil_k(sel, pred, labels, num_classes, k, ignore)
 
 
 @pytest.mark.parametrize("two_sorts", [False, True])
