@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ctx.labels import IGNORE_INDEX, check_embeddings, check_labels
 
 _EPS = 1e-12
+_RESCALE = (1e-6, 1e6)  # class means whose largest entry is outside are rescaled first
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -44,11 +45,13 @@ def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
         reduced = _all_reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
         sums, counts = reduced[:, :d], reduced[:, d].detach()
     means = sums / counts.clamp_min(1.0)[:, None]
-    # Each row over its largest entry first: F.normalize's eps would shrink a tiny mean (say
-    # 1e-20) to a vector of norm 1e-8 instead of a unit one; the direction is unchanged.
-    scale = means.detach().abs().amax(1, keepdim=True)
-    scale = torch.where(scale > 0, scale, 1.0)  # a zero row stays zero, with tame gradients
-    return F.normalize(means / scale, dim=1, eps=_EPS).to(emb.dtype), counts > 0
+    # Tiny or huge means over their largest entry first: F.normalize's eps would shrink a mean
+    # of 1e-20 to a vector of norm 1e-8, and the norm of a 1e30 one overflows to a zero anchor.
+    # Only such rows, so every other anchor (and its gradient) keeps a plain F.normalize's bits.
+    peak = means.detach().abs().amax(1, keepdim=True)
+    odd = (peak > 0) & ((peak < _RESCALE[0]) | (peak > _RESCALE[1]))
+    means = torch.where(odd, means / torch.where(odd, peak, 1.0), means)
+    return F.normalize(means, dim=1, eps=_EPS).to(emb.dtype), counts > 0
 
 
 def class_anchors(

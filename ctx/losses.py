@@ -331,7 +331,9 @@ class ContextrastLoss(nn.Module):
         if not bool(finite.all()):
             bad = [i for i, ok in enumerate(finite[:-1].tolist()) if not ok]
             what = f"embeddings {bad}" if bad else "logits"
-            raise ValueError(f"{what} contain NaN or inf values")
+            raise ValueError(
+                f"{what} contain NaN or inf values (a diverging model: lower the learning rate)"
+            )
 
     def forward(
         self, logits: torch.Tensor, embeddings: Sequence[torch.Tensor], labels: torch.Tensor
