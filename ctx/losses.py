@@ -325,14 +325,14 @@ class ContextrastLoss(nn.Module):
                 )
         if not self.check_inputs:
             return
-        # Any NaN/inf makes a sum non-finite; the sums cost one pass and one host sync.
         # One host sync for all of them (a sum could overflow on large finite values).
         finite = torch.stack([torch.isfinite(t.detach()).all() for t in [*embeddings, logits]])
         if not bool(finite.all()):
             bad = [i for i, ok in enumerate(finite[:-1].tolist()) if not ok]
             what = f"embeddings {bad}" if bad else "logits"
             raise ValueError(
-                f"{what} contain NaN or inf values (a diverging model: lower the learning rate)"
+                f"{what} contain NaN or inf values (in training, often a diverging model: "
+                f"lower the learning rate)"
             )
 
     def forward(

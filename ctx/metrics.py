@@ -121,8 +121,8 @@ class ConfusionMatrix:
         return float(iou[~iou.isnan()].mean()) if (~iou.isnan()).any() else float("nan")
 
     def pixel_accuracy(self) -> float:
-        """Fraction of labelled pixels predicted right; NaN when none was counted
-        (it used to read 0.0, an accuracy nothing was measured for)."""
+        """Fraction of labelled pixels predicted right; **[choice]** NaN when none was counted
+        (as `miou`), not 0.0, which would read as an accuracy that was measured."""
         m = self._matrix(False)
         total = m.sum()
         return float(m.diag().sum() / total) if total > 0 else float("nan")
