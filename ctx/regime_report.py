@@ -37,7 +37,7 @@ def write_report(results_dir: Path, command: str) -> dict:
     with locked(final_path):
         data = _load(final_path)
         data["command"] = data.get("command", command)
-        data["default_regime"] = choose_default(tuning)
+        data["default_regime"] = choose_default(tuning, data["runs"])
         data["chosen"] = {r: chosen_setting(tuning, r) for r in REGIMES}
         data["regimes"] = {
             r.name: {"why": r.why, "overrides": r.overrides} for r in REGIMES.values()
@@ -68,12 +68,12 @@ def _interval(p: dict | None) -> str:
     return f"{p['mean']:+.2f}{ci} (n={p['n']})"
 
 
-def tuning_table(tuning: list[dict]) -> list[str]:
+def tuning_table(tuning: list[dict], finals: list[dict]) -> list[str]:
     """Validation mIoU per regime: CE and each (alpha, warm-up), mean over the tuning seeds."""
     head = [f"α={a:g}, w={w:g}" for a in ALPHAS for w in WARMUPS]
     lines = [
         "| regime | CE | " + " | ".join(head) + " | chosen | Δ val (chosen − CE) | "
-        "CE ≤ 10 CPU min ≥ 60 %? |",
+        "eligible as default? |",
         "|---|---|" + "---|" * len(head) + "---|---|---|",
     ]
     for name in REGIMES:
@@ -91,13 +91,11 @@ def tuning_table(tuning: list[dict]) -> list[str]:
         c = chosen_setting(tuning, name)
         chosen = "–" if c is None else f"α={c['alpha']:g}, w={c['warmup']:g}"
         delta = "–" if c is None else f"{c['val_delta']:+.2f}"
-        e = eligible(tuning, name)
-        gate = (
-            f"{'yes' if e['eligible'] else 'no'} ({_f(e['ce_val_miou'], '.1f')} %, "
-            f"{_f(e['ce_cpu_seconds'] / 60, '.1f')} min)"
-        )
+        e = eligible(tuning, finals, name)
+        verdict = ("yes" if e["eligible"] else "no") if e["decided"] else "not yet"
+        gate = f"{verdict} (cost ×{_f(e['cost_ratio'])}, CE val {_f(e['ce_val_miou'], '.1f')} %)"
         if not tuning_complete(tuning, name):
-            gate += ", incomplete"
+            gate += ", tuning incomplete"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {chosen} | {delta} | {gate} |")
     return lines
 
@@ -172,7 +170,7 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
         f"{', '.join(map(str, TUNE_SEEDS))}; w = CE-only fraction of the steps)",
         "",
     ]
-    parts += tuning_table(tuning)
+    parts += tuning_table(tuning, finals)
     parts += ["", "## Phase 2: CE vs Contextrast on the frozen test scenes", ""]
     parts += final_table(finals)
     parts += [

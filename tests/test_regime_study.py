@@ -70,27 +70,52 @@ def test_chosen_setting_waits_for_every_run():
     assert chosen_setting(rows, "default") is not None
 
 
-def test_eligibility_needs_cpu_time_and_ce_level():
-    ok = _tuning_rows("default", {0: 65.0, 1: 61.0}, {})
-    assert eligible(ok, "default")["eligible"]
-    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 50.0}, {}), "x")["eligible"]  # mean 57.5
-    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 65.0}, {}, seconds=601), "x")["eligible"]
-    assert not eligible(_tuning_rows("x", {0: 65.0, 1: 65.0}, {}, device="cuda"), "x")["eligible"]
+def _ce_finals(regime, vals):
+    return [
+        {"phase": "final", "regime": regime, "variant": "ce", "seed": s, "val_miou": v, "miou": v}
+        for s, v in enumerate(vals)
+    ]
+
+
+def _steps(rows, steps):
+    return [{**r, "steps": steps} for r in rows]
+
+
+def test_eligibility_needs_a_cheap_ce_run_that_reaches_60_percent():
+    tuning = _steps(_tuning_rows("default", {0: 60.0, 1: 60.0}, {}, seconds=200.0), 2000)
+    tuning += _steps(_tuning_rows("scarce", {0: 50.0, 1: 50.0}, {}, seconds=260.0), 2000)
+    tuning += _steps(_tuning_rows("res128", {0: 50.0, 1: 50.0}, {}, seconds=800.0), 2000)
+    finals = _ce_finals("default", [78, 79, 77, 80, 78]) + _ce_finals("scarce", [61, 59] * 2)
+    e = eligible(tuning, finals, "default")
+    assert e == {"cost_ratio": 1.0, "ce_val_miou": 78.4, "eligible": True, "decided": True}
+    e = eligible(tuning, finals, "scarce")  # 4 of 5 CE finals: quality not known yet
+    assert e["cost_ratio"] == pytest.approx(1.3) and not e["decided"] and not e["eligible"]
+    finals += _ce_finals("scarce", [0] * 5)[4:]
+    e = eligible(tuning, finals, "scarce")
+    assert e["decided"] and not e["eligible"]  # mean 48 % < 60 %
+    e = eligible(tuning, finals, "res128")  # 4x the cost: decided without any final run
+    assert e["cost_ratio"] == pytest.approx(4.0) and e["decided"] and not e["eligible"]
+    gpu = _steps(_tuning_rows("crowded", {0: 70.0, 1: 70.0}, {}, device="cuda"), 2000)
+    assert not eligible(tuning + gpu, finals, "crowded")["decided"]  # no CPU cost measured
 
 
 def test_choose_default_by_validation_gain_among_eligible(monkeypatch):
-    monkeypatch.setattr(
-        regime_study, "REGIMES", {k: REGIMES[k] for k in ("default", "scarce", "res128")}
-    )
+    regimes = {k: REGIMES[k] for k in ("default", "scarce", "res128")}
+    monkeypatch.setattr(regime_study, "REGIMES", regimes)
     rows = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(70.5))  # +0.5
     rows += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0))  # +2.0
-    rows += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=900)  # too slow
-    assert choose_default(rows) == "scarce"
-    assert choose_default(rows[:-1]) is None  # one regime's tuning incomplete
+    rows += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=1200.0)
+    rows = _steps(rows, 2000)  # res128: 4x the default's CPU seconds per step: too costly
+    finals = _ce_finals("default", [78] * 5) + _ce_finals("scarce", [65] * 5)
+    assert choose_default(rows, finals) == "scarce"
+    assert choose_default(rows[:-1], finals) is None  # one regime's tuning incomplete
+    assert choose_default(rows, finals[:-1]) is None  # scarce's gate not decided yet
+    low = _ce_finals("default", [78] * 5) + _ce_finals("scarce", [55] * 5)
+    assert choose_default(rows, low) == "default"  # scarce's CE too weak for a tutorial
     worse = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(69.0))
     worse += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(60.0))
-    worse += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=900)
-    assert choose_default(worse) == "default"  # no eligible regime gains: keep today's
+    worse += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=1200.0)
+    assert choose_default(_steps(worse, 2000), finals) == "default"  # no gain: keep today's
 
 
 def test_paired_interval_matches_scipy():
@@ -152,7 +177,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(regime_report, "ALPHAS", (0.1,))
     monkeypatch.setattr(regime_study, "FINAL_SEEDS", (0, 1))
     monkeypatch.setattr(regime_report, "FINAL_SEEDS", (0, 1))
-    monkeypatch.setattr(regime_study, "MAX_TUNE_CPU_SECONDS", 1e9)
+    monkeypatch.setattr(regime_study, "MAX_COST_RATIO", 1e9)
     monkeypatch.setattr(regime_study, "MIN_CE_VAL_MIOU", 0.0)
     monkeypatch.setattr(
         "ctx.variants.evaluate_on_test", lambda model, cfg, n=None: _tiny_test(model, cfg)
