@@ -6,12 +6,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def _file_mode() -> int:
+    """The mode open() gives a new file (0o666 less the umask); mkstemp's is 0o600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _atomic(path: Path, write) -> Path:
@@ -23,6 +32,7 @@ def _atomic(path: Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,7 +81,9 @@ def _nan_to_none(x: Any) -> Any:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """torch.load(weights_only=True) with errors that say what to do."""
+    """torch.load(weights_only=True) with errors that say what to do. A file we can't read
+    (permissions) is told apart from a damaged one; only the latter is worth deleting. torch's
+    own advice to retry with weights_only=False is never passed on: that runs the file's code."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -79,9 +91,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except IsADirectoryError as e:
+        raise ValueError(f"checkpoint {path} is a folder, not a file: point to another file") from e
+    except OSError as e:  # permissions, an I/O error: the file itself may be fine
+        raise ValueError(
+            f"can't read checkpoint {path} ({e.strerror or type(e).__name__}): fix its "
+            f"permissions or point to another file"
+        ) from e
     except Exception as e:  # truncated zip, pickle garbage, wrong file type
         raise ValueError(
-            f"checkpoint {path} is corrupt or not a ctx checkpoint ({type(e).__name__}: {e}); "
+            f"checkpoint {path} is corrupt or not a ctx checkpoint ({_why_unloadable(path, e)}); "
             f"delete it and train again, or point to another file"
         ) from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
@@ -89,6 +108,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is not a ctx checkpoint (no 'model'/'config' entries); point to another file"
         )
     return ckpt
+
+
+def _why_unloadable(path: Path, error: Exception) -> str:
+    """A short, safe reason a checkpoint failed to load (torch's text suggests weights_only=False,
+    which would execute whatever the file holds)."""
+    if not zipfile.is_zipfile(path):
+        return "not a torch zip archive: truncated, or another kind of file"
+    if isinstance(error, pickle.UnpicklingError):
+        return "holds objects other than tensors and plain data, which are not loaded"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return "damaged archive: " + first if "weights_only" not in first else "damaged archive"
 
 
 def read_json(path: str | Path) -> Any:

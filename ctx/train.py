@@ -12,15 +12,24 @@ an uninterrupted one would. Taught in notebooks 01 and 04.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
 import json
+import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -28,10 +37,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from ctx.io import load_checkpoint, read_json, save_checkpoint, write_json
+from ctx.io import load_checkpoint, save_checkpoint, write_json
 from ctx.labels import IGNORE_INDEX
 from ctx.metrics import ConfusionMatrix
 from ctx.model import ModelConfig, SegmentationNet, build_model
+from ctx.validation import ConfigError, Rule, field_types, inert_fields, show, validate
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -135,6 +145,148 @@ class TrainConfig:
             augment=split == "train",
             digits_per_class=self.train_digits_per_class if split == "train" else None,
         )
+
+
+def _contrast_only(c) -> str | None:
+    return None if c.loss == "contextrast" else "it only acts with loss contextrast"
+
+
+def _fusion_only(c) -> str | None:
+    return _contrast_only(c) or (None if c.fusion else "it only acts with fusion on")
+
+
+def _bane_only(c) -> str | None:
+    return _contrast_only(c) or (
+        None if c.negatives == "bane" else "it only acts with negatives bane"
+    )
+
+
+def _digits_only(c) -> str | None:
+    return None if c.dataset == "digits" else "it only acts on the digits dataset"
+
+
+def _benchmark_only(c) -> str | None:
+    return None if c.dataset != "digits" else "digit scenes are generated, not read from a folder"
+
+
+def _resnet_only(c) -> str | None:
+    return None if c.arch == "resnet" else "only arch resnet has blocks"
+
+
+def _steps_only(c) -> str | None:
+    return None if c.epochs is None else "epochs sets the length of the run"
+
+
+# One rule per TrainConfig field (a new field needs a line here; tests/test_train.py checks):
+# the type comes from the annotation; bounds, choices, the fix to suggest, when it does nothing.
+RULES: dict[str, Rule] = {
+    "loss": Rule("ce: cross-entropy only; contextrast: CE + alpha * PA", choices=("ce", "contextrast")),
+    "negatives": Rule("PA negatives: bane (next to wrong regions) or random", choices=("bane", "random"), inert=_contrast_only),
+    "fusion": Rule("fuse each stage's anchors with the last stage's", inert=_contrast_only),
+    "stages": Rule("stage indices in the PA sum (unset: all)", ge=0, inert=_contrast_only),
+    "tau": Rule("InfoNCE temperature", gt=0, inert=_contrast_only),
+    "alpha": Rule("weight of the PA term", ge=0, inert=_contrast_only),
+    "stage_weights": Rule("PA weight per stage, one per --widths entry", ge=0, inert=_contrast_only),
+    "w_l": Rule("fusion weight of the lower stage (w_l + w_h = 1)", ge=0, le=1, inert=_fusion_only),
+    "w_h": Rule("fusion weight of the last stage (w_l + w_h = 1)", ge=0, le=1, inert=_fusion_only),
+    "k": Rule("fraction of boundary pixels BANE keeps", gt=0, le=1, inert=_bane_only),
+    "fill": Rule("top hard negatives up with random ones", inert=_contrast_only),
+    "max_positives": Rule("positives sampled per anchor and process", ge=1, inert=_contrast_only),
+    "max_negatives": Rule("negatives per anchor and process", ge=1, inert=_contrast_only),
+    "detach_anchors": Rule("no gradient through the anchors", inert=_contrast_only),
+    "warmup_steps": Rule("CE-only steps before the PA term starts", ge=0, inert=_contrast_only),
+    "dataset": Rule("digits (shipped) or a benchmark in --data-root", choices=("digits", "cityscapes", "camvid")),
+    "data_root": Rule("folder holding cityscapes or camvid", inert=_benchmark_only),
+    "image_size": Rule("side of the square training images, px", ge=1),
+    "train_scenes": Rule("digit scenes to train on", ge=1, inert=_digits_only),
+    "val_scenes": Rule("digit scenes to validate on", ge=1, inert=_digits_only),
+    "data_seed": Rule("seed of the digit scenes", ge=0, inert=_digits_only),
+    "min_digits": Rule("fewest digits per scene", ge=0, inert=_digits_only),
+    "max_digits": Rule("most digits per scene", ge=0, inert=_digits_only),
+    "max_overlap": Rule("fraction of a digit's strokes that may cover others", ge=0, le=1, inert=_digits_only),
+    "touching": Rule("chance a digit is placed against an earlier one", ge=0, le=1, inert=_digits_only),
+    "distractors": Rule("most digit fragments per scene, labelled background", ge=0, inert=_digits_only),
+    "train_digits_per_class": Rule("digit images per class the training scenes draw from; unset: all 350", ge=1, le=350, inert=_digits_only),
+    "arch": Rule("encoder: plain (CPU) or resnet", choices=("plain", "resnet")),
+    "widths": Rule("channels per encoder stage, one stage each", ge=1),
+    "blocks": Rule("residual blocks per stage (resnet)", ge=1, inert=_resnet_only),
+    "embed_dim": Rule("embedding size of the projection heads", ge=1),
+    "max_steps": Rule("training steps", ge=1, inert=_steps_only),
+    "epochs": Rule("train this many epochs instead of --max-steps", ge=1, fix="leave it unset to train --max-steps"),
+    "batch_size": Rule("global batch, split over processes", ge=1),
+    "lr": Rule("peak learning rate (OneCycle)", gt=0),
+    "weight_decay": Rule("AdamW weight decay", ge=0),
+    "pct_start": Rule("OneCycle warm-up fraction", gt=0, lt=1),
+    "bf16": Rule("bf16 autocast (CUDA only)"),
+    "seed": Rule("seed of weights, batch order and sampling", ge=0),
+    "device": Rule("auto, cpu, cuda, cuda:N or mps"),
+    "out": Rule("run folder (checkpoint.pt, history.json)"),
+    "eval_every": Rule("validate every N epochs (and at the end)", ge=1),
+    "threads": Rule("CPU threads (unset: PyTorch's default)", ge=1, fix="leave it unset for PyTorch's default"),
+    "num_workers": Rule("DataLoader worker processes", ge=0),
+    "progress": Rule("show a progress bar"),
+}  # fmt: skip
+
+
+def _num_stages(c) -> int:
+    return len(c.widths)
+
+
+def _check_stages(c, name) -> str | None:
+    n = _num_stages(c)
+    if c.arch == "resnet" and len(c.blocks) != n:
+        return f"{name('blocks')} has {len(c.blocks)} entries but {name('widths')} has {n}: give one per stage"
+    if c.loss != "contextrast":
+        return None
+    if len(c.stage_weights) != n:
+        return (
+            f"{name('stage_weights')} has {len(c.stage_weights)} weights but the model has {n} "
+            f"stages ({name('widths')} {show(c.widths)}): give {n} weights, one per stage"
+        )
+    if c.stages is not None and (len(set(c.stages)) != len(c.stages) or max(c.stages) >= n):
+        return f"{name('stages')} must be distinct stage indices from 0 to {n - 1} (the model has {n} stages), got {show(c.stages)}"
+    if c.fusion and abs(c.w_l + c.w_h - 1.0) > 1e-6:
+        return f"{name('w_l')} + {name('w_h')} must be 1, got {c.w_l} + {c.w_h}"
+    return None
+
+
+def _check_sizes(c, name) -> str | None:
+    n = _num_stages(c)
+    stride = 2 ** (n + 1 if c.arch == "resnet" else n)
+    if c.image_size < stride:
+        return (
+            f"{name('image_size')} {c.image_size} is smaller than the last stage's stride "
+            f"({stride} px for {n} stages of arch {c.arch}): use at least {stride}"
+        )
+    if c.min_digits > c.max_digits:
+        return f"{name('min_digits')} {c.min_digits} is above {name('max_digits')} {c.max_digits}: raise the maximum or lower the minimum"
+    if c.dataset == "digits" and c.batch_size > c.train_scenes:
+        return (
+            f"{name('train_scenes')} {c.train_scenes} gives no full batch of {name('batch_size')} "
+            f"{c.batch_size}: use more scenes or a smaller batch"
+        )
+    return None
+
+
+def _check_place(c, name) -> str | None:
+    if c.dataset != "digits" and c.data_root is None:
+        return (
+            f"{name('dataset')} {c.dataset} needs {name('data_root')} PATH, a folder you already "
+            f"have (configs/README.md shows the layout; nothing is downloaded)"
+        )
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c.device):
+        return f"{name('device')} must be auto, cpu, cuda, cuda:N or mps, got {c.device!r}"
+    return None
+
+
+CHECKS = (_check_stages, _check_sizes, _check_place)
+
+
+def validate_config(cfg: TrainConfig, name: Callable[[str], str] = str) -> TrainConfig:
+    """Raise ConfigError (a ValueError) naming the first bad setting and its fix; return cfg.
+    `name(field)` is how messages call a field (the CLI passes its flags)."""
+    validate(cfg, RULES, CHECKS, name)
+    return cfg
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -260,10 +412,15 @@ def load_model(
 
 def config_from_dict(d: dict) -> TrainConfig:
     """A TrainConfig from a JSON dict (lists become tuples; unknown keys are an error)."""
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(names)}")
+    names = [f.name for f in fields(TrainConfig)]
+    for key in d:
+        if key not in names:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}{hint}: the keys are TrainConfig's fields, the "
+                f"flags of python -m ctx.train --help without the dashes"
+            )
     return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -282,19 +439,92 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message says what was saved and how to resume."""
+
+
+FLUSH_EVERY = 20  # steps between reading the losses back from the device (one sync each time)
+
+
+def _check_out(out: Path) -> None:
+    """Fail now, not after an epoch, when `out` can't hold the run."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"can't write to --out {out} ({e.strerror or e}): choose a folder you can write to"
+        ) from e
+
+
+def _resumable(out: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
+    """The checkpoint in `out` if it was trained with these settings (None if there is none)."""
+    if not (out / CHECKPOINT).exists():
+        return None
+    ckpt = load_checkpoint(out / CHECKPOINT, map_location=device)
+    bad = config_mismatch(ckpt["config"], cfg)
+    if bad:
+        raise ValueError(
+            f"{out / CHECKPOINT} was trained with other settings ({'; '.join(bad)}); "
+            f"use another --out, or delete that folder to start again"
+        )
+    return ckpt
+
+
+@contextlib.contextmanager
+def _deferred_interrupt(announce: bool) -> Iterator[threading.Event]:
+    """While active, a first Ctrl-C only sets the yielded event (the loop stops at the next step
+    boundary and saves); a second one raises KeyboardInterrupt at once. Outside the main thread
+    signals can't be caught and Ctrl-C raises as usual."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if announce:
+            os.write(
+                2, b"\nCtrl-C: stopping after this step to save it (again: stop now, unsaved)\n"
+            )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
 def train(
     cfg: TrainConfig, on_epoch_end: Callable[[torch.nn.Module, dict], None] | None = None
 ) -> dict:
     """Train (or resume, or just load a finished run) and return
     {"model", "history", "checkpoint", "config"}. `on_epoch_end(model, entry)` runs on rank 0
-    after each evaluation, e.g. to snapshot anchors."""
+    after each evaluation, e.g. to snapshot anchors.
+
+    The config is checked first (ConfigError names the bad setting). Ctrl-C finishes the step
+    it interrupts, saves, and raises `Interrupted`; running again resumes exactly."""
+    validate_config(cfg)
     rank, world, device = _dist_setup(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} must be divisible by the {world} processes"
+        )
     if cfg.bf16 and device.type != "cuda":
-        raise ValueError("--bf16 autocast is for CUDA devices only; drop it on cpu/mps")
+        raise ValueError(f"--bf16 autocast is for CUDA devices only, not {device}: drop --bf16")
+    if cfg.data_root is not None and cfg.dataset != "digits" and not Path(cfg.data_root).is_dir():
+        raise ValueError(f"--data-root {cfg.data_root} is not a folder: point it at your data")
+    out = Path(cfg.out)
+    if rank == 0:
+        _check_out(out)
+    ckpt = _resumable(out, cfg, device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     train_set, val_set, num_classes = make_datasets(cfg)
     per_rank = cfg.batch_size // world
@@ -312,8 +542,11 @@ def train(
     )
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training images give no full batch of {cfg.batch_size}")
-    max_steps = cfg.epochs * steps_per_epoch if cfg.epochs else cfg.max_steps
+        raise ValueError(
+            f"{len(train_set)} training images give no full batch of {cfg.batch_size}: "
+            f"lower --batch-size"
+        )
+    max_steps = cfg.epochs * steps_per_epoch if cfg.epochs is not None else cfg.max_steps
 
     model = build_model(cfg.model_config(), num_classes).to(device)
     loss_fn = make_loss(cfg, num_classes)
@@ -322,21 +555,17 @@ def train(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=max_steps, pct_start=cfg.pct_start
     )
-    out = Path(cfg.out)
     # Wall seconds and this process's CPU seconds spent training (evaluation excluded); the CPU
     # seconds are what a step costs on a dedicated core, whatever else the machine runs.
     step, history, train_seconds, cpu_seconds = 0, [], 0.0, 0.0
-    if (out / CHECKPOINT).exists():
-        ckpt = load_checkpoint(out / CHECKPOINT, map_location=device)
-        bad = config_mismatch(ckpt["config"], cfg)
-        if bad:
-            raise ValueError(
-                f"{out / CHECKPOINT} was trained with other settings ({'; '.join(bad)}); "
-                f"use another --out, or delete that folder to start again"
-            )
+    sums: dict[str, float] = {}  # running sums of the losses since the last evaluation
+    count = 0
+    saved_step = None  # the step of the checkpoint on disk
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         step, history, train_seconds = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
         cpu_seconds = ckpt.get("train_cpu_seconds", 0.0)
+        saved_step = step
         if ckpt["max_steps"] != max_steps:
             state = "a finished" if step >= ckpt["max_steps"] else "an unfinished"
             raise ValueError(
@@ -346,6 +575,19 @@ def train(
         if step < max_steps:
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+            sums, count = (
+                dict(ckpt.get("running", {}).get("sums", {})),
+                ckpt.get("running", {}).get("count", 0),
+            )
+            threads = ckpt.get("threads")
+            if threads is not None and threads != torch.get_num_threads():
+                warnings.warn(
+                    f"{out} was trained with {threads} threads and resumes with "
+                    f"{torch.get_num_threads()}: results depend on the thread count, so it may "
+                    f"not end bit-identical to an uninterrupted run (use --threads {threads})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
     ddp = world > 1
     net = model
@@ -358,6 +600,7 @@ def train(
         )
 
     def checkpoint() -> None:
+        nonlocal saved_step
         if rank == 0:
             save_checkpoint(
                 {
@@ -369,6 +612,8 @@ def train(
                     "history": history,
                     "train_seconds": train_seconds,
                     "train_cpu_seconds": cpu_seconds,
+                    "running": {"sums": sums, "count": count},  # losses since the last evaluation
+                    "threads": torch.get_num_threads(),
                     "config": json.loads(json.dumps(asdict(cfg))),
                     "num_classes": num_classes,
                     "world_size": world,
@@ -376,8 +621,43 @@ def train(
                 out / CHECKPOINT,
             )
             write_json({"config": asdict(cfg), "history": history}, out / HISTORY)
+        saved_step = step
         if ddp:
             dist.barrier()
+
+    # The losses stay on the device and are read back every FLUSH_EVERY steps and before each
+    # evaluation or save: one sync then, not one per step. Summed on the host in float64, in
+    # step order, exactly as a per-step float() would.
+    pending: list[torch.Tensor] = []
+
+    def flush() -> None:
+        nonlocal count
+        if not pending:
+            return
+        rows = torch.stack(pending).cpu().tolist()
+        first = step - len(rows) + 1
+        pending.clear()
+        for i, (loss, ce, pa) in enumerate(rows):
+            if not math.isfinite(loss):
+                where = "" if saved_step is None else f" (step {saved_step})"
+                raise FloatingPointError(
+                    f"non-finite loss {loss} at step {first + i}: lower --lr or --alpha, or "
+                    f"check the data; the last checkpoint{where} is kept"
+                )
+            sums["ce"] = sums.get("ce", 0.0) + ce
+            sums["pa"] = sums.get("pa", 0.0) + pa
+            sums["loss"] = sums.get("loss", 0.0) + loss
+            count += 1
+
+    def stop_requested() -> bool:
+        """Whether Ctrl-C asked to stop; under DDP every process agrees (checked at flushes)."""
+        if not ddp:
+            return stop.is_set()
+        if step % FLUSH_EVERY and step % steps_per_epoch and step < max_steps:
+            return False
+        flag = torch.tensor(float(stop.is_set()), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     model.train()
     bar = tqdm(
@@ -387,81 +667,111 @@ def train(
         disable=not cfg.progress or rank != 0,
         dynamic_ncols=True,
     )
-    sums: dict[str, float] = {}
-    count = 0
-    try:
-        while step < max_steps:
-            epoch, offset = divmod(step, steps_per_epoch)
-            sampler.set_epoch(epoch)
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            tic, cpu_tic = time.perf_counter(), time.process_time()
-            for images, labels in islice(loader, offset, steps_per_epoch):
-                images, labels = (
-                    images.to(device, non_blocking=True),
-                    labels.to(device, non_blocking=True),
+    phase = "load"  # where an interrupt lands: "load" (between steps), "step", "eval"
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    with _deferred_interrupt(announce=rank == 0) as stop:
+        try:
+            while step < max_steps and not stop_requested():
+                epoch, offset = divmod(step, steps_per_epoch)
+                sampler.set_epoch(epoch)
+                if hasattr(train_set, "set_epoch"):
+                    train_set.set_epoch(epoch)
+                tic, cpu_tic = time.perf_counter(), time.process_time()
+                for images, labels in islice(loader, offset, steps_per_epoch):
+                    if stop_requested():
+                        break
+                    phase = "step"
+                    images, labels = (
+                        images.to(device, non_blocking=True),
+                        labels.to(device, non_blocking=True),
+                    )
+                    contrast = cfg.loss != "ce" and step >= cfg.warmup_steps
+                    fn = loss_fn if contrast else ce_fn
+                    if hasattr(fn, "reseed"):
+                        fn.reseed(cfg.seed * 1_000_003 + step * world + rank)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                        out_net = net(images, return_embeddings=contrast)
+                        logits, embeddings = out_net if contrast else (out_net, None)
+                        total, parts = fn(
+                            logits.float(), embeddings and [e.float() for e in embeddings], labels
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    pending.append(torch.stack([total.detach(), parts["ce"], parts["pa"]]))
+                    phase = "load"
+                    bar.update(1)
+                    if step % FLUSH_EVERY == 0:
+                        flush()
+                        bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
+                    if step >= max_steps:
+                        break
+                train_seconds += time.perf_counter() - tic
+                cpu_seconds += time.process_time() - cpu_tic
+                tic, cpu_tic = time.perf_counter(), time.process_time()
+                flush()
+                epoch_done = step % steps_per_epoch == 0
+                if (
+                    epoch_done and (step // steps_per_epoch) % cfg.eval_every == 0
+                ) or step >= max_steps:
+                    phase = "eval"
+                    val = evaluate(model, val_set, device, num_classes, rank=rank, world=world)
+                    entry = {
+                        "epoch": step / steps_per_epoch,
+                        "step": step,
+                        "train_seconds": round(train_seconds, 2),
+                        "train_cpu_seconds": round(cpu_seconds, 2),
+                        "lr": sched.get_last_lr()[0],
+                        "train": {k: v / max(count, 1) for k, v in sums.items()},
+                        "val": {k: val[k] for k in ("miou", "boundary_miou", "pixel_acc")},
+                        "val_per_class_iou": val["per_class_iou"],
+                    }
+                    history.append(entry)
+                    sums, count = {}, 0
+                    if rank == 0:
+                        tqdm.write(
+                            f"step {step:5d} | epoch {entry['epoch']:5.1f} | loss {entry['train'].get('loss', 0):.3f}"
+                            f" | val mIoU {val['miou']:5.1f} % | boundary {val['boundary_miou']:5.1f} %"
+                            f" | {train_seconds / 60:5.1f} min"
+                        )
+                        sys.stdout.flush()
+                        if on_epoch_end is not None:
+                            on_epoch_end(model, entry)
+                    checkpoint()
+                    phase = "load"
+                elif stop.is_set():
+                    checkpoint()  # mid-epoch: the finished steps, their time and losses
+            if stop.is_set() and step < max_steps:
+                raise Interrupted(
+                    f"interrupted at step {step} of {max_steps}: saved {out / CHECKPOINT}; "
+                    f"run the same command to resume"
                 )
-                contrast = cfg.loss != "ce" and step >= cfg.warmup_steps
-                fn = loss_fn if contrast else ce_fn
-                if hasattr(fn, "reseed"):
-                    fn.reseed(cfg.seed * 1_000_003 + step * world + rank)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    out_net = net(images, return_embeddings=contrast)
-                    logits, embeddings = out_net if contrast else (out_net, None)
-                    total, parts = fn(
-                        logits.float(), embeddings and [e.float() for e in embeddings], labels
-                    )
-                if not torch.isfinite(total):
-                    raise FloatingPointError(
-                        f"non-finite loss {total.item()} at step {step}: lower --lr or "
-                        f"--alpha, or check the data; the last checkpoint is kept"
-                    )
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                for key in ("ce", "pa"):
-                    sums[key] = sums.get(key, 0.0) + float(parts[key].detach())
-                sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
-                count += 1
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
-                if step >= max_steps:
-                    break
-            train_seconds += time.perf_counter() - tic
-            cpu_seconds += time.process_time() - cpu_tic
-            epoch_done = step % steps_per_epoch == 0
-            if (
-                epoch_done and (step // steps_per_epoch) % cfg.eval_every == 0
-            ) or step >= max_steps:
-                val = evaluate(model, val_set, device, num_classes, rank=rank, world=world)
-                entry = {
-                    "epoch": step / steps_per_epoch,
-                    "step": step,
-                    "train_seconds": round(train_seconds, 2),
-                    "train_cpu_seconds": round(cpu_seconds, 2),
-                    "lr": sched.get_last_lr()[0],
-                    "train": {k: v / max(count, 1) for k, v in sums.items()},
-                    "val": {k: val[k] for k in ("miou", "boundary_miou", "pixel_acc")},
-                    "val_per_class_iou": val["per_class_iou"],
-                }
-                history.append(entry)
-                sums, count = {}, 0
-                if rank == 0:
-                    tqdm.write(
-                        f"step {step:5d} | epoch {entry['epoch']:5.1f} | loss {entry['train'].get('loss', 0):.3f}"
-                        f" | val mIoU {val['miou']:5.1f} % | boundary {val['boundary_miou']:5.1f} %"
-                        f" | {train_seconds / 60:5.1f} min"
-                    )
-                    sys.stdout.flush()
-                    if on_epoch_end is not None:
-                        on_epoch_end(model, entry)
+        except Interrupted:
+            bar.close()
+            raise
+        except KeyboardInterrupt as e:
+            bar.close()
+            if phase == "load":  # between steps: everything is consistent, keep it
+                train_seconds += time.perf_counter() - tic
+                cpu_seconds += time.process_time() - cpu_tic
+                flush()
                 checkpoint()
-    except KeyboardInterrupt:  # keep what was trained: running again resumes from here
-        checkpoint()
-        raise
+                raise Interrupted(
+                    f"interrupted at step {step} of {max_steps}: saved {out / CHECKPOINT}; "
+                    f"run the same command to resume"
+                ) from e
+            kept = (
+                f"{out / CHECKPOINT} (step {saved_step}) is kept"
+                if saved_step is not None
+                else "nothing was saved"
+            )
+            what = f"inside step {step + 1}" if phase == "step" else f"while evaluating step {step}"
+            raise Interrupted(
+                f"interrupted {what}, which is discarded; {kept}: run the same command to "
+                f"{'resume' if saved_step is not None else 'start again'}"
+            ) from e
     bar.close()
     if ddp:
         dist.barrier()
@@ -477,6 +787,7 @@ def train(
 def train_or_load(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
     """Notebook helper (check, then train or load): load `cfg.out` if it holds this finished
     run, otherwise train (resuming what is there)."""
+    validate_config(cfg)
     path = Path(cfg.out) / CHECKPOINT
     if path.exists():
         ckpt = load_checkpoint(path, map_location="cpu")
@@ -494,44 +805,134 @@ def train_or_load(cfg: TrainConfig, device: str | torch.device | None = None) ->
     return train(cfg)
 
 
+# ------------------------------------------------------------------------------------------ CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not the (long) usage
+        self.exit(2, f"error: {message} (python -m ctx.train --help lists the flags)\n")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _default_text(value) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m ctx.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--config", type=Path, help="JSON file of TrainConfig fields (flags override it)"
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON object of TrainConfig fields; flags override it (default: none)",
     )
+    types = field_types(TrainConfig)
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = argparse.SUPPRESS
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif "tuple" in str(f.type):
-            elem = float if "float" in str(f.type) else int
-            p.add_argument(flag, type=elem, nargs="+", default=default, metavar="N")
+        rule, ftype = RULES[f.name], types[f.name]
+        extra = f"; choices: {', '.join(rule.choices)}" if rule.choices else ""
+        help_ = f"{rule.help} (default: {_default_text(f.default)}{extra})".replace("%", "%%")
+        kw = {"default": argparse.SUPPRESS, "help": help_}
+        if ftype.kind is bool:
+            p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+        elif ftype.kind is tuple:
+            p.add_argument(_flag(f.name), type=ftype.elem, nargs="+", metavar="N", **kw)
+        elif rule.choices:
+            p.add_argument(_flag(f.name), choices=rule.choices, **kw)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
-            p.add_argument(flag, type=kind, default=default)
+            metavar = {int: "N", float: "X"}.get(ftype.kind, "TEXT")
+            p.add_argument(_flag(f.name), type=ftype.kind, metavar=metavar, **kw)
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """CLI flags (and an optional --config JSON) -> TrainConfig."""
+def _read_config_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path} is a folder, not a JSON file") from None
+    except OSError as e:
+        raise ConfigError(f"--config {path} can't be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not a text file: give a JSON file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"--config {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"--config {path} must hold a JSON object of TrainConfig fields, got a "
+            f"{type(data).__name__}"
+        )
+    try:
+        config_from_dict(data)  # unknown keys; the values are checked with the flags
+    except ConfigError as e:
+        raise ConfigError(f"--config {path}: {e}") from None
+    return data
+
+
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, set[str], Callable[[str], str]]:
+    """(config, the fields the user set, how to name a field in a message)."""
     args = vars(_parser().parse_args(argv))
-    base = read_json(args.pop("config")) if args.get("config") else {}
-    args.pop("config", None)
-    return config_from_dict({**base, **args})
+    path = args.pop("config", None)
+    base = _read_config_file(path) if path else {}
+    cfg = config_from_dict({**base, **args})
+
+    def name(field: str) -> str:
+        if field in base and field not in args:
+            return f"{field} (in {path})"
+        return _flag(field)
+
+    return validate_config(cfg, name), set(base) | set(args), name
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """CLI flags (and an optional --config JSON) -> a checked TrainConfig (ConfigError if bad)."""
+    return _parse(argv)[0]
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(argv)
+    """The CLI: every bad setting or file is one `error: ...` line (exit 2 for settings, 1 for
+    what only shows at run time); Ctrl-C prints one line (exit 130)."""
+    try:
+        cfg, given, name = _parse(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0:
+        for field, why in inert_fields(cfg, RULES, given):
+            print(f"warning: {name(field)} does nothing here: {why}", file=sys.stderr)
+    warnings.showwarning = _one_line_warning
     try:
         result = train(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    if int(os.environ.get("RANK", "0")) == 0:
+    except Interrupted as e:
+        if rank0:
+            print(e, file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        if rank0:
+            print("interrupted before training started: nothing was saved", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if rank0:
         last = result["history"][-1]["val"] if result["history"] else {}
         print(json.dumps({"checkpoint": str(result["checkpoint"]), **last}))
     if dist.is_initialized():
