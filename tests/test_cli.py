@@ -1,0 +1,263 @@
+"""Bad settings fail before any data are made, with one `error: ...` line that names the flag;
+flags that do nothing warn; checkpoints we can't use are described without unsafe advice."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ctx.train as ctx_train
+from ctx.io import load_checkpoint, save_checkpoint, write_json
+from ctx.train import RULES, TrainConfig, _parser, main, train, validate_config
+from ctx.validation import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# argv -> (exit code, words the one line must hold). "{tmp}" is a fresh folder with the files
+# of FILES in it.
+CASES = {
+    "out is a file": (["--out", "{tmp}/afile"], 1, ["--out", "is a file", "another --out"]),
+    "out under a file": (["--out", "{tmp}/afile/run"], 1, ["can't write to --out", "Not a directory"]),
+    "eval-every 0": (["--eval-every", "0"], 2, ["--eval-every", "integer >= 1", "got 0"]),
+    "val-scenes 0": (["--val-scenes", "0"], 2, ["--val-scenes", ">= 1"]),
+    "image-size 0": (["--image-size", "0"], 2, ["--image-size", ">= 1"]),
+    "image-size below stride": (["--image-size", "8"], 2, ["--image-size 8", "at least 16"]),
+    "embed-dim 0": (["--embed-dim", "0"], 2, ["--embed-dim", ">= 1"]),
+    "threads -2": (["--threads", "-2"], 2, ["--threads", ">= 1", "leave it unset"]),
+    "threads 0": (["--threads", "0"], 2, ["--threads", "got 0"]),
+    "epochs 0": (["--epochs", "0"], 2, ["--epochs", "got 0", "--max-steps"]),
+    "max-steps 0": (["--max-steps", "0"], 2, ["--max-steps", ">= 1", "got 0"]),
+    "data-seed -1": (["--data-seed", "-1"], 2, ["--data-seed", ">= 0", "got -1"]),
+    "lr nan": (["--lr", "nan"], 2, ["--lr", "> 0", "nan"]),
+    "lr not a number": (["--lr", "fast"], 2, ["argument --lr", "invalid float", "--help"]),
+    "unknown loss": (["--loss", "dice"], 2, ["argument --loss", "'dice'", "contextrast"]),
+    "unknown flag": (["--learning-rate", "1"], 2, ["unrecognized", "--learning-rate"]),
+    "two stage weights": (
+        ["--loss", "contextrast", "--stage-weights", "1", "2"], 2,
+        ["--stage-weights has 2 weights", "4 stages", "give 4 weights"],
+    ),
+    "three widths": (
+        ["--loss", "contextrast", "--widths", "16", "32", "64"], 2,
+        ["--stage-weights has 4 weights", "--widths", "3 stages"],
+    ),
+    "stage out of range": (["--loss", "contextrast", "--stages", "4"], 2, ["--stages", "0 to 3"]),
+    "fusion weights": (["--loss", "contextrast", "--w-l", "0.5"], 2, ["--w-l + --w-h must be 1"]),
+    "batch above scenes": (["--batch-size", "64", "--train-scenes", "32"], 2, ["no full batch"]),
+    "benchmark without root": (["--dataset", "camvid"], 2, ["--dataset camvid needs --data-root"]),
+    "benchmark root missing": (
+        ["--dataset", "camvid", "--data-root", "{tmp}/nowhere"], 1, ["--data-root", "not a folder"],
+    ),
+    "unknown device": (["--device", "tpu"], 2, ["--device", "cuda:N", "'tpu'"]),
+    "bf16 on cpu": (["--bf16", "--device", "cpu"], 1, ["--bf16", "CUDA", "drop --bf16"]),
+    "config missing": (["--config", "{tmp}/missing.json"], 2, ["--config", "no such file"]),
+    "config a folder": (["--config", "{tmp}"], 2, ["--config", "is a folder"]),
+    "config not JSON": (["--config", "{tmp}/broken.json"], 2, ["not valid JSON", "line 1"]),
+    "config not an object": (["--config", "{tmp}/list.json"], 2, ["JSON object", "got a list"]),
+    "config unknown key": (
+        ["--config", "{tmp}/typo.json"], 2, ["unknown config key 'max_step'", "'max_steps'"],
+    ),
+    "config wrong type": (["--config", "{tmp}/string.json"], 2, ["lr (in", "a number", "'fast'"]),
+    "config wrong list": (["--config", "{tmp}/widths.json"], 2, ["widths (in", "list of one or more integers"]),
+    "config bool as text": (["--config", "{tmp}/fusion.json"], 2, ["fusion (in", "true or false"]),
+}  # fmt: skip
+FILES = {
+    "afile": "",
+    "broken.json": '{"lr": 0.1',
+    "list.json": "[1, 2]",
+    "typo.json": '{"max_step": 10}',
+    "string.json": '{"lr": "fast"}',
+    "widths.json": '{"widths": 16}',
+    "fusion.json": '{"fusion": "yes"}',
+}
+TINY = ["--image-size", "32", "--train-scenes", "16", "--val-scenes", "8", "--batch-size", "8",
+        "--widths", "8", "8", "16", "16", "--embed-dim", "8", "--max-steps", "2"]  # fmt: skip
+
+
+@pytest.fixture
+def files(tmp_path):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Fail the test if a run gets as far as making its data."""
+
+    def refuse(cfg):
+        raise AssertionError("data were generated before the settings were checked")
+
+    monkeypatch.setattr(ctx_train, "make_datasets", refuse)
+
+
+def _run_main(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_is_one_error_line(case, files, no_data, capsys):
+    argv, code, words = CASES[case]
+    argv = [a.replace("{tmp}", str(files)) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(files / "run")]
+    if "--device" not in argv:
+        argv += ["--device", "cpu"]
+    got, err = _run_main(argv + ["--no-progress"], capsys)
+    lines = err.strip().splitlines()
+    assert got == code, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--eval-every", "0"], "--eval-every must be an integer >= 1"),
+        (["--config", "{tmp}/broken.json"], "is not valid JSON"),
+    ],
+)
+def test_cli_errors_have_no_traceback(argv, words, files):
+    argv = [a.replace("{tmp}", str(files)) for a in argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctx.train", *argv], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_api_validates_first(tiny_train_config, no_data):
+    for bad in ({"eval_every": 0}, {"threads": 0}, {"epochs": 0}, {"lr": "0.1"}, {"widths": ()}):
+        with pytest.raises(ConfigError):
+            train(dataclasses.replace(tiny_train_config, **bad))
+    validate_config(tiny_train_config)
+
+
+def test_every_field_has_a_rule_and_a_help_line():
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert sorted(RULES) == sorted(names), "add a rule for each new TrainConfig field"
+    helps = {a.dest: a.help for a in _parser()._actions if a.dest != "help"}
+    for name in names:
+        assert "default:" in helps[name] and "\n" not in helps[name]
+        if RULES[name].choices:
+            assert "choices: " + ", ".join(RULES[name].choices) in helps[name]
+    assert "default:" in helps["config"]
+    validate_config(TrainConfig())  # the defaults pass their own rules
+
+
+def test_inert_flags_warn_once(monkeypatch, capsys, files):
+    monkeypatch.setattr(ctx_train, "train", lambda cfg: {"history": [], "checkpoint": "x"})
+    (files / "ce.json").write_text('{"tau": 0.2, "loss": "ce"}')
+    main(["--config", str(files / "ce.json"), "--k", "0.2", "--max-steps", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "warning: --k does nothing here: it only acts with loss contextrast",
+        f"warning: tau (in {files / 'ce.json'}) does nothing here: it only acts with loss contextrast",
+    ]
+    main(["--loss", "contextrast", "--negatives", "random", "--k", "0.2", "--epochs", "2",
+          "--max-steps", "9", "--blocks", "1", "1", "1", "1"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "warning: --blocks does nothing here: only arch resnet has blocks",
+        "warning: --k does nothing here: it only acts with negatives bane",
+        "warning: --max-steps does nothing here: epochs sets the length of the run",
+    ]
+
+
+def test_ctrl_c_while_making_data_is_one_line(monkeypatch, capsys, tmp_path):
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ctx_train, "make_datasets", interrupted)
+    code, err = _run_main(["--device", "cpu", "--out", str(tmp_path / "run")], capsys)
+    assert code == 130
+    assert err.strip() == "interrupted before training started: nothing was saved"
+
+
+def test_ctrl_c_while_training_says_how_to_resume(monkeypatch, capsys, tmp_path):
+    from ctx.data import DigitScenes
+
+    get_item, calls = DigitScenes.__getitem__, []
+
+    def interrupting(self, i):  # while loading the second batch
+        calls.extend([i] if self.augment else [])
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return get_item(self, i)
+
+    monkeypatch.setattr(DigitScenes, "__getitem__", interrupting)
+    out = tmp_path / "run"
+    code, err = _run_main([*TINY, "--device", "cpu", "--no-progress", "--out", str(out)], capsys)
+    assert code == 130
+    assert err.strip() == (
+        f"interrupted at step 1 of 2: saved {out / 'checkpoint.pt'}; run the same command to resume"
+    )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_random_bytes_checkpoint_gets_no_unsafe_advice(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "corrupt" in message and "delete it" in message
+    assert "weights_only" not in message and "\n" not in message
+
+
+def test_pickled_code_is_refused_without_unsafe_advice(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran code from a checkpoint",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": Payload(), "config": {}}, path)
+    with pytest.raises(ValueError, match="other than tensors") as err:
+        load_checkpoint(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_unreadable_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"model": {}, "config": {}}, path)
+
+    def denied(*args, **kwargs):  # what the OS says to a file without read permission
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "can't read" in message and "Permission denied" in message and "permissions" in message
+    assert "corrupt" not in message and "delete" not in message
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_checkpoint_for_real(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"model": {}, "config": {}}, path)
+    path.chmod(0)
+    with pytest.raises(ValueError, match="can't read"):
+        load_checkpoint(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_files_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint({"model": {}, "config": {}}, tmp_path / "c.pt")
+        write_json({"a": 1}, tmp_path / "h.json")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "h.json").stat().st_mode & 0o777 == 0o644
