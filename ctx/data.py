@@ -18,7 +18,9 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+from ctx.resources import data_dir
+
+DATA_DIR = data_dir()  # data/ of the checkout, or the installed package's copy
 MNIST_FILE = DATA_DIR / "mnist_5k.npz"
 NUM_CLASSES = 11
 CLASS_NAMES = ("background", *(str(d) for d in range(10)))
@@ -52,8 +54,8 @@ def load_mnist(path: Path = MNIST_FILE) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: it ships with the repository (git checkout -- data/), "
-            f"or regenerate it with `python scripts/extract_mnist.py`"
+            f"{path} is missing: it ships with the repository (git checkout -- data/) and "
+            f"the package (reinstall it), or regenerate it with `python scripts/extract_mnist.py`"
         )
     with np.load(path) as f:
         return f["images"], f["labels"]

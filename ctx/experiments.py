@@ -34,6 +34,7 @@ from ctx.io import locked, read_json, save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
 from ctx.regimes import REGIMES
+from ctx.resources import data_dir, portable, project_root
 from ctx.train import (
     TrainConfig,
     config_from_dict,
@@ -43,7 +44,7 @@ from ctx.train import (
 )
 from ctx.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = project_root()  # the checkout (runs/, results/); the current folder for an installed ctx
 DEFAULT_SEEDS = [0, 1, 2]
 DEFAULT_RUNS = ROOT / "runs" / "ablation"
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
@@ -358,6 +359,7 @@ def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0)
         keep = {
             k: ckpt[k] for k in ("model", "config", "history", "step", "max_steps", "num_classes")
         }
+        keep["config"] = {**keep["config"], "out": portable(keep["config"]["out"])}
         save_checkpoint(keep, dst / "model.pt")
         save_checkpoint(torch.load(src / "anchors.pt", weights_only=True), dst / "anchors.pt")
         cfg = config_from_dict(ckpt["config"])
@@ -390,7 +392,7 @@ def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0)
     write_json(
         {
             "command": command,
-            "source_runs": str(runs_dir),
+            "source_runs": portable(runs_dir),
             "seed": seed,
             "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.pt")),
         },
@@ -438,7 +440,7 @@ def tune(
 
 def reference_dir() -> Path:
     """Where the reference artifacts live: $CTX_REFERENCE_DIR, else data/reference/."""
-    return Path(os.environ.get("CTX_REFERENCE_DIR", ROOT / "data" / "reference"))
+    return Path(os.environ.get("CTX_REFERENCE_DIR", data_dir() / "reference"))
 
 
 def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
@@ -505,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--alpha", type=float, default=TrainConfig.alpha, help="weight of the PA term")
     p.add_argument("--results-dir", type=Path, default=ROOT / "results")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
-    p.add_argument("--reference-dir", type=Path, default=ROOT / "data" / "reference")
+    p.add_argument("--reference-dir", type=Path, default=data_dir() / "reference")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(

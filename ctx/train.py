@@ -240,8 +240,8 @@ def _check_stages(c, name) -> str | None:
         return None
     if len(c.stage_weights) != n:
         return (
-            f"{name('stage_weights')} has {len(c.stage_weights)} weights but the model has {n} "
-            f"stages ({name('widths')} {show(c.widths)}): give {n} weights, one per stage"
+            f"{name('stage_weights')} has {len(c.stage_weights)} weights but {name('widths')} "
+            f"gives the model {n} stages: give {n} weights, one per stage"
         )
     if c.stages is not None and (len(set(c.stages)) != len(c.stages) or max(c.stages) >= n):
         return f"{name('stages')} must be distinct stage indices from 0 to {n - 1} (the model has {n} stages), got {show(c.stages)}"
