@@ -145,7 +145,9 @@ def test_devices_and_cli():
         0.2,
     )
     assert parse_args([]) == TrainConfig()
-    with pytest.raises(ValueError, match="unknown config key 'max_step' \\(did you mean 'max_steps'"):
+    with pytest.raises(
+        ValueError, match="unknown config key 'max_step' \\(did you mean 'max_steps'"
+    ):
         config_from_dict({"max_step": 1})
 
 
