@@ -4,31 +4,75 @@ Modules: `data` (digit scenes), `model` (multi-stage segmentation net with proje
 `labels` (label checks and resizing), `anchors` and `losses` (CCL), `negatives` (BANE),
 `metrics`, `train`, `plotting` and `widgets` (notebook helpers), `experiments`.
 
-The public API is importable from here (`from ctx import TrainConfig, train, ContextrastLoss`);
-each name is loaded on first use, so `import ctx` stays light.
+The public API is importable from here: `from ctx import TrainConfig, train, ContextrastLoss`.
+`ctx.train` is the *function* whatever was imported first (the module stays `python -m
+ctx.train`, `from ctx.train import ...`, `importlib.import_module("ctx.train")`). Names load on
+first use, so `import ctx` stays light.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "ctx.train": ("TrainConfig", "train", "train_or_load", "load_model", "evaluate", "ConfigError"),
-    "ctx.losses": ("ContextrastLoss", "CrossEntropyLoss", "pixel_anchor_loss"),
-    "ctx.anchors": ("class_anchors", "fuse_anchors"),
-    "ctx.negatives": ("error_maps", "distance_transform", "boundary_negatives"),
-    "ctx.metrics": ("ConfusionMatrix",),
-    "ctx.model": ("ModelConfig", "SegmentationNet", "build_model"),
-    "ctx.data": ("DigitScenes", "SceneConfig", "NUM_CLASSES", "CLASS_NAMES"),
-    "ctx.experiments": ("load_reference",),
+_LAZY = {
+    "ConfigError": "ctx.train",
+    "TrainConfig": "ctx.train",
+    "evaluate": "ctx.train",
+    "load_model": "ctx.train",
+    "train": "ctx.train",
+    "train_or_load": "ctx.train",
+    "ContextrastLoss": "ctx.losses",
+    "CrossEntropyLoss": "ctx.losses",
+    "pixel_anchor_loss": "ctx.losses",
+    "class_anchors": "ctx.anchors",
+    "fuse_anchors": "ctx.anchors",
+    "error_maps": "ctx.negatives",
+    "distance_transform": "ctx.negatives",
+    "boundary_negatives": "ctx.negatives",
+    "ConfusionMatrix": "ctx.metrics",
+    "ModelConfig": "ctx.model",
+    "SegmentationNet": "ctx.model",
+    "build_model": "ctx.model",
+    "DigitScenes": "ctx.data",
+    "SceneConfig": "ctx.data",
+    "NUM_CLASSES": "ctx.data",
+    "CLASS_NAMES": "ctx.data",
+    "load_reference": "ctx.experiments",
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["__version__", *_WHERE]
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "TrainConfig",
+    "evaluate",
+    "load_model",
+    "train",
+    "train_or_load",
+    "ContextrastLoss",
+    "CrossEntropyLoss",
+    "pixel_anchor_loss",
+    "class_anchors",
+    "fuse_anchors",
+    "error_maps",
+    "distance_transform",
+    "boundary_negatives",
+    "ConfusionMatrix",
+    "ModelConfig",
+    "SegmentationNet",
+    "build_model",
+    "DigitScenes",
+    "SceneConfig",
+    "NUM_CLASSES",
+    "CLASS_NAMES",
+    "load_reference",
+]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from ctx.anchors import class_anchors, fuse_anchors
     from ctx.data import CLASS_NAMES, NUM_CLASSES, DigitScenes, SceneConfig
     from ctx.experiments import load_reference
@@ -47,12 +91,25 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    if name not in _LAZY:
         raise AttributeError(f"module 'ctx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ctx.train sets the package attribute `train` to that module;
+    keep the function there instead, so `ctx.train` does not depend on import order."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "train" and isinstance(value, types.ModuleType):
+            value = value.train
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

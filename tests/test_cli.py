@@ -2,6 +2,7 @@
 flags that do nothing warn; checkpoints we can't use are described without unsafe advice."""
 
 import dataclasses
+import importlib
 import os
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import ctx.train as ctx_train
 from ctx.io import load_checkpoint, save_checkpoint, write_json
 from ctx.train import RULES, TrainConfig, _parser, main, train, validate_config
 from ctx.validation import ConfigError
+
+ctx_train = importlib.import_module("ctx.train")  # the module; ctx.train is the function
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,13 +22,15 @@ def test_environment_yml_matches_what_ci_installs():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert {_name(d) for d in conda} == {"python", "pip"}
     assert any(d.startswith("python=3.11") for d in conda)
-    assert "-e .[dev]" in pip
+    assert "-e .[dev,notebooks]" in pip
     env_names = {_name(d) for d in pip if not d.startswith("-e")}
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     ci = (ROOT / ".ci" / "run").read_text()
     ci_torch = re.search(r"pip install -q (torch==[\d.]+)", ci).group(1)
-    ci_names = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    ci_names = {_name(d) for d in project["dependencies"] + extras["dev"] + extras["notebooks"]}
+    assert '-e ".[dev,notebooks]"' in ci
     assert env_names == ci_names | {"torch"}
     assert ci_torch in pip, "environment.yml and .ci/run must pin the same torch"
 
@@ -43,3 +45,64 @@ def test_notebook_is_committed_cleanly_executed(path):
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name}: committed with an error output"
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+
+
+def test_library_dependencies_are_light():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] != "ctx", "the bare name ctx is someone else's on the public index"
+    heavy = {"jupyterlab", "ipywidgets", "umap-learn", "scikit-learn"}
+    assert not heavy & {_name(d) for d in project["dependencies"]}
+    assert heavy <= {_name(d) for d in project["optional-dependencies"]["notebooks"]}
+    assert (ROOT / "LICENSE").is_file() and project["license-files"] == ["LICENSE"]
+
+
+def test_every_data_folder_ships_in_the_wheel():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = [p for p in (ROOT / "data").rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    packages = {"ctx._data." + ".".join(p.relative_to(ROOT / "data").parts) for p in folders}
+    assert packages | {"ctx._data"} <= set(setuptools["packages"])
+    assert setuptools["package-dir"] == {"ctx._data": "data"}
+    assert all(setuptools["package-data"][p] == ["*"] for p in packages | {"ctx._data"})
+
+
+def test_shipped_files_hold_no_machine_paths():
+    import torch
+
+    texts = [p.read_text() for p in ROOT.glob("data/**/*.json")]
+    texts += [p.read_text() for p in ROOT.glob("results/**/*.json")]
+    for path in ROOT.glob("data/reference/*/model.pt"):
+        texts.append(json.dumps(torch.load(path, weights_only=True)["config"]))
+    for text in texts:
+        assert not re.search(r'"(/|[A-Za-z]:\\\\)[^"]*"', text), re.search(r'"/[^"]*"', text)
+
+
+def test_public_api_from_the_top_level():
+    import importlib
+
+    import ctx
+
+    for name in ctx.__all__:
+        if name == "__version__":
+            continue
+        value = getattr(ctx, name)
+        module = importlib.import_module(ctx._LAZY.get(name, "ctx.train"))
+        assert value is getattr(module, name)
+    assert callable(ctx.train) and ctx.train.__name__ == "train"  # the function, not the module
+    from ctx import ContextrastLoss, TrainConfig, pixel_anchor_loss, train  # noqa: F401
+
+    with pytest.raises(AttributeError):
+        ctx.no_such_name  # noqa: B018
+
+
+def test_version_command():
+    import os
+    import subprocess
+    import sys
+
+    import ctx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctx", "--version"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"ctx {ctx.__version__}"

@@ -4,6 +4,7 @@ algorithm, bit for bit; a run interrupted anywhere (Ctrl-C inside the forward pa
 weights, batch-norm buffers, optimiser and scheduler state, history."""
 
 import dataclasses
+import importlib
 import signal
 import threading
 from itertools import islice
@@ -12,10 +13,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-import ctx.train as ctx_train
 from ctx.data import DigitScenes
 from ctx.model import build_model
 from ctx.train import Interrupted, evaluate, make_datasets, make_loss, train
+
+ctx_train = importlib.import_module("ctx.train")  # the module; ctx.train is the function
 
 needs_main_thread = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
