@@ -22,7 +22,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
-import ipywidgets as widgets
+try:
+    import ipywidgets as widgets
+except ImportError as e:  # the library installs without the notebook extras
+    raise ImportError(
+        "ctx.explore needs the notebooks extra: pip install 'ctx-contextrast[notebooks]'"
+    ) from e
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

@@ -41,7 +41,7 @@ from ctx.io import load_checkpoint, save_checkpoint, write_json
 from ctx.labels import IGNORE_INDEX
 from ctx.metrics import ConfusionMatrix
 from ctx.model import ModelConfig, SegmentationNet, build_model
-from ctx.validation import ConfigError, Rule, field_types, inert_fields, show, validate
+from ctx.validation import NO_RULE, ConfigError, Rule, field_types, inert_fields, show, validate
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -177,13 +177,13 @@ def _steps_only(c) -> str | None:
     return None if c.epochs is None else "epochs sets the length of the run"
 
 
-# One rule per TrainConfig field (a new field needs a line here; tests/test_train.py checks):
+# One rule per TrainConfig field (a new field needs a line here; tests/test_cli.py checks):
 # the type comes from the annotation; bounds, choices, the fix to suggest, when it does nothing.
 RULES: dict[str, Rule] = {
     "loss": Rule("ce: cross-entropy only; contextrast: CE + alpha * PA", choices=("ce", "contextrast")),
     "negatives": Rule("PA negatives: bane (next to wrong regions) or random", choices=("bane", "random"), inert=_contrast_only),
     "fusion": Rule("fuse each stage's anchors with the last stage's", inert=_contrast_only),
-    "stages": Rule("stage indices in the PA sum (unset: all)", ge=0, inert=_contrast_only),
+    "stages": Rule("stage indices in the PA sum; unset: all stages", ge=0, inert=_contrast_only),
     "tau": Rule("InfoNCE temperature", gt=0, inert=_contrast_only),
     "alpha": Rule("weight of the PA term", ge=0, inert=_contrast_only),
     "stage_weights": Rule("PA weight per stage, one per --widths entry", ge=0, inert=_contrast_only),
@@ -222,7 +222,7 @@ RULES: dict[str, Rule] = {
     "device": Rule("auto, cpu, cuda, cuda:N or mps"),
     "out": Rule("run folder (checkpoint.pt, history.json)"),
     "eval_every": Rule("validate every N epochs (and at the end)", ge=1),
-    "threads": Rule("CPU threads (unset: PyTorch's default)", ge=1, fix="leave it unset for PyTorch's default"),
+    "threads": Rule("CPU threads; unset: PyTorch's default", ge=1, fix="leave it unset for PyTorch's default"),
     "num_workers": Rule("DataLoader worker processes", ge=0),
     "progress": Rule("show a progress bar"),
 }  # fmt: skip
@@ -839,14 +839,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     types = field_types(TrainConfig)
     for f in fields(TrainConfig):
-        rule, ftype = RULES[f.name], types[f.name]
+        rule, ftype = RULES.get(f.name, NO_RULE), types[f.name]
         extra = f"; choices: {', '.join(rule.choices)}" if rule.choices else ""
         help_ = f"{rule.help} (default: {_default_text(f.default)}{extra})".replace("%", "%%")
         kw = {"default": argparse.SUPPRESS, "help": help_}
         if ftype.kind is bool:
             p.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
         elif ftype.kind is tuple:
-            p.add_argument(_flag(f.name), type=ftype.elem, nargs="+", metavar="N", **kw)
+            metavar = "X" if ftype.elem is float else "N"
+            p.add_argument(_flag(f.name), type=ftype.elem, nargs="+", metavar=metavar, **kw)
         elif rule.choices:
             p.add_argument(_flag(f.name), choices=rule.choices, **kw)
         else:

@@ -106,3 +106,16 @@ def test_version_command():
         [sys.executable, "-m", "ctx", "--version"], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 0 and proc.stdout.strip() == f"ctx {ctx.__version__}"
+
+
+@pytest.mark.parametrize("module", ["ctx.widgets", "ctx.explore"])
+def test_notebook_modules_name_the_extra_when_it_is_missing(module):
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys; sys.modules['ipywidgets'] = None; import {module}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert "pip install 'ctx-contextrast[notebooks]'" in proc.stderr
