@@ -5,7 +5,8 @@ Modules: `data` (digit scenes), `model` (multi-stage segmentation net with proje
 `metrics`, `train`, `plotting` and `widgets` (notebook helpers), `experiments`.
 
 The public API is importable from here: `from ctx import TrainConfig, train, ContextrastLoss`.
-`ctx.train` is the *function* whatever was imported first (the module stays `python -m
+No name here is also a submodule's (`from ctx import evaluate` is the module ctx.evaluate), except
+`ctx.train`: it is the *function* whatever was imported first (the module stays `python -m
 ctx.train`, `from ctx.train import ...`, `importlib.import_module("ctx.train")`). Names load on
 first use, so `import ctx` stays light.
 """
@@ -22,7 +23,6 @@ __version__ = "0.1.0"
 _LAZY = {
     "ConfigError": "ctx.train",
     "TrainConfig": "ctx.train",
-    "evaluate": "ctx.train",
     "load_model": "ctx.train",
     "train": "ctx.train",
     "train_or_load": "ctx.train",
@@ -49,7 +49,6 @@ __all__ = [
     "__version__",
     "ConfigError",
     "TrainConfig",
-    "evaluate",
     "load_model",
     "train",
     "train_or_load",
@@ -83,7 +82,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from ctx.train import (
         ConfigError,
         TrainConfig,
-        evaluate,
         load_model,
         train,
         train_or_load,

@@ -88,6 +88,8 @@ def test_public_api_from_the_top_level():
         module = importlib.import_module(ctx._LAZY.get(name, "ctx.train"))
         assert value is getattr(module, name)
     assert callable(ctx.train) and ctx.train.__name__ == "train"  # the function, not the module
+    submodules = {p.stem for p in (ROOT / "ctx").glob("*.py")}
+    assert submodules & set(ctx.__all__) == {"train"}  # a name may not hide a module, but train
     from ctx import ContextrastLoss, TrainConfig, pixel_anchor_loss, train  # noqa: F401
 
     with pytest.raises(AttributeError):
