@@ -582,7 +582,7 @@ def train(
             threads = ckpt.get("threads")
             if threads is not None and threads != torch.get_num_threads():
                 warnings.warn(
-                    f"{out} was trained with {threads} threads and resumes with "
+                    f"{out} was trained on {threads} CPU thread(s) and resumes on "
                     f"{torch.get_num_threads()}: results depend on the thread count, so it may "
                     f"not end bit-identical to an uninterrupted run (use --threads {threads})",
                     RuntimeWarning,

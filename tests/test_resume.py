@@ -228,7 +228,7 @@ def test_resuming_on_other_threads_warns(tiny_train_config, tmp_path, monkeypatc
     _interrupt_while_loading(monkeypatch, cfg, 6)
     saved = _checkpoint(cfg)
     torch.save({**saved, "threads": 99}, f"{cfg.out}/checkpoint.pt")  # as if run on 99 threads
-    with pytest.warns(RuntimeWarning, match="trained with 99 threads and resumes with 1"):
+    with pytest.warns(RuntimeWarning, match=r"trained on 99 CPU thread\(s\) and resumes on 1"):
         train(cfg)
 
 
