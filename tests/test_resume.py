@@ -249,3 +249,38 @@ def test_non_finite_loss_names_its_step(tiny_train_config, tmp_path, monkeypatch
     monkeypatch.setattr(ctx_train, "make_loss", make_loss)
     with pytest.raises(FloatingPointError, match="non-finite loss nan at step 3"):
         train(cfg)
+
+
+def test_the_loop_reads_losses_back_every_flush_not_every_step(
+    tiny_train_config, tmp_path, monkeypatch
+):
+    """Device-to-host syncs of the loop itself (counted on the CPU): one read-back per
+    FLUSH_EVERY steps, none per step. The loss and the optimiser are made sync-free here (plain
+    CE; fused AdamW, whose step counters stay tensors) so that only the loop is counted."""
+    import functools
+
+    import torch.nn.functional as F
+    from sync_helpers import HostSyncCounter
+
+    def make_plain_ce(cfg, num_classes):
+        def loss(logits, embeddings, labels):
+            ce = F.cross_entropy(logits, labels, ignore_index=255)
+            return ce, {"ce": ce.detach(), "pa": ce.new_zeros(())}
+
+        return loss
+
+    monkeypatch.setattr(ctx_train, "make_loss", make_plain_ce)
+    monkeypatch.setattr(torch.optim, "AdamW", functools.partial(torch.optim.AdamW, fused=True))
+    counts = {}
+    for steps in (40, 80):  # 4 steps per epoch; one evaluation, at the end
+        cfg = _config(tiny_train_config, tmp_path, f"run{steps}", max_steps=steps, eval_every=1000)
+        with HostSyncCounter() as counter:
+            train(cfg)
+        counts[steps] = counter.counts
+    extra_epochs = 40 // 4
+
+    def more(name):
+        return counts[80][name] - counts[40][name]
+
+    assert more("_local_scalar_dense") <= extra_epochs  # the DataLoader's seed, once an epoch
+    assert more("Tensor.cpu") <= 40 // ctx_train.FLUSH_EVERY + extra_epochs
