@@ -36,6 +36,7 @@ from ctx.negatives import boundary_negatives
 from ctx.regimes import REGIMES
 from ctx.resources import data_dir, portable, project_root
 from ctx.train import (
+    Interrupted,
     TrainConfig,
     config_from_dict,
     load_model,
@@ -539,8 +540,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         base = dataclasses.replace(base, **QUICK)
         test_scenes = 16
-    resolve_device(args.device)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        resolve_device(args.device)
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        _run(args, argv, base, command, test_scenes)
+    except Interrupted as e:  # the run saved its last step: the same command resumes
+        sys.exit(f"{e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: finished runs are in the results files; run again to resume")
+    except (ValueError, OSError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str],
+    base: TrainConfig,
+    command: str,
+    test_scenes: int | None,
+) -> None:
+    """Carry out the task `args.task` (see the module doc)."""
     if args.task == "ablation":
         prefix = "python -m ctx.experiments " + shlex.join(_without_options(argv))
         ablation(
