@@ -42,6 +42,7 @@ from ctx.train import (
     load_model,
     resolve_device,
     train,
+    validate_config,
 )
 from ctx.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 
@@ -541,6 +542,12 @@ def main(argv: list[str] | None = None) -> None:
         base = dataclasses.replace(base, **QUICK)
         test_scenes = 16
     try:
+        if args.max_jobs is not None and args.max_jobs < 1:
+            raise ValueError(f"--max-jobs must be >= 1, got {args.max_jobs}")
+        if any(s < 0 for s in args.seeds):
+            raise ValueError(f"--seeds must be integers >= 0, got {args.seeds}")
+        flag = {"max_steps": "--steps"}  # the other fields keep their ctx.train flag names
+        validate_config(base, lambda f: flag.get(f, "--" + f.replace("_", "-")))
         resolve_device(args.device)
         args.results_dir.mkdir(parents=True, exist_ok=True)
         _run(args, argv, base, command, test_scenes)

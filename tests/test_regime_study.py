@@ -236,3 +236,21 @@ def test_report_lists_every_regime_even_without_runs(tmp_path):
         assert f"| {name} |" in md
     assert data["default_regime"] is None and "not decided yet" in md
     assert not math.isnan(len(data["regimes"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--threads", "0"], "--threads must be an integer >= 1"),
+        (["--steps", "0"], "--steps must be an integer >= 1"),
+        (["--max-jobs", "0"], "--max-jobs must be >= 1"),
+        (["--seeds", "-1"], "--seeds must be integers >= 0"),
+    ],
+)
+def test_experiments_cli_bad_input_is_one_line(args, words, tmp_path):
+    from ctx import experiments
+
+    with pytest.raises(SystemExit) as e:
+        experiments.main(["regimes", "--results-dir", str(tmp_path), *args])
+    assert str(e.value).startswith("error: ") and words in str(e.value)
+    assert not (tmp_path / "regimes.json").exists(), "nothing runs or is written first"
