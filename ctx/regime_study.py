@@ -29,6 +29,7 @@ import torch
 
 from ctx.io import locked, read_json, write_json
 from ctx.regimes import REGIMES
+from ctx.resources import portable
 from ctx.train import TrainConfig, train
 from ctx.variants import VARIANTS, evaluate_on_test
 
@@ -284,7 +285,8 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
             [h["step"], h["train_cpu_seconds"], h["val"]["miou"]] for h in result["history"]
         ],
         "config": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(dataclasses.replace(cfg, out=portable(cfg.out))).items()
         },
     }
     if job.phase == "final":

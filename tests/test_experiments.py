@@ -85,7 +85,7 @@ def test_locked_makes_concurrent_updates_take_turns(tmp_path):
 
 def test_other_settings_are_refused(quick):
     root, argv = quick
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(SystemExit, match="^error: .*other settings"):
         experiments.main([*argv, "--warmup-steps", "3"])
 
 
