@@ -12,8 +12,8 @@ steps/s, the time ratio, the peak memory ratio (`torch.cuda.max_memory_allocated
 and the inference ratio (deployed network vs the same network without heads). Then it runs one
 Contextrast step (forward, loss, backward, optimizer) under
 `torch.cuda.set_sync_debug_mode("error")`, which raises on any host-device synchronisation, to show
-the step is sync-free on real hardware. The training loop's own logging (`float(parts[...])`, the
-finiteness check of the total) syncs by design and is left out of that check.
+the step is sync-free on real hardware. The training loop's own bookkeeping (it reads the
+losses back every few steps, by design) is left out of the step and of that check.
 Last line: JSON {"device", "cases": {...}, "sync_free", ...}.
 """
 
