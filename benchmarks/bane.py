@@ -4,11 +4,15 @@
 
 Error maps are shaped like real ones: Voronoi label regions, a prediction whose region borders
 are shifted (bands of wrong pixels along the boundaries) plus a few wrongly predicted disks
-(blobs), for 16 images x 11 classes at 64x64 and 128x128. A second scene, "early", predicts one
-class everywhere (whole regions wrong, as at the start of training).
+(blobs), for 16 images x 11 classes at the sizes the loss uses on the default model (stages of
+32, 16, 8 and 4 px), the 64 px notebook case and 128 px (not with --quick). A second scene,
+"early", predicts one class everywhere (whole regions wrong, as at the start of training).
+`distance_transform` (the sparse CPU algorithm) is timed against scipy's per-map loop, with the
+dense algorithm BANE runs on a GPU (`_squared_edt_dense`, here on the CPU) beside them.
 
 Timings are medians over interleaved repeats (torch, scipy, torch, ...). torch runs on
-`--threads` threads (default 1, since scipy's EDT is single-threaded and CI machines are shared).
+`--threads` threads (default 1, since scipy's EDT is single-threaded and CI machines are shared);
+`--clock cpu` times this process's CPU time, which other jobs on a shared machine inflate less.
 The last line printed is JSON with the medians and the scipy/torch ratios.
 
 Sections are plain functions returning rows, so new ones (e.g. BANE as a share of a training
@@ -27,11 +31,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ctx.negatives import boundary_negatives, distance_transform, error_maps
+from ctx.negatives import _dense_distance, boundary_negatives, distance_transform, error_maps
 
 NUM_CLASSES = 11
 BATCH = 16
 SIZES = (64, 128)
+EDT_SIZES = (4, 8, 16, 32, 64, 128)  # the loss's stage sizes, the notebook's 64 px, and 128
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
 
 
 # ------------------------------------------------------------------------------- scenes
@@ -78,9 +85,9 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
+            start = clock()
             fns[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -96,8 +103,9 @@ def scipy_per_map(mask: np.ndarray) -> np.ndarray:
 def section_distance_transform(args: argparse.Namespace) -> list[dict]:
     """torch `distance_transform` on the whole [16,11,H,W] batch vs scipy per map."""
     rows = []
+    sizes = EDT_SIZES[:-1] if args.quick else EDT_SIZES
     for early in (False, True):
-        for size in SIZES:
+        for size in sizes:
             pred, labels = make_scene(BATCH, size, early=early)
             errors = error_maps(pred, labels, NUM_CLASSES).contiguous()
             as_numpy = errors.numpy()
@@ -105,9 +113,11 @@ def section_distance_transform(args: argparse.Namespace) -> list[dict]:
             ref = scipy_per_map(as_numpy)
             full = as_numpy.reshape(-1, size * size).all(-1)  # scipy has no +inf convention
             ok = np.allclose(got.reshape(len(full), -1)[~full], ref.reshape(len(full), -1)[~full])
+            ok &= torch.equal(_dense_distance(errors), distance_transform(errors))
             med = interleaved(
                 {"torch": lambda e=errors: distance_transform(e),
-                 "scipy": lambda m=as_numpy: scipy_per_map(m)},
+                 "scipy": lambda m=as_numpy: scipy_per_map(m),
+                 "dense": lambda e=errors: _dense_distance(e)},
                 args.repeats,
             )  # fmt: skip
             rows.append(
@@ -119,6 +129,8 @@ def section_distance_transform(args: argparse.Namespace) -> list[dict]:
                     "torch_ms": 1e3 * med["torch"],
                     "scipy_ms": 1e3 * med["scipy"],
                     "ratio": med["scipy"] / med["torch"],
+                    "dense_ms": 1e3 * med["dense"],
+                    "dense_ratio": med["scipy"] / med["dense"],
                     "agree": bool(ok),
                 }
             )
@@ -226,13 +238,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="device for the training-step section")
     parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
     if args.repeats is None:
         args.repeats = 5 if args.quick else 15
     torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); {BATCH} images x {NUM_CLASSES} "
-        f"classes; median of {args.repeats} interleaved repeats"
+        f"classes; median of {args.repeats} interleaved repeats, {args.clock} clock"
     )
     results = {}
     for name in args.sections:
@@ -242,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "threads": args.threads,
         "repeats": args.repeats,
+        "clock": args.clock,
         "results": {
             name: [
                 {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows

@@ -56,19 +56,31 @@ def _scene(size: int):
     return SceneConfig(image_size=size)
 
 
-def make_step(model: nn.Module, loss: str):
-    """A closure running one full training step."""
-    fn = CrossEntropyLoss(NUM_CLASSES) if loss == "ce" else ContextrastLoss(NUM_CLASSES)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def make_step(model: nn.Module, loss: str, **loss_kw):
+    """A closure running one full training step, as ctx/train.py's loop does (the loss reseeded
+    every step and built without value checks, `check_inputs=False`; AdamW, OneCycle), minus
+    its logging. `loss_kw` go to ContextrastLoss (opt-in variants)."""
     contrast = loss != "ce"
+    fn = (
+        ContextrastLoss(NUM_CLASSES, check_inputs=False, **loss_kw)
+        if contrast
+        else CrossEntropyLoss(NUM_CLASSES)
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-4, total_steps=10**6)
+    count = [0]
 
     def step(images, labels):
+        if contrast:
+            fn.reseed(count[0])
         out = model(images, return_embeddings=contrast)
         logits, embs = out if contrast else (out, None)
-        total, _ = fn(logits, embs, labels)
+        total, _ = fn(logits.float(), embs and [e.float() for e in embs], labels)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        sched.step()
+        count[0] += 1
 
     return step
 

@@ -144,7 +144,8 @@ def select_boundary_pixels(
     n_err = torch.zeros(n_maps + 1, dtype=torch.int64, device=device)
     n_err.scatter_add_(0, map_id, torch.ones_like(map_id))  # bincount would sync on a GPU
     quota = _ceil_fraction(n_err, k)
-    quota[n_maps] = 0  # pixels in no map are never selected
+    quota[n_maps:].zero_()  # pixels in no map are never selected (`quota[n] = 0` would copy
+    # a host scalar to the device, a synchronisation on a GPU)
     first = (torch.cumsum(n_err, 0) - n_err).index_select(0, sorted_map)
     keep = torch.arange(n_pix, device=device) - first < quota.index_select(0, sorted_map)
     hard = torch.zeros(n_pix, dtype=torch.bool, device=device).scatter_(0, order, keep)

@@ -3,8 +3,9 @@
 On a GPU, a device-to-host synchronisation is an `aten::_local_scalar_dense` (`.item()`,
 `bool()`, `int()`, `float()` of a tensor, Python control flow on one) or an op whose output size
 depends on the data (`nonzero`, `masked_select`, `unique`, boolean-mask indexing, `bincount`,
-`repeat_interleave` with tensor repeats, ...), or a copy to the host (`.tolist()`, `.numpy()`,
-`.cpu()`). On the CPU none of these waits, but all of them are visible: the first two kinds to a
+`repeat_interleave` with tensor repeats, ...), or a copy between host and device: to the host
+(`.tolist()`, `.numpy()`, `.cpu()`), or from it (`lift_fresh`: a tensor made from host data,
+as `torch.tensor(...)` or `t[i] = 0` do, which a GPU receives through a synchronous copy). On the CPU none of these waits, but all of them are visible: the first two kinds to a
 `TorchDispatchMode`, the last kind by wrapping the Tensor methods while counting.
 """
 
@@ -31,6 +32,7 @@ SYNC_OPS = frozenset(
         "repeat_interleave",
         "equal",
         "is_nonzero",
+        "lift_fresh",
     }
 )
 INDEX_OPS = frozenset({"index", "index_put", "index_put_", "_index_put_impl_"})

@@ -521,7 +521,11 @@ def test_host_sync_counter_sees_syncs():
     with HostSyncCounter() as counter:
         x.nonzero(), bool(x.any()), x[x > 0], x.tolist(), torch.bincount(x + 3), x.unique()
         x[x > 0] = 0
+    with HostSyncCounter() as scalar_write:
+        x[0] = 5  # a host scalar copied in: one synchronous host-to-device copy on a GPU
+    assert dict(scalar_write.counts) == {"lift_fresh": 1}
     assert set(counter.counts) == {
+        "lift_fresh",
         "nonzero",
         "_local_scalar_dense",
         "index[bool mask]",
