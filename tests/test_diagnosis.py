@@ -56,3 +56,26 @@ def test_separation_is_perfect_for_class_aligned_embeddings():
     emb = torch.nn.functional.one_hot(labels, 8).permute(0, 3, 1, 2).float()
     assert diagnosis.nearest_anchor_accuracy(emb, labels) == 100.0
     assert diagnosis.nearest_anchor_accuracy(torch.ones_like(emb), labels) < 100.0
+
+
+def test_reading_is_built_from_the_numbers():
+    bane = [
+        {
+            "picks_far_pct": 0.1,
+            "fill_pct": 20.0,
+            "negatives_background_pct": 30.0,
+            "errors_per_image": 9.0,
+        }
+    ] * 2
+    run = {
+        "errors": {"rim_share_of_errors": 84.0, "rim_error_rate": 10.5, "interior_error_rate": 0.5},
+        "separation_features": [60.0, 55.0],
+        "test": {"miou": 79.9},
+        "train_miou": 88.3,
+        "train_test_gap": 8.4,
+        "bane": bane,
+    }
+    other = {**run, "test": {"miou": 77.1}, "separation_features": [61.0, 90.0]}
+    text = "\n".join(diagnosis.reading({"ce": run, "contextrast": other}))
+    assert "60/55 % (CE) to 61/90 %" in text and "79.94" not in text and "79.90 → 77.10" in text
+    assert "84 % of CE's test errors" in text and "0.1/0.1 %" in text
