@@ -2,13 +2,13 @@
 
     python -m ctx.experiments regimes --threads 1            # one worker; start two for two cores
     python -m ctx.experiments regimes --regimes res128 long  # a worker for the heavy regimes
-    python -m ctx.experiments regimes --report               # rewrite results/regimes.md/.png
+    python -m ctx.experiments regimes --report-only          # rewrite results/regimes.md/.png
 
 Phase 1 (validation only): per regime, CE and Contextrast on a grid of PA settings (alpha x CE
 warm-up), short runs, 2 seeds, scored on the validation scenes -> results/regimes/tuning.json.
 Phase 2 (test): per regime, CE and Contextrast at the setting the protocol's rule picks from
 phase 1, 5 seeds paired by seed -> results/regimes.json; in the default regime (picked by the
-protocol's rule from phase 1) also `ccl` and `ce_time`. Every run trains into its own folder
+protocol's rule from validation numbers only) also `ccl` and `ce_time`. Every run trains into its own folder
 under runs/regimes/ (a killed run resumes), and is appended to its results file under a lock.
 Workers share the files: a run is claimed with a lock on its folder, so two workers never train
 the same run, and each takes the first job of the plan that is free and whose inputs exist.
@@ -37,7 +37,6 @@ ALPHAS = (0.02, 0.05, 0.1)
 WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps
 TUNE_SEEDS = (0, 1)
 FINAL_SEEDS = (0, 1, 2, 3, 4)
-EXTRAS = ("ccl", "ce_time")  # final runs of the default regime only
 MAX_COST_RATIO = 1.5  # a default regime's CE run may cost 1.5x today's (6.65 -> 10 minutes)
 MIN_CE_VAL_MIOU = 60.0  # ... and must reach 60 % validation mIoU
 TIE = 0.1  # mIoU points: closer than this counts as a tie
