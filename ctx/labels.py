@@ -96,3 +96,35 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     iy = nearest_indices(h_in, size[0], labels.device)
     ix = nearest_indices(w_in, size[1], labels.device)
     return labels[..., iy[:, None], ix[None, :]]
+
+
+def check_pred(
+    pred: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> None:
+    """Raise ValueError unless `pred` is integer class ids [B,H,W] in [0, C), on labels' device
+    with labels' shape. With `ignore_index`, values where labels are ignore are not checked
+    (they are never read)."""
+    if not isinstance(pred, torch.Tensor):
+        raise ValueError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
+    if pred.is_floating_point() or pred.is_complex() or pred.dtype == torch.bool:
+        raise ValueError(
+            f"pred must be integer class ids, got {pred.dtype}; pass logits.argmax(1), "
+            f"not the logits or probabilities"
+        )
+    if pred.shape != labels.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape: they "
+            f"must have the same [B,H,W] shape; resize one to the other (nearest) first"
+        )
+    if pred.device != labels.device:
+        raise ValueError(f"pred is on {pred.device} but labels on {labels.device}; move one")
+    out = (pred < 0) | (pred >= num_classes)
+    if ignore_index is not None:
+        out &= labels != ignore_index
+    if pred.numel() and bool(out.any()):
+        bad = torch.unique(pred[out])[:5].tolist()
+        raise ValueError(
+            f"pred holds values {bad} outside [0, {num_classes})"
+            + ("" if ignore_index is None else " at labelled pixels")
+            + f"; pred must be an argmax over num_classes={num_classes} logits (check num_classes)"
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_labels
+from ctx.labels import IGNORE_INDEX, check_labels, check_pred
 
 
 def boundary_band(
@@ -58,19 +58,7 @@ class ConfusionMatrix:
         raises ValueError instead of being truncated or counted as another class.
         """
         check_labels(labels, self.num_classes, self.ignore_index)
-        if not isinstance(pred, torch.Tensor):
-            raise ValueError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
-        if pred.is_floating_point() or pred.is_complex() or pred.dtype == torch.bool:
-            raise ValueError(
-                f"pred must be integer class ids, got {pred.dtype}; pass logits.argmax(1), "
-                f"not the logits or probabilities"
-            )
-        if pred.shape != labels.shape:
-            raise ValueError(
-                f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape"
-            )
-        if pred.device != labels.device:
-            raise ValueError(f"pred is on {pred.device} but labels on {labels.device}")
+        check_pred(pred, labels, self.num_classes, self.ignore_index)
         if self.mat is not None and self.mat.device != labels.device:
             raise ValueError(
                 f"this matrix lives on {self.mat.device} (its first update) but the labels "
@@ -78,13 +66,6 @@ class ConfusionMatrix:
             )
         valid = labels != self.ignore_index
         pred = pred.long()
-        out = valid & ((pred < 0) | (pred >= self.num_classes))
-        if bool(out.any()):
-            values = torch.unique(pred[out])[:5].tolist()
-            raise ValueError(
-                f"pred holds values {values} outside [0, {self.num_classes}) at labelled "
-                f"pixels; pred must be an argmax over num_classes={self.num_classes} logits"
-            )
         if self.mat is None:
             z = torch.zeros(
                 self.num_classes, self.num_classes, dtype=torch.long, device=labels.device

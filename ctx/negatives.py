@@ -11,7 +11,7 @@ import numbers
 
 import torch
 
-from ctx.labels import IGNORE_INDEX, check_labels
+from ctx.labels import IGNORE_INDEX, check_labels, check_pred
 
 __all__ = [
     "error_maps",
@@ -37,7 +37,7 @@ def error_maps(
     Returns bool [B,C,H,W]; ignore pixels are never set.
     """
     check_labels(labels, num_classes, ignore_index, name="labels")
-    _check_pred(pred, labels, num_classes)
+    check_pred(pred, labels, num_classes)
     wrong = (pred != labels) & (labels != ignore_index)
     classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
     return (labels.unsqueeze(1) == classes) & wrong.unsqueeze(1)
@@ -92,7 +92,7 @@ def boundary_negatives(
     if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
         raise ValueError(f"k must be a fraction in (0, 1], got {k!r} (K=50% is k=0.5)")
     check_labels(labels, num_classes, ignore_index, name="labels")
-    _check_pred(pred, labels, num_classes)
+    check_pred(pred, labels, num_classes)
     if generator is not None and generator.device.type != labels.device.type:
         raise ValueError(
             f"generator lives on {generator.device} but the labels on {labels.device}; "
@@ -190,29 +190,6 @@ def selection_stats(
 
 
 # --------------------------------------------------------------------------- internals
-
-
-def _check_pred(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
-    if not isinstance(pred, torch.Tensor):
-        raise ValueError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
-    if pred.is_floating_point() or pred.is_complex() or pred.dtype == torch.bool:
-        raise ValueError(
-            f"pred must be integer class ids, got {pred.dtype}; pass logits.argmax(1), "
-            f"not the logits or probabilities"
-        )
-    if pred.shape != labels.shape:
-        raise ValueError(
-            f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} must have the same "
-            f"[B,H,W] shape; resize one to the other (nearest) first"
-        )
-    if pred.device != labels.device:
-        raise ValueError(f"pred is on {pred.device} but labels on {labels.device}; move one")
-    if pred.numel() and bool(((pred < 0) | (pred >= num_classes)).any()):
-        bad = torch.unique(pred[(pred < 0) | (pred >= num_classes)])[:5].tolist()
-        raise ValueError(
-            f"pred holds values {bad} outside [0, {num_classes}); pred must be an argmax over "
-            f"num_classes={num_classes} logits (check num_classes)"
-        )
 
 
 def _check_mask(mask: torch.Tensor) -> torch.Tensor:
