@@ -1,7 +1,7 @@
 """Driving JupyterLab in headless Chromium (tests/test_browser.py).
 
 A private JupyterLab server (`jupyter_lab`), a fresh headless Chromium page (`chromium_page`) and
-the few page actions the test needs. Facts behind the selectors: /work/shared/JUPYTERLAB.md.
+the few page actions the test needs. Facts behind the selectors: ../shared/JUPYTERLAB.md (beside the checkout).
 """
 
 from __future__ import annotations
