@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ctx.io import locked, read_json, write_json
+from ctx.io import locked, write_json
 from ctx.regime_study import (
     ALPHAS,
     FINAL_SEEDS,
@@ -18,6 +18,7 @@ from ctx.regime_study import (
     choose_default,
     chosen_setting,
     eligible,
+    load_results,
     paired,
     tuning_complete,
 )
@@ -25,17 +26,13 @@ from ctx.regimes import REGIMES
 from ctx.variants import DESCRIPTIONS
 
 
-def _load(path: Path) -> dict:
-    return read_json(path) if path.exists() else {"runs": []}
-
-
 def write_report(results_dir: Path, command: str) -> dict:
     """Record the protocol's decisions in results/regimes.json (default regime, chosen PA
     settings, the regimes' definitions) and write results/regimes.md and regimes.png."""
-    tuning = _load(results_dir / "regimes" / "tuning.json")["runs"]
+    tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     final_path = results_dir / "regimes.json"
     with locked(final_path):
-        data = _load(final_path)
+        data = load_results(final_path)
         data["command"] = data.get("command", command)
         data["default_regime"] = choose_default(tuning, data["runs"])
         data["chosen"] = {r: chosen_setting(tuning, r) for r in REGIMES}

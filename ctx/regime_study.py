@@ -294,7 +294,8 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
     return row
 
 
-def _load(path: Path) -> dict:
+def load_results(path: Path) -> dict:
+    """A study results file ({"runs": [...]} when it does not exist yet)."""
     return read_json(path) if path.exists() else {"runs": []}
 
 
@@ -313,7 +314,7 @@ def study(
     final_path = results_dir / "regimes.json"
     done_jobs = 0
     while max_jobs is None or done_jobs < max_jobs:
-        tuning, finals = _load(tuning_path)["runs"], _load(final_path)["runs"]
+        tuning, finals = load_results(tuning_path)["runs"], load_results(final_path)["runs"]
         done = {_row_key(r) for r in tuning + finals}
         busy = False  # a job another worker holds (its result may unblock later jobs)
         for job in plan(tuning, finals, regimes):
@@ -324,13 +325,13 @@ def study(
                     busy = True
                     continue
                 path = tuning_path if job.phase == "tune" else final_path
-                if job.key in {_row_key(r) for r in _load(path)["runs"]}:
+                if job.key in {_row_key(r) for r in load_results(path)["runs"]}:
                     break  # another worker finished it since we looked
                 tic = time.perf_counter()
                 print(f"[study] {job.name} ...", flush=True)
                 row = run_job(job, runs_dir, **run)
                 with locked(path):
-                    data = _load(path)
+                    data = load_results(path)
                     if _row_key(row) not in {_row_key(r) for r in data["runs"]}:
                         data["runs"].append(row)
                     data["command"] = command
