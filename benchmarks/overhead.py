@@ -74,8 +74,7 @@ def make_step(model: nn.Module, loss: str, **loss_kw):
         if contrast:
             fn.reseed(count[0])
         out = model(images, return_embeddings=contrast)
-        logits, embs = out if contrast else (out, None)
-        total, _ = fn(logits.float(), embs and [e.float() for e in embs], labels)
+        total, _ = fn(out.logits.float(), [e.float() for e in out.embeddings], labels)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()

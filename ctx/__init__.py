@@ -24,6 +24,7 @@ _LAZY = {
     "ConfigError": "ctx.train",
     "TrainConfig": "ctx.train",
     "load_model": "ctx.train",
+    "RunResult": "ctx.train",
     "train": "ctx.train",
     "train_or_load": "ctx.train",
     "ContextrastLoss": "ctx.losses",
@@ -37,6 +38,7 @@ _LAZY = {
     "ConfusionMatrix": "ctx.metrics",
     "ModelConfig": "ctx.model",
     "SegmentationNet": "ctx.model",
+    "SegOutput": "ctx.model",
     "build_model": "ctx.model",
     "DigitScenes": "ctx.data",
     "SceneConfig": "ctx.data",
@@ -50,6 +52,7 @@ __all__ = [
     "ConfigError",
     "TrainConfig",
     "load_model",
+    "RunResult",
     "train",
     "train_or_load",
     "ContextrastLoss",
@@ -63,6 +66,7 @@ __all__ = [
     "ConfusionMatrix",
     "ModelConfig",
     "SegmentationNet",
+    "SegOutput",
     "build_model",
     "DigitScenes",
     "SceneConfig",
@@ -77,10 +81,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from ctx.experiments import load_reference
     from ctx.losses import ContextrastLoss, CrossEntropyLoss, pixel_anchor_loss
     from ctx.metrics import ConfusionMatrix
-    from ctx.model import ModelConfig, SegmentationNet, build_model
+    from ctx.model import ModelConfig, SegmentationNet, SegOutput, build_model
     from ctx.negatives import boundary_negatives, distance_transform, error_maps
     from ctx.train import (
         ConfigError,
+        RunResult,
         TrainConfig,
         load_model,
         train,

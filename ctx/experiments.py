@@ -135,8 +135,8 @@ def run_one(
     cfg = run_config(variant, seed, base, runs_dir, steps)
     recorder = AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt")
     result = train(cfg, on_epoch_end=recorder)
-    metrics = evaluate_on_test(result["model"], cfg, test_scenes)
-    last = result["history"][-1]
+    metrics = evaluate_on_test(result.model, cfg, test_scenes)
+    last = result.history[-1]
     return {
         "variant": variant,
         "seed": seed,
@@ -424,7 +424,7 @@ def tune(
             **overrides,
             out=str(runs_dir / f"tune_{variant}_{name}_steps{base.max_steps}"),
         )
-        last = train(cfg)["history"][-1]
+        last = train(cfg).history[-1]
         results["runs"].append(
             {
                 "variant": variant,

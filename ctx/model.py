@@ -9,6 +9,7 @@ deployed network has the parameters and cost of a plain one. Taught in notebooks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -177,11 +178,20 @@ class Decoder(nn.Module):
         return F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)
 
 
+class SegOutput(NamedTuple):
+    """What SegmentationNet returns in every mode: `logits` [B,C,H,W] and `embeddings`, one
+    [B,D,h_i,w_i] per stage, L2-normalised per pixel (empty unless asked for)."""
+
+    logits: torch.Tensor
+    embeddings: list[torch.Tensor]
+
+
 class SegmentationNet(nn.Module):
     """Encoder + decoder + per-stage projection heads.
 
-    forward(x [B,3,H,W]) -> logits [B,C,H,W];
-    forward(x, return_embeddings=True) -> (logits, [emb_i [B,D,h_i,w_i] L2-normalised per pixel]).
+    forward(x [B,3,H,W]) -> SegOutput(logits [B,C,H,W], embeddings []);
+    forward(x, return_embeddings=True) also runs the heads: embeddings [emb_i [B,D,h_i,w_i]].
+    Without it the heads never run, so inference costs what a plain network costs.
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, embed_dim: int = 64) -> None:
@@ -195,14 +205,14 @@ class SegmentationNet(nn.Module):
         self.heads = nn.ModuleList(ProjectionHead(c, embed_dim) for c in encoder.channels)
         self.num_classes, self.embed_dim = num_classes, embed_dim
 
-    def forward(self, x: torch.Tensor, return_embeddings: bool = False):
+    def forward(self, x: torch.Tensor, return_embeddings: bool = False) -> SegOutput:
         if x.dim() != 4:
             raise ValueError(f"images must have shape [B,3,H,W], got {tuple(x.shape)}")
         feats = self.encoder(x)
         logits = self.decoder(feats, x.shape[-2:])
         if not return_embeddings:
-            return logits
-        return logits, [head(f) for head, f in zip(self.heads, feats, strict=True)]
+            return SegOutput(logits, [])
+        return SegOutput(logits, [head(f) for head, f in zip(self.heads, feats, strict=True)])
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's raw stage features, for inspection."""

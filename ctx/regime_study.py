@@ -264,8 +264,8 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
     """Train (or resume) one job and return its results row (test metrics for final jobs only)."""
     cfg = job.config(runs_dir, **run)
     result = train(cfg)
-    last = result["history"][-1]
-    device = next(result["model"].parameters()).device
+    last = result.history[-1]
+    device = next(result.model.parameters()).device
     row = {
         "phase": job.phase,
         "regime": job.regime,
@@ -281,7 +281,7 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
         "threads": torch.get_num_threads(),
         "device": device_name(device),
         "val_curve": [
-            [h["step"], h["train_cpu_seconds"], h["val"]["miou"]] for h in result["history"]
+            [h["step"], h["train_cpu_seconds"], h["val"]["miou"]] for h in result.history
         ],
         "config": {
             k: list(v) if isinstance(v, tuple) else v
@@ -289,7 +289,7 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
         },
     }
     if job.phase == "final":
-        test = evaluate_on_test(result["model"], cfg)
+        test = evaluate_on_test(result.model, cfg)
         row.update({k: test[k] for k in ("miou", "boundary_miou", "pixel_acc", "per_class_iou")})
     return row
 

@@ -376,7 +376,7 @@ def evaluate(
         items = [dataset[i] for i in indices[start : start + batch_size]]
         images = torch.stack([im for im, _ in items]).to(device)
         labels = torch.stack([lab for _, lab in items]).to(device)
-        cm.update(model(images).argmax(1), labels)
+        cm.update(model(images).logits.argmax(1), labels)
     cm.all_reduce()
     model.train(was_training)
     return cm.summary()
@@ -402,6 +402,11 @@ def load_model(
     if path.is_dir():
         path = path / CHECKPOINT
     ckpt = load_checkpoint(path, map_location=device)
+    return model_from_checkpoint(ckpt, path).to(device), ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: Path) -> SegmentationNet:
+    """The model (eval mode) a loaded checkpoint dict holds; `path` names it in errors."""
     cfg = config_from_dict(ckpt["config"])
     model = build_model(cfg.model_config(), ckpt["num_classes"])
     try:
@@ -410,7 +415,7 @@ def load_model(
         raise ValueError(
             f"{path} does not match the model its config describes ({e}); retrain"
         ) from e
-    return model.to(device).eval(), ckpt
+    return model.eval()
 
 
 def config_from_dict(d: dict) -> TrainConfig:
@@ -440,6 +445,21 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+EpochEnd = Callable[[torch.nn.Module, dict], None]
+
+
+@dataclass
+class RunResult:
+    """A trained or loaded run: the model (eval mode), its history (one entry per evaluation),
+    the config it was trained with, its checkpoint file and its number of classes."""
+
+    model: SegmentationNet
+    history: list[dict]
+    config: TrainConfig
+    checkpoint: Path
+    num_classes: int
 
 
 class Interrupted(KeyboardInterrupt):
@@ -503,12 +523,10 @@ def _deferred_interrupt(announce: bool) -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-def train(
-    cfg: TrainConfig, on_epoch_end: Callable[[torch.nn.Module, dict], None] | None = None
-) -> dict:
-    """Train (or resume, or just load a finished run) and return
-    {"model", "history", "checkpoint", "config"}. `on_epoch_end(model, entry)` runs on rank 0
-    after each evaluation, e.g. to snapshot anchors.
+def train(cfg: TrainConfig, on_epoch_end: EpochEnd | None = None) -> RunResult:
+    """Train (or resume, or just load a finished run) and return its RunResult.
+    `on_epoch_end(model, entry)` runs on rank 0 after each evaluation, e.g. to snapshot anchors;
+    if it has a `replay(history)` method, a resumed run first passes it the entries it holds.
 
     The config is checked first (ConfigError names the bad setting). Ctrl-C finishes the step
     it interrupts, saves, and raises `Interrupted`; running again resumes exactly."""
@@ -662,6 +680,8 @@ def train(
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
+    if rank == 0 and ckpt is not None:
+        _replay(on_epoch_end, history)
     model.train()
     bar = tqdm(
         total=max_steps,
@@ -694,9 +714,10 @@ def train(
                         fn.reseed(cfg.seed * 1_000_003 + step * world + rank)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                         out_net = net(images, return_embeddings=contrast)
-                        logits, embeddings = out_net if contrast else (out_net, None)
                         total, parts = fn(
-                            logits.float(), embeddings and [e.float() for e in embeddings], labels
+                            out_net.logits.float(),
+                            [e.float() for e in out_net.embeddings],
+                            labels,
                         )
                     opt.zero_grad(set_to_none=True)
                     total.backward()
@@ -778,18 +799,13 @@ def train(
     bar.close()
     if ddp:
         dist.barrier()
-    return {
-        "model": model.eval(),
-        "history": history,
-        "checkpoint": out / CHECKPOINT,
-        "config": cfg,
-        "num_classes": num_classes,
-    }
+    return RunResult(model.eval(), history, cfg, out / CHECKPOINT, num_classes)
 
 
-def train_or_load(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
-    """Notebook helper (check, then train or load): load `cfg.out` if it holds this finished
-    run, otherwise train (resuming what is there)."""
+def train_or_load(cfg: TrainConfig, on_epoch_end: EpochEnd | None = None) -> RunResult:
+    """Check, then train or load: load `cfg.out` if it holds this finished run (on the device
+    `cfg.device` names), otherwise `train` (resuming what is there). `on_epoch_end` as in
+    `train`; a loaded run passes its history to `on_epoch_end.replay`, if it has one."""
     validate_config(cfg)
     path = Path(cfg.out) / CHECKPOINT
     if path.exists():
@@ -797,15 +813,17 @@ def train_or_load(cfg: TrainConfig, device: str | torch.device | None = None) ->
         same_length = all(ckpt["config"].get(k) == getattr(cfg, k) for k in ("max_steps", "epochs"))
         finished = ckpt["step"] >= ckpt["max_steps"]
         if not config_mismatch(ckpt["config"], cfg) and same_length and finished:
-            model, ckpt = load_model(path, device or resolve_device(cfg.device))
-            return {
-                "model": model,
-                "history": ckpt["history"],
-                "checkpoint": path,
-                "config": cfg,
-                "num_classes": ckpt["num_classes"],
-            }
-    return train(cfg)
+            model = model_from_checkpoint(ckpt, path).to(resolve_device(cfg.device))
+            _replay(on_epoch_end, ckpt["history"])
+            return RunResult(model, ckpt["history"], cfg, path, ckpt["num_classes"])
+    return train(cfg, on_epoch_end)
+
+
+def _replay(on_epoch_end: EpochEnd | None, history: list[dict]) -> None:
+    """Hand a loaded or resumed run's past entries to a callback that draws them."""
+    replay = getattr(on_epoch_end, "replay", None)
+    if replay is not None and history:
+        replay(history)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -937,8 +955,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     if rank0:
-        last = result["history"][-1]["val"] if result["history"] else {}
-        print(json.dumps({"checkpoint": str(result["checkpoint"]), **last}))
+        last = result.history[-1]["val"] if result.history else {}
+        print(json.dumps({"checkpoint": str(result.checkpoint), **last}))
     if dist.is_initialized():
         dist.destroy_process_group()
 

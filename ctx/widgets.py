@@ -136,7 +136,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> tor
     model.eval()
     device = next(model.parameters()).device
     out = [
-        model(_as_float_images(images[i : i + batch_size]).to(device)).argmax(1).cpu()
+        model(_as_float_images(images[i : i + batch_size]).to(device)).logits.argmax(1).cpu()
         for i in range(0, len(images), batch_size)
     ]
     model.train(was)
@@ -957,11 +957,13 @@ class LiveCurves:
         self._handle = None
 
     def callback(self, name: str) -> Callable[[nn.Module, dict], None]:
-        """An `on_epoch_end(model, entry)` that records the entry under `name` and redraws."""
+        """An `on_epoch_end(model, entry)` that records the entry under `name` and redraws; its
+        `replay(history)` draws a loaded or resumed run's past entries at once."""
 
         def on_epoch_end(model: nn.Module, entry: dict) -> None:
             self.add(name, entry)
 
+        on_epoch_end.replay = lambda history: self.replay(name, history)
         return on_epoch_end
 
     def add(self, name: str, entry: dict, redraw: bool = True) -> None:
@@ -1025,25 +1027,12 @@ class LiveCurves:
         self.add(self.title or "run", entry)
 
 
-def train_live(
-    cfg, curves: LiveCurves, name: str, device: str | torch.device | None = None
-) -> dict:
-    """Check, then train or load, with live curves: a finished run with these settings in
-    `cfg.out` is loaded (`ctx.train.train_or_load`) and its history drawn at once; otherwise
-    `ctx.train.train` runs (resuming what is there) and draws after every evaluation."""
-    from ctx.io import load_checkpoint
-    from ctx.train import CHECKPOINT, config_mismatch, train, train_or_load
+def train_live(cfg, curves: LiveCurves, name: str):
+    """`ctx.train.train_or_load` with live curves: a loaded run's history is drawn at once, a
+    resumed one's past entries first, and each new evaluation as it comes."""
+    from ctx.train import train_or_load
 
-    path = Path(cfg.out) / CHECKPOINT
-    if path.exists():
-        ckpt = load_checkpoint(path, map_location="cpu")
-        if not config_mismatch(ckpt["config"], cfg):
-            if ckpt["step"] >= ckpt["max_steps"]:
-                result = train_or_load(cfg, device)
-                curves.replay(name, result["history"])
-                return result
-            curves.replay(name, ckpt["history"])
-    return train(cfg, on_epoch_end=curves.callback(name))
+    return train_or_load(cfg, on_epoch_end=curves.callback(name))
 
 
 def show_ablation(results_dir: str | Path | None = None) -> str | None:

@@ -68,8 +68,7 @@ class Trainer:
             self.fn.reseed(self.step_id)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(images, return_embeddings=self.contrast)
-            logits, embs = out if self.contrast else (out, None)
-            total, _ = self.fn(logits.float(), embs and [e.float() for e in embs], labels)
+            total, _ = self.fn(out.logits.float(), [e.float() for e in out.embeddings], labels)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         return total

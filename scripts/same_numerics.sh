@@ -23,7 +23,8 @@ for loss in ("ce", "contextrast"):
     cfg = TrainConfig(loss=loss, image_size=32, train_scenes=64, val_scenes=8, batch_size=8,
                       max_steps=24, widths=(8, 8, 16, 16), embed_dim=8, out=f"{out}/{loss}",
                       device="cpu", progress=False, threads=1)
-    state = train(cfg)["model"].state_dict()
+    r = train(cfg)  # a RunResult; a dict before it
+    state = (r.model if hasattr(r, "model") else r["model"]).state_dict()
     torch.save({k: v.clone() for k, v in state.items()}, f"{out}/{loss}.pt")
 PY
   ) > "$tmp/log_$side" 2>&1 || { cat "$tmp/log_$side"; exit 1; }

@@ -335,5 +335,5 @@ def test_train_end_to_end_on_camvid_fixture(cv_root, tmp_path):
         out=str(tmp_path / "run"),
     )  # fmt: skip
     result = train(cfg)
-    assert result["num_classes"] == 11 and result["history"][-1]["step"] == 2
-    assert 0.0 <= result["history"][-1]["val"]["miou"] <= 100.0
+    assert result.num_classes == 11 and result.history[-1]["step"] == 2
+    assert 0.0 <= result.history[-1]["val"]["miou"] <= 100.0

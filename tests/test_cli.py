@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctx.io import load_checkpoint, save_checkpoint, write_json
-from ctx.train import RULES, TrainConfig, _parser, main, train, validate_config
+from ctx.train import RULES, RunResult, TrainConfig, _parser, main, train, validate_config
 from ctx.validation import ConfigError
 
 ctx_train = importlib.import_module("ctx.train")  # the module; ctx.train is the function
@@ -156,7 +156,7 @@ def test_every_field_has_a_rule_and_a_help_line():
 
 
 def test_inert_flags_warn_once(monkeypatch, capsys, files):
-    monkeypatch.setattr(ctx_train, "train", lambda cfg: {"history": [], "checkpoint": "x"})
+    monkeypatch.setattr(ctx_train, "train", lambda cfg: RunResult(None, [], cfg, Path("x"), 0))
     (files / "ce.json").write_text('{"tau": 0.2, "loss": "ce"}')
     main(["--config", str(files / "ce.json"), "--k", "0.2", "--max-steps", "5"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -10,7 +10,7 @@ from ctx.train import train
 
 def test_evaluate_matches_the_runs_own_validation(tiny_train_config, capsys):
     result = train(tiny_train_config)
-    last_val = result["history"][-1]["val"]
+    last_val = result.history[-1]["val"]
     evaluate.main([tiny_train_config.out, "--split", "val", "--device", "cpu"])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["split"] == "val" and out["scenes"] == tiny_train_config.val_scenes

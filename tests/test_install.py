@@ -23,7 +23,7 @@ package = Path(ctx.__file__).parent
 cfg = TrainConfig(image_size=32, train_scenes=16, val_scenes=8, batch_size=8, max_steps=2,
                   widths=(8, 8, 16, 16), embed_dim=8, device="cpu", progress=False,
                   out="run", threads=1)
-history = train(cfg)["history"]
+history = train(cfg).history
 ref = load_reference("ce")
 print(json.dumps({
     "package": str(package),

@@ -7,6 +7,7 @@ from ctx.model import (
     PlainEncoder,
     ResNetEncoder,
     SegmentationNet,
+    SegOutput,
     build_model,
     deployed_parameters,
     l2_normalize,
@@ -31,8 +32,9 @@ def test_deployed_model_never_runs_the_heads():
     for head in model.heads:
         head.register_forward_hook(lambda *a: calls.append(1))
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
+        out = model(torch.randn(1, 3, 64, 64))
     assert calls == []
+    assert isinstance(out, SegOutput) and out.embeddings == []  # one return type in every mode
     # same parameters and output as the network without any heads at all
     plain = SegmentationNet(model.encoder, 11)
     plain.decoder = model.decoder
@@ -48,7 +50,7 @@ def test_resnet_encoder_strides():
     feats = enc(torch.randn(1, 3, 128, 128))
     assert [f.shape[-1] for f in feats] == [32, 16, 8, 4]  # strides 4/8/16/32
     model = build_model(ModelConfig(arch="resnet", widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1)), 5)
-    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5, 64, 64)
+    assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 5, 64, 64)
 
 
 def test_replaceable_encoder():

@@ -84,8 +84,7 @@ def _plain_loop(cfg):
             if hasattr(fn, "reseed"):
                 fn.reseed(cfg.seed * 1_000_003 + step)
             out = model(images, return_embeddings=contrast)
-            logits, embeddings = out if contrast else (out, None)
-            total, parts = fn(logits, embeddings, labels)
+            total, parts = fn(out.logits, out.embeddings, labels)
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
@@ -117,9 +116,9 @@ def test_train_gives_the_numbers_of_a_plain_loop(tiny_train_config, tmp_path, lo
     cfg = _config(tiny_train_config, tmp_path, "run", loss=loss)
     result = train(cfg)
     model, opt, history = _plain_loop(cfg)
-    assert _without_time(result["history"]) == history
+    assert _without_time(result.history) == history
     for k, v in model.state_dict().items():
-        assert torch.equal(v, result["model"].state_dict()[k]), k
+        assert torch.equal(v, result.model.state_dict()[k]), k
     saved = _checkpoint(cfg)["optimizer"]["state"]
     for i, state in opt.state_dict()["state"].items():
         for name, v in state.items():

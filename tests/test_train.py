@@ -23,7 +23,7 @@ def _state(model):
 
 def test_trains_and_writes_history(tiny_train_config):
     result = train(tiny_train_config)
-    out = result["checkpoint"].parent
+    out = result.checkpoint.parent
     history = json.loads((out / "history.json").read_text())["history"]
     assert history and history[-1]["step"] == 6
     assert 0 <= history[-1]["val"]["miou"] <= 100
@@ -35,8 +35,8 @@ def test_trains_and_writes_history(tiny_train_config):
 def test_same_seed_same_numbers(tiny_train_config, tmp_path):
     a = train(tiny_train_config)
     b = train(dataclasses.replace(tiny_train_config, out=str(tmp_path / "b")))
-    for k, v in _state(a["model"]).items():
-        torch.testing.assert_close(v, b["model"].state_dict()[k], rtol=0, atol=0)
+    for k, v in _state(a.model).items():
+        torch.testing.assert_close(v, b.model.state_dict()[k], rtol=0, atol=0)
 
 
 def test_resume_continues_as_if_uninterrupted(tiny_train_config, tmp_path, monkeypatch):
@@ -58,16 +58,16 @@ def test_resume_continues_as_if_uninterrupted(tiny_train_config, tmp_path, monke
     monkeypatch.setattr(DigitScenes, "__getitem__", get_item)
     assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["step"] == 6
     resumed = train(part_cfg)
-    for k, v in _state(full["model"]).items():
-        torch.testing.assert_close(v, resumed["model"].state_dict()[k], rtol=0, atol=0)
-    assert [h["step"] for h in resumed["history"]] == [h["step"] for h in full["history"]]
+    for k, v in _state(full.model).items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0)
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
 
 
 def test_contextrast_loss_trains(tiny_train_config):
     cfg = dataclasses.replace(
         tiny_train_config, loss="contextrast", negatives="random", max_steps=3
     )
-    history = train(cfg)["history"]
+    history = train(cfg).history
     assert history[-1]["train"]["pa"] > 0
 
 
@@ -91,14 +91,14 @@ def test_mismatched_checkpoint_is_refused(tiny_train_config):
 def test_other_length_is_refused_not_mixed(tiny_train_config):
     train(tiny_train_config)
     with pytest.raises(ValueError, match="finished run of 6 steps, not 8"):
-        train_or_load(dataclasses.replace(tiny_train_config, max_steps=8), device="cpu")
+        train_or_load(dataclasses.replace(tiny_train_config, max_steps=8))
 
 
 def test_train_or_load_loads_a_finished_run(tiny_train_config):
     first = train(tiny_train_config)
-    again = train_or_load(tiny_train_config, device="cpu")
-    for k, v in _state(first["model"]).items():
-        torch.testing.assert_close(v, again["model"].state_dict()[k])
+    again = train_or_load(tiny_train_config)
+    for k, v in _state(first.model).items():
+        torch.testing.assert_close(v, again.model.state_dict()[k])
 
 
 def test_checkpoint_write_is_atomic(tmp_path):

@@ -274,8 +274,8 @@ def test_train_live_trains_then_loads(tiny_train_config):
     assert curves.draws >= 1 and curves.histories["ce"][-1]["step"] == 6
     again = LiveCurves(show=False)
     second = train_live(tiny_train_config, again, "ce")  # finished: loaded, history replayed
-    assert again.draws == 1 and again.histories["ce"] == first["history"]
-    assert not second["model"].training
+    assert again.draws == 1 and again.histories["ce"] == first.history
+    assert not second.model.training
 
 
 def test_show_ablation(tmp_path):
