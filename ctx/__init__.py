@@ -44,7 +44,7 @@ _LAZY = {
     "SceneConfig": "ctx.data",
     "NUM_CLASSES": "ctx.data",
     "CLASS_NAMES": "ctx.data",
-    "load_reference": "ctx.experiments",
+    "load_reference": "ctx.reference",
 }
 
 __all__ = [
@@ -78,11 +78,11 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from ctx.anchors import class_anchors, fuse_anchors
     from ctx.data import CLASS_NAMES, NUM_CLASSES, DigitScenes, SceneConfig
-    from ctx.experiments import load_reference
     from ctx.losses import ContextrastLoss, CrossEntropyLoss, pixel_anchor_loss
     from ctx.metrics import ConfusionMatrix
     from ctx.model import ModelConfig, SegmentationNet, SegOutput, build_model
     from ctx.negatives import boundary_negatives, distance_transform, error_maps
+    from ctx.reference import load_reference
     from ctx.train import (
         ConfigError,
         RunResult,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
 import shlex
 import statistics
 import sys
@@ -29,28 +28,23 @@ import torch
 
 from ctx import regime_report, regime_study
 from ctx.anchors import class_anchors
-from ctx.data import NUM_CLASSES
 from ctx.io import locked, read_json, save_checkpoint, write_json
 from ctx.labels import resize_labels
-from ctx.negatives import boundary_negatives
+from ctx.reference import ROOT, export_reference, probe_scenes
 from ctx.regimes import REGIMES
-from ctx.resources import data_dir, portable, project_root
+from ctx.resources import data_dir
 from ctx.train import (
     Interrupted,
     TrainConfig,
-    config_from_dict,
-    load_model,
     resolve_device,
     train,
     validate_config,
 )
 from ctx.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 
-ROOT = project_root()  # the checkout (runs/, results/); the current folder for an installed ctx
 DEFAULT_SEEDS = [0, 1, 2]
 DEFAULT_RUNS = ROOT / "runs" / "ablation"
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
-ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
 QUICK = {
     "image_size": 32,
     "train_scenes": 64,
@@ -60,12 +54,6 @@ QUICK = {
     "widths": (8, 8, 16, 16),
     "embed_dim": 8,
 }
-
-
-def probe_scenes(cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `n` validation scenes: (images float [n,3,S,S], labels int64 [n,S,S])."""
-    ds = cfg.digit_scenes("val", n)
-    return ds.images.float() / 255.0, ds.labels
 
 
 @torch.no_grad()
@@ -349,59 +337,6 @@ def _plot(runs: list[dict], rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-@torch.no_grad()
-def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0) -> None:
-    """Copy the seed-`seed` ce and contextrast runs into out_dir with what the notebooks need:
-    model.pt (weights, config, history), anchors.pt (per-epoch per-stage anchors on the probe
-    set) and probe.pt (ATLAS_SCENES val scenes: per-stage embeddings, predictions, BANE picks)."""
-    for variant in ("ce", "contextrast"):
-        src = runs_dir / f"{variant}_seed{seed}"
-        model, ckpt = load_model(src, "cpu")
-        dst = out_dir / variant
-        keep = {
-            k: ckpt[k] for k in ("model", "config", "history", "step", "max_steps", "num_classes")
-        }
-        keep["config"] = {**keep["config"], "out": portable(keep["config"]["out"])}
-        save_checkpoint(keep, dst / "model.pt")
-        save_checkpoint(torch.load(src / "anchors.pt", weights_only=True), dst / "anchors.pt")
-        cfg = config_from_dict(ckpt["config"])
-        images, labels = probe_scenes(cfg, ATLAS_SCENES)
-        logits, embs = model(images, return_embeddings=True)
-        pred = logits.argmax(1)
-        g = torch.Generator().manual_seed(0)
-        stages = []
-        for e in embs:
-            y = resize_labels(labels, e.shape[-2:])
-            p = resize_labels(pred, e.shape[-2:])
-            stages.append(
-                {
-                    "embeddings": e.half(),
-                    "labels": y,
-                    "pred": p,
-                    "bane": boundary_negatives(p, y, NUM_CLASSES, cfg.k, generator=g),
-                }
-            )
-        save_checkpoint(
-            {
-                "images": (images * 255).round().to(torch.uint8),
-                "labels": labels,
-                "pred": pred,
-                "stages": stages,
-                "k": cfg.k,
-            },
-            dst / "probe.pt",
-        )
-    write_json(
-        {
-            "command": command,
-            "source_runs": portable(runs_dir),
-            "seed": seed,
-            "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.pt")),
-        },
-        out_dir / "manifest.json",
-    )
-
-
 def tune(
     grid: dict[str, list], base: TrainConfig, results_dir: Path, runs_dir: Path, command: str
 ) -> dict:
@@ -438,42 +373,6 @@ def tune(
         write_json(results, path)
         print(f"tune {variant} {overrides}: val mIoU {last['val']['miou']:.2f} %", flush=True)
     return results
-
-
-def reference_dir() -> Path:
-    """Where the reference artifacts live: $CTX_REFERENCE_DIR, else data/reference/."""
-    return Path(os.environ.get("CTX_REFERENCE_DIR", data_dir() / "reference"))
-
-
-def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
-    """A shipped reference run ("ce" or "contextrast"): {"model" (eval mode), "config",
-    "history", "anchors": {"step": [E], "anchors": [E,S,C,D], "present": [E,S,C]},
-    "probe": {"images", "labels", "pred", "k", "stages": [{"embeddings", "labels", "pred",
-    "bane"} per stage]}}. Read-only: nothing here is ever written by a notebook."""
-    folder = reference_dir() / variant
-    if not (folder / "model.pt").exists():
-        raise FileNotFoundError(
-            f"no reference run at {folder}: it ships in data/reference/ (git checkout -- data/), "
-            f"or regenerate it with `python -m ctx.experiments ablation --variants ce contextrast "
-            f"--seeds 0 && python -m ctx.experiments reference`"
-        )
-    model, ckpt = load_model(folder / "model.pt", device)
-    snaps = torch.load(folder / "anchors.pt", weights_only=True)
-    anchors = {
-        "step": snaps["step"],
-        "anchors": torch.stack(snaps["anchors"]).float(),
-        "present": torch.stack(snaps["present"]),
-    }
-    probe = torch.load(folder / "probe.pt", weights_only=True)
-    for st in probe["stages"]:
-        st["embeddings"] = st["embeddings"].float()
-    return {
-        "model": model,
-        "config": ckpt["config"],
-        "history": ckpt["history"],
-        "anchors": anchors,
-        "probe": probe,
-    }
 
 
 def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:

@@ -11,7 +11,7 @@ Three kinds of things live here, so the notebooks only explain, call and show:
   the last computation stays on `result` (and the last figure on `figure`, its PNG on `png`), so a
   test can set a control's `.value` headlessly and check the effect.
 
-Data come from `ctx.experiments.load_reference` ("ce" and "contextrast" reference runs).
+Data come from `ctx.reference.load_reference` ("ce" and "contextrast" reference runs).
 """
 
 from __future__ import annotations

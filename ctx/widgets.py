@@ -1041,7 +1041,7 @@ def show_ablation(results_dir: str | Path | None = None) -> str | None:
     from IPython.display import Image, Markdown, display
 
     if results_dir is None:
-        from ctx.experiments import ROOT
+        from ctx.reference import ROOT
 
         results_dir = ROOT / "results"
     results_dir = Path(results_dir)

@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ctx.experiments import load_reference  # noqa: E402
 from ctx.plotting import class_legend, label_to_rgb, overlay, plot_history, to_image  # noqa: E402
+from ctx.reference import load_reference  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCENES = (0, 1, 2, 3, 4, 5)

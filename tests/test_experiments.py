@@ -97,26 +97,6 @@ def test_anchor_snapshots_every_evaluation(quick):
     assert snaps["anchors"][0].shape == (4, 11, experiments.QUICK["embed_dim"])
 
 
-def test_reference_export_and_load(quick, tmp_path, monkeypatch):
-    root, _ = quick
-    experiments.main(
-        ["reference", "--runs-dir", str(root / "runs"), "--reference-dir", str(tmp_path)]
-    )
-    monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path))
-    ref = experiments.load_reference("contextrast")
-    probe = ref["probe"]
-    assert probe["images"].shape[0] == experiments.ATLAS_SCENES
-    for st in probe["stages"]:
-        assert st["bane"].shape[:2] == (experiments.ATLAS_SCENES, 11)
-        # BANE picks are wrongly predicted pixels of their own class
-        wrong = (st["pred"] != st["labels"])[:, None]
-        assert not (st["bane"] & ~wrong).any()
-    assert ref["anchors"]["anchors"].dim() == 4
-    monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path / "missing"))
-    with pytest.raises(FileNotFoundError, match="ctx.experiments reference"):
-        experiments.load_reference("ce")
-
-
 def test_summarise_pairs_differences_by_seed():
     runs = [
         {

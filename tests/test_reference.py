@@ -1,0 +1,54 @@
+"""The reference runs: exported from an ablation's seed-0 runs (at toy size), loaded back."""
+
+import pytest
+
+from ctx import experiments, reference
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The seed-0 ce and contextrast runs of a quick ablation."""
+    root = tmp_path_factory.mktemp("quick")
+    experiments.main(
+        [
+            "ablation",
+            "--quick",
+            "--variants",
+            "ce",
+            "contextrast",
+            "--seeds",
+            "0",
+            "--results-dir",
+            str(root / "results"),
+            "--runs-dir",
+            str(root / "runs"),
+            "--device",
+            "cpu",
+        ]
+    )
+    return root / "runs"
+
+
+def test_reference_export_and_load(runs, tmp_path, monkeypatch):
+    experiments.main(["reference", "--runs-dir", str(runs), "--reference-dir", str(tmp_path)])
+    monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path))
+    assert reference.reference_dir() == tmp_path
+    ref = reference.load_reference("contextrast")
+    probe = ref["probe"]
+    assert probe["images"].shape[0] == reference.ATLAS_SCENES
+    for st in probe["stages"]:
+        assert st["bane"].shape[:2] == (reference.ATLAS_SCENES, 11)
+        # BANE picks are wrongly predicted pixels of their own class
+        wrong = (st["pred"] != st["labels"])[:, None]
+        assert not (st["bane"] & ~wrong).any()
+    assert ref["anchors"]["anchors"].dim() == 4
+    monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="ctx.experiments reference"):
+        reference.load_reference("ce")
+
+
+def test_probe_scenes_are_the_first_validation_scenes(tiny_train_config):
+    images, labels = reference.probe_scenes(tiny_train_config, 3)
+    ds = tiny_train_config.digit_scenes("val", 3)
+    assert images.shape == (3, 3, 32, 32) and images.max() <= 1.0
+    assert (labels == ds.labels).all()
