@@ -8,7 +8,7 @@ are shifted (bands of wrong pixels along the boundaries) plus a few wrongly pred
 32, 16, 8 and 4 px), the 64 px notebook case and 128 px (not with --quick). A second scene,
 "early", predicts one class everywhere (whole regions wrong, as at the start of training).
 `distance_transform` (the sparse CPU algorithm) is timed against scipy's per-map loop, with the
-dense algorithm BANE runs on a GPU (`_squared_edt_dense`, here on the CPU) beside them.
+dense algorithm BANE runs on a GPU (`dense_distance_transform`, here on the CPU) beside them.
 
 Timings are medians over interleaved repeats (torch, scipy, torch, ...). torch runs on
 `--threads` threads (default 1, since scipy's EDT is single-threaded and CI machines are shared);
@@ -31,7 +31,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ctx.negatives import _dense_distance, boundary_negatives, distance_transform, error_maps
+from ctx.negatives import (
+    boundary_negatives,
+    dense_distance_transform,
+    distance_transform,
+    error_maps,
+)
 
 NUM_CLASSES = 11
 BATCH = 16
@@ -113,11 +118,11 @@ def section_distance_transform(args: argparse.Namespace) -> list[dict]:
             ref = scipy_per_map(as_numpy)
             full = as_numpy.reshape(-1, size * size).all(-1)  # scipy has no +inf convention
             ok = np.allclose(got.reshape(len(full), -1)[~full], ref.reshape(len(full), -1)[~full])
-            ok &= torch.equal(_dense_distance(errors), distance_transform(errors))
+            ok &= torch.equal(dense_distance_transform(errors), distance_transform(errors))
             med = interleaved(
                 {"torch": lambda e=errors: distance_transform(e),
                  "scipy": lambda m=as_numpy: scipy_per_map(m),
-                 "dense": lambda e=errors: _dense_distance(e)},
+                 "dense": lambda e=errors: dense_distance_transform(e)},
                 args.repeats,
             )  # fmt: skip
             rows.append(
@@ -159,8 +164,8 @@ def section_training_share(args: argparse.Namespace) -> list[dict]:
     """BANE inside a real Contextrast training step: the default model on a batch of 16 digit
     scenes; BANE = the per-stage predictions and selections the loss makes, timed alone."""
     from ctx.data import generate_scenes
-    from ctx.labels import resize_labels
-    from ctx.losses import ContextrastLoss, stage_prediction
+    from ctx.labels import resize_labels, stage_prediction
+    from ctx.losses import ContextrastLoss
     from ctx.model import ModelConfig, build_model
 
     device = torch.device(args.device)

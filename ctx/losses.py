@@ -14,6 +14,14 @@ from torch import nn
 
 from ctx.anchors import check_fusion_weights, class_anchors, fuse_anchors, pixel_major
 from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, resize_labels
+from ctx.negatives import (
+    BoundaryMiner,
+    Miner,
+    PixelSample,
+    check_sample_caps,
+    no_hard_pixels,
+    sample_pixels,
+)
 
 
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None) -> None:
@@ -49,44 +57,17 @@ def safe_cross_entropy(
     return _ce(logits, labels, ignore_index)
 
 
-def _pick(
-    mask: torch.Tensor, keys: torch.Tensor, k: int
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Per row of mask [C,M], the (at most) k entries with the largest keys (keys >= 0).
-
-    Returns (idx [C,k] or None when M <= k, i.e. every column, valid [C,k] or mask).
-    """
-    if mask.shape[1] <= k:
-        return None, mask
-    vals, idx = torch.where(mask, keys, -1.0).topk(k, dim=1, sorted=False)
-    return idx, vals >= 0
+def _take(sims: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return sims if idx is None else sims.gather(1, idx)
 
 
-def _pa_loss(
-    emb, labels, anchors, present, hard, generator, *, tau, max_pos, max_neg, fill, ignore
-):
-    """Vectorised PA loss for one stage; returns (loss, stats). See `pixel_anchor_loss`."""
-    b, d, h, w = emb.shape
-    c = anchors.shape[0]
-    y = labels.reshape(-1)
-    valid = y != ignore
-    own = (y[None] == torch.arange(c, device=y.device)[:, None]) & valid  # [C,M] class-n pixels
-    cand = valid & ~own  # [C,M] candidate negatives of anchor n
+def _pa_from_sample(emb, labels, anchors, present, hard, sample: PixelSample, *, tau, ignore):
+    """The PA formula of one stage on what `sample_pixels` drew -> (loss, stats)."""
     # [M,D] @ [D,C] -> [M,C], used as its [C,M] view: the gradient reaching emb is then a
     # contiguous [M,D] (A @ E^T would hand the heads a transposed one, 5x slower to backprop).
     sims = (pixel_major(emb) @ anchors.to(emb.dtype).T).T
-    # One uniform key per (class, pixel): positives and negatives of a class are disjoint sets,
-    # so the same keys give independent random subsets of both. Hard pixels rank first (+1).
-    keys = torch.rand(c, y.numel(), generator=generator, device=emb.device)
-    pos_idx, pos_ok = _pick(own, keys, max_pos)
-    if hard is not None:
-        hard = hard.reshape(-1)
-        keys = keys + hard
-        if not fill:
-            cand = cand & hard
-    neg_idx, neg_ok = _pick(cand, keys, max_neg)
-    pos_s = sims if pos_idx is None else sims.gather(1, pos_idx)  # [C,P]
-    neg_s = sims if neg_idx is None else sims.gather(1, neg_idx)  # [C,Q]
+    pos_s, neg_s = _take(sims, sample.pos_idx), _take(sims, sample.neg_idx)  # [C,P], [C,Q]
+    pos_ok, neg_ok = sample.pos_ok, sample.neg_ok
 
     # -log(e^s_p / (e^s_p + sum_q e^s_q)) = softplus(lse_q - s_p); no negatives: lse = -inf -> 0.
     has_neg = neg_ok.any(1)
@@ -111,7 +92,9 @@ def _pa_loss(
             "neg_per_class_max": n_neg.max(),
             "pos_sim": (pos_s * pos_m).sum() / pos_m.sum().clamp_min(1),
             "neg_sim": (neg_s * neg_m).sum() / neg_m.sum().clamp_min(1),
-            "hard_count": (hard & valid).sum() if hard is not None else torch.zeros_like(c_all),
+            "hard_count": (
+                (hard & (labels != ignore)).sum() if hard is not None else torch.zeros_like(c_all)
+            ),
         }
     return loss, stats
 
@@ -136,10 +119,12 @@ def pixel_anchor_loss(
 
     emb [B,D,H,W] (L2-normalised per pixel by the heads; not re-normalised here), labels [B,H,W]
     at the same resolution, anchors [C,D], present [C] bool, hard [B,H,W] bool or None -> scalar.
-    N = present classes with at least one pixel here. Positives of n: its pixels, a random subset
-    of `max_positives` if more **[choice]**. Negatives: pixels labelled != n; with `hard`, hard ones
-    first (a random subset of `max_negatives` if more), topped up at random to `max_negatives` when
-    `fill` **[choice]**, or hard only when not; with `hard=None`, random ones up to `max_negatives`
+    N = present classes with at least one pixel here. Positives and negatives are drawn by
+    `ctx.negatives.sample_pixels` (a miner's `hard` pixels first, `fill`, the caps), then the
+    formula is applied to them. Positives of n: its pixels, a random subset of `max_positives` if
+    more **[choice]**. Negatives: pixels labelled != n; with `hard`, hard ones first (a random
+    subset of `max_negatives` if more), topped up at random to `max_negatives` when `fill`
+    **[choice]**, or hard only when not; with `hard=None`, random ones up to `max_negatives`
     (`fill` unused). Caps are per process and per anchor **[choice]**: each denominator holds at
     most `max_negatives` negatives whatever the world size. A class without negatives gives 0;
     no class gives a 0 that keeps the graph. Exactly the formula when no cap is hit.
@@ -167,22 +152,15 @@ def pixel_anchor_loss(
         or present.device != emb.device
     ):
         raise ValueError(f"present must be a bool tensor [C={c}] on {emb.device}")
-    if hard is not None and (
-        not isinstance(hard, torch.Tensor)
-        or hard.dtype != torch.bool
-        or hard.shape != labels.shape
-        or hard.device != labels.device
-    ):
-        got = f"{hard.dtype} {tuple(hard.shape)}" if isinstance(hard, torch.Tensor) else type(hard)
-        raise ValueError(
-            f"hard must be None or a bool tensor {tuple(labels.shape)} like labels, on "
-            f"{labels.device}; got {got}"
-        )
-    _check_hyper(tau=tau, max_positives=max_positives, max_negatives=max_negatives)
+    _check_hyper(tau=tau)
+    sample = sample_pixels(
+        labels, c, hard, max_positives, max_negatives, fill, ignore_index, generator
+    )  # checks hard and the caps
     if check_inputs:
         check_finite(anchors, "anchors")
-    kw = dict(tau=tau, max_pos=max_positives, max_neg=max_negatives, fill=fill, ignore=ignore_index)
-    loss, stats = _pa_loss(emb, labels, anchors, present, hard, generator, **kw)
+    loss, stats = _pa_from_sample(
+        emb, labels, anchors, present, hard, sample, tau=tau, ignore=ignore_index
+    )
     if check_inputs and not bool(torch.isfinite(loss)):
         raise ValueError(
             f"pixel_anchor_loss overflowed although emb and anchors are finite: similarities "
@@ -199,18 +177,6 @@ def _check_hyper(**kw) -> None:
         raise ValueError(f"alpha must be >= 0, got {kw['alpha']}")
     if "k" in kw and not 0 < kw["k"] <= 1:
         raise ValueError(f"k (fraction of boundary pixels kept) must be in (0, 1], got {kw['k']}")
-    for name in ("max_positives", "max_negatives"):
-        if name in kw and not (isinstance(kw[name], int) and kw[name] >= 1):
-            raise ValueError(f"{name} must be an int >= 1, got {kw[name]!r}")
-
-
-def stage_prediction(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """argmax of logits [B,C,H,W] resized by nearest to `size` -> [B,h,w] int64.
-
-    Equal to resize_labels(logits.argmax(1), size): nearest picks the same source pixels from the
-    logits as from the argmax map, so only the kept pixels are reduced (4x fewer at stride 2).
-    """
-    return resize_labels(logits, size).max(1).indices
 
 
 class ContextrastLoss(nn.Module):
@@ -220,7 +186,10 @@ class ContextrastLoss(nn.Module):
     (total, parts). parts: "ce", "pa", "pa/stage{i}" (unweighted) and "stage{i}/<stat>" statistics,
     all detached. Stage i uses labels resized by nearest; anchors of stage i < I-1 are fused with
     the last stage's when `fusion`. `stages` restricts the PA sum (fusion still uses the last stage).
-    `negatives`: "bane" (hard = boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random".
+    Per stage: the miner marks hard pixels, `sample_pixels` draws each anchor's positives and
+    negatives from them (hard first, `fill`, the caps), and the PA formula is applied to those.
+    `negatives`: the miner, a `ctx.negatives.Miner`, or "bane" (`BoundaryMiner(C, k)`: hard =
+    boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random" (`no_hard_pixels`).
     `seed` seeds a private generator per device for all sampling (None: global RNG).
     `distributed` is passed to class_anchors (None: auto). Caps: see `pixel_anchor_loss`.
     `check_inputs=True` raises ValueError for labels out of range, NaN/inf in the logits or
@@ -242,7 +211,7 @@ class ContextrastLoss(nn.Module):
         w_l: float = 0.3,
         w_h: float = 0.7,
         fusion: bool = True,
-        negatives: str = "bane",
+        negatives: str | Miner = "bane",
         k: float = 0.5,
         fill: bool = True,
         stages: Sequence[int] | None = None,
@@ -257,12 +226,17 @@ class ContextrastLoss(nn.Module):
         super().__init__()
         if not (isinstance(num_classes, int) and num_classes >= 1):
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-        _check_hyper(
-            tau=tau, alpha=alpha, k=k, max_positives=max_positives, max_negatives=max_negatives
-        )
+        _check_hyper(tau=tau, alpha=alpha, k=k)
+        check_sample_caps(max_positives, max_negatives)
         check_fusion_weights(w_l, w_h)
-        if negatives not in ("bane", "random"):
-            raise ValueError(f"negatives must be 'bane' or 'random', got {negatives!r}")
+        if negatives == "bane":
+            self.miner: Miner = BoundaryMiner(num_classes, k, ignore_index)
+        elif negatives == "random":
+            self.miner = no_hard_pixels
+        elif callable(negatives):
+            self.miner = negatives
+        else:
+            raise ValueError(f"negatives must be 'bane', 'random' or a miner, got {negatives!r}")
         stage_weights = tuple(float(w) for w in stage_weights)
         if not stage_weights or any(not w >= 0 for w in stage_weights):
             raise ValueError(
@@ -355,30 +329,21 @@ class ContextrastLoss(nn.Module):
                 distributed=self.distributed,
                 check_inputs=False,  # checked once above when self.check_inputs
             )
-        if self.negatives == "bane":
-            from ctx.negatives import select_boundary_pixels
-
-            logits_d = logits.detach()
-        pa_kw = dict(
-            tau=self.tau,
-            max_pos=self.max_positives,
-            max_neg=self.max_negatives,
-            fill=self.fill,
-            ignore=ignore,
-        )
+        logits_d = logits.detach()
         parts: dict[str, torch.Tensor] = {}
         pa = logits.new_zeros(())
         for i in self.stages:
             a, p = anchors[i]
             if self.fusion and i != last:
                 a = fuse_anchors(a, anchors[last][0], p, anchors[last][1], self.w_l, self.w_h)
-            hard = None
-            if self.negatives == "bane":
-                with torch.no_grad():
-                    pred_i = stage_prediction(logits_d, tuple(ys[i].shape[-2:]))
-                    hard, counts = select_boundary_pixels(pred_i, ys[i], c, self.k, ignore, gen)
-                    parts[f"stage{i}/selected_per_class"] = counts.sum(0)
-            term, stats = _pa_loss(embeddings[i], ys[i], a, p, hard, gen, **pa_kw)
+            hard, mined = self.miner(logits_d, ys[i], gen)
+            parts.update({f"stage{i}/{name}": v for name, v in mined.items()})
+            sample = sample_pixels(
+                ys[i], c, hard, self.max_positives, self.max_negatives, self.fill, ignore, gen
+            )
+            term, stats = _pa_from_sample(
+                embeddings[i], ys[i], a, p, hard, sample, tau=self.tau, ignore=ignore
+            )
             pa = pa + self.stage_weights[i] * term
             parts[f"pa/stage{i}"] = term.detach()
             parts.update({f"stage{i}/{name}": v for name, v in stats.items()})

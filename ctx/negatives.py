@@ -1,23 +1,34 @@
 """BANE — boundary-aware negatives (METHOD.md, "BANE"): error maps, an exact batched Euclidean
-distance transform in pure torch, and the selection of the pixels nearest to each error's edge.
+distance transform in pure torch, the selection of the pixels nearest to each error's edge, and
+the sampling of each anchor's positives and negatives that the PA loss is computed on.
 
-Everything here is a *miner*: it runs without gradients and returns boolean masks.
+Everything here runs without gradients. A *miner* (`BoundaryMiner`, `no_hard_pixels`) marks hard
+pixels; `sample_pixels` turns them into the capped positives and negatives of every class (hard
+first, topped up at random); `ctx.losses` applies the formula to what was sampled.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple, Protocol
 
 import torch
 
-from ctx.labels import IGNORE_INDEX, check_labels, check_pred
+from ctx.labels import IGNORE_INDEX, check_labels, check_pred, stage_prediction
 
 __all__ = [
     "error_maps",
     "distance_transform",
+    "dense_distance_transform",
     "boundary_negatives",
     "select_boundary_pixels",
+    "Miner",
+    "BoundaryMiner",
+    "no_hard_pixels",
+    "PixelSample",
+    "sample_pixels",
+    "check_sample_caps",
     "selection_stats",
 ]
 
@@ -60,7 +71,7 @@ def distance_transform(mask: torch.Tensor) -> torch.Tensor:
     if mask.numel() == 0:
         return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     if mask.device.type != "cpu":
-        return _dense_distance(mask)
+        return dense_distance_transform(mask)
     out = torch.zeros(mask.numel(), dtype=torch.float32, device=mask.device)
     pix = _true_pixels(mask.reshape(-1))
     sq = _squared_edt_at(pix, mask.numel() // (height * width), height, width)
@@ -89,8 +100,7 @@ def boundary_negatives(
     wrong) are broken by a random order drawn from `generator` (None: torch's default RNG):
     a uniform permutation of the B*H*W pixels (see `select_boundary_pixels`, which this wraps).
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
-        raise ValueError(f"k must be a fraction in (0, 1], got {k!r} (K=50% is k=0.5)")
+    _check_fraction(k)
     check_labels(labels, num_classes, ignore_index, name="labels")
     check_pred(pred, labels, num_classes)
     if generator is not None and generator.device.type != labels.device.type:
@@ -152,6 +162,103 @@ def select_boundary_pixels(
     return hard.view(batch, height, width), quota[:n_maps].view(batch, num_classes)
 
 
+class Miner(Protocol):
+    """What `ContextrastLoss(negatives=...)` calls once per stage, under no gradient:
+    miner(logits [B,C,H,W] (detached), labels [B,h,w] of the stage, generator) -> (hard [B,h,w]
+    bool or None (no hard pixel), stats: a dict of tensors the loss reports as
+    "stage{i}/<name>"). On the training path it must not synchronise with the device."""
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]: ...
+
+
+class BoundaryMiner:
+    """BANE as a `Miner`: hard_i = boundary_negatives(pred_i, y_i, C, k).any(1), pred_i the
+    argmax of the logits resized by nearest to the stage (`stage_prediction`). Reports
+    "selected_per_class" [C] int64, how many pixels each class's error maps gave. Inputs are not
+    checked and nothing synchronises (see `select_boundary_pixels`)."""
+
+    def __init__(self, num_classes: int, k: float = 0.5, ignore_index: int = IGNORE_INDEX):
+        _check_fraction(k)
+        self.num_classes, self.k, self.ignore_index = num_classes, k, ignore_index
+
+    @torch.no_grad()
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pred = stage_prediction(logits, tuple(labels.shape[-2:]))
+        hard, counts = select_boundary_pixels(
+            pred, labels, self.num_classes, self.k, self.ignore_index, generator
+        )
+        return hard, {"selected_per_class": counts.sum(0)}
+
+
+def no_hard_pixels(
+    logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[None, dict[str, torch.Tensor]]:
+    """The `Miner` of random negatives (`negatives="random"`): no pixel is hard."""
+    return None, {}
+
+
+class PixelSample(NamedTuple):
+    """What `sample_pixels` drew for every class n (row n): indices into the flattened (b, h, w)
+    pixels and which entries are real (the others are padding). An index tensor is None when
+    no cap was hit: every pixel is a column (P or Q = M) and the mask alone says which count."""
+
+    pos_idx: torch.Tensor | None  # [C,P] int64
+    pos_ok: torch.Tensor  # [C,P] bool
+    neg_idx: torch.Tensor | None  # [C,Q] int64
+    neg_ok: torch.Tensor  # [C,Q] bool
+
+
+@torch.no_grad()
+def sample_pixels(
+    labels: torch.Tensor,
+    num_classes: int,
+    hard: torch.Tensor | None = None,
+    max_positives: int = 1024,
+    max_negatives: int = 256,
+    fill: bool = True,
+    ignore_index: int = IGNORE_INDEX,
+    generator: torch.Generator | None = None,
+) -> PixelSample:
+    """Positives and negatives of each class anchor (METHOD.md's P and Q), capped per anchor.
+
+    labels [B,H,W], hard [B,H,W] bool (a miner's hard pixels) or None. Positives of n: its
+    pixels, a uniform random subset of `max_positives` if more. Negatives: labelled pixels of
+    other classes; hard ones first (a random subset of `max_negatives` if more), topped up at
+    random to `max_negatives` when `fill`, hard ones only when not; with `hard=None`, random ones.
+    No index repeats within a row. One uniform key per (class, pixel) from `generator` (on the
+    labels' device; None = default RNG) drives both: positives and negatives of a class are
+    disjoint sets, so the same keys give independent random subsets of both.
+    Only types, shapes and caps are checked: no host synchronisation.
+    """
+    check_labels(labels, num_classes, ignore_index, values=False)
+    _check_hard(hard, labels)
+    check_sample_caps(max_positives, max_negatives)
+    y = labels.reshape(-1)
+    valid = y != ignore_index
+    own = (y[None] == torch.arange(num_classes, device=y.device)[:, None]) & valid  # [C,M]
+    cand = valid & ~own  # [C,M] candidate negatives of anchor n
+    keys = torch.rand(num_classes, y.numel(), generator=generator, device=labels.device)
+    pos_idx, pos_ok = _pick(own, keys, max_positives)
+    if hard is not None:
+        hard = hard.reshape(-1)
+        keys = keys + hard  # hard pixels rank first (+1)
+        if not fill:
+            cand = cand & hard
+    neg_idx, neg_ok = _pick(cand, keys, max_negatives)
+    return PixelSample(pos_idx, pos_ok, neg_idx, neg_ok)
+
+
+def check_sample_caps(max_positives: int, max_negatives: int) -> None:
+    """Raise ValueError unless both caps of `sample_pixels` are ints >= 1."""
+    for name, cap in (("max_positives", max_positives), ("max_negatives", max_negatives)):
+        if not (isinstance(cap, int) and cap >= 1):
+            raise ValueError(f"{name} must be an int >= 1, got {cap!r}")
+
+
 def selection_stats(
     selected: torch.Tensor,
     errors: torch.Tensor,
@@ -190,6 +297,38 @@ def selection_stats(
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _check_fraction(k: float) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
+        raise ValueError(f"k must be a fraction in (0, 1], got {k!r} (K=50% is k=0.5)")
+
+
+def _check_hard(hard: torch.Tensor | None, labels: torch.Tensor) -> None:
+    if hard is not None and (
+        not isinstance(hard, torch.Tensor)
+        or hard.dtype != torch.bool
+        or hard.shape != labels.shape
+        or hard.device != labels.device
+    ):
+        got = f"{hard.dtype} {tuple(hard.shape)}" if isinstance(hard, torch.Tensor) else type(hard)
+        raise ValueError(
+            f"hard must be None or a bool tensor {tuple(labels.shape)} like labels, on "
+            f"{labels.device}; got {got}"
+        )
+
+
+def _pick(
+    mask: torch.Tensor, keys: torch.Tensor, k: int
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Per row of mask [C,M], the (at most) k entries with the largest keys (keys >= 0).
+
+    Returns (idx [C,k] or None when M <= k, i.e. every column, valid [C,k] or mask).
+    """
+    if mask.shape[1] <= k:
+        return None, mask
+    vals, idx = torch.where(mask, keys, -1.0).topk(k, dim=1, sorted=False)
+    return idx, vals >= 0
 
 
 def _check_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -320,8 +459,9 @@ def _squared_edt_at(pix: torch.Tensor, num_maps: int, height: int, width: int) -
     return out
 
 
-def _dense_distance(mask: torch.Tensor) -> torch.Tensor:
-    """`distance_transform` of a non-empty mask [..., H, W] with `_squared_edt_dense`."""
+def dense_distance_transform(mask: torch.Tensor) -> torch.Tensor:
+    """`distance_transform` of a non-empty bool mask [..., H, W] by the dense algorithm on any
+    device (`distance_transform`'s choice off the CPU; public for benchmarks and tests)."""
     height, width = mask.shape[-2:]
     sq, inf = _squared_edt_dense(mask.reshape(-1, height, width))
     exact32 = (height - 1) ** 2 + (width - 1) ** 2 < _FLOAT32_EXACT

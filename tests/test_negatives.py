@@ -47,7 +47,7 @@ def assert_matches_scipy(mask: torch.Tensor) -> None:
 def dense_distance(mask: torch.Tensor) -> torch.Tensor:
     if mask.numel() == 0:
         return torch.zeros(mask.shape)
-    return negatives._dense_distance(mask)
+    return negatives.dense_distance_transform(mask)
 
 
 def blobs(shape: tuple[int, ...], seeds: int, radius: int, seed: int = 0) -> torch.Tensor:
