@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctx.labels import check_labels, resize_labels
+from ctx.labels import check_labels, resize_labels, stage_prediction
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,11 @@ def test_check_labels_messages():
     with pytest.raises(ValueError, match="outside"):
         check_labels(torch.full((1, 2, 2), 3), 3)
     check_labels(torch.full((1, 2, 2), 255), 3)  # the ignore value is fine
+
+
+@pytest.mark.parametrize("size", [(8, 8), (5, 7), (16, 16)])
+def test_stage_prediction_is_the_resized_argmax(size):
+    logits = torch.randn(2, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+    pred = stage_prediction(logits, size)
+    assert pred.dtype == torch.int64
+    assert torch.equal(pred, resize_labels(logits.argmax(1), size))

@@ -14,6 +14,7 @@ from sync_helpers import HostSyncCounter
 from ctx.anchors import class_anchors, fuse_anchors
 from ctx.labels import resize_labels
 from ctx.losses import ContextrastLoss, CrossEntropyLoss, pixel_anchor_loss, safe_cross_entropy
+from ctx.negatives import BoundaryMiner, sample_pixels
 
 DTYPES = [torch.float32, torch.float64]
 BIG = 10_000  # caps no test input reaches: no sampling, exactly the formula
@@ -472,6 +473,55 @@ def test_bane_runs_with_defaults():
     total, parts = ContextrastLoss(4)(logits, embs, labels)
     assert torch.isfinite(total) and parts["stage0/hard_count"] > 0
     total.backward()
+
+
+def test_the_miner_is_an_argument():
+    """negatives="bane" is BoundaryMiner(C, k); any callable with the Miner signature works,
+    is called once per stage with that stage's labels, and its stats land in parts."""
+    logits, embs, labels = batch(size=32, sizes=(16, 8, 4, 2))
+    kw = dict(fill=False, max_positives=9, max_negatives=7, seed=5)
+    total, parts = ContextrastLoss(4, negatives="bane", k=0.3, **kw)(logits, embs, labels)
+    total2, parts2 = ContextrastLoss(4, negatives=BoundaryMiner(4, 0.3), **kw)(logits, embs, labels)
+    assert total.item() == total2.item() and parts.keys() == parts2.keys()
+    assert all(torch.equal(parts[k], parts2[k]) for k in parts)
+    seen = []
+
+    def corners(logits, labels, generator):
+        seen.append(tuple(labels.shape))
+        hard = torch.zeros_like(labels, dtype=torch.bool)
+        hard[:, 0, 0] = True
+        return hard, {"corners": hard.sum()}
+
+    total, parts = ContextrastLoss(4, negatives=corners, **kw)(logits, embs, labels)
+    assert seen == [(2, s, s) for s in (16, 8, 4, 2)]
+    assert [parts[f"stage{i}/corners"].item() for i in range(4)] == [2] * 4
+    assert all(parts[f"stage{i}/neg_per_class_max"] <= 2 for i in range(4))  # hard only
+    assert torch.isfinite(total)
+
+
+def test_pa_is_the_formula_on_what_was_sampled():
+    emb, labels = make(b=2, h=6, w=6, c=3, seed=4)
+    anchors, present = class_anchors(emb, labels, 3)
+    hard = torch.rand(labels.shape, generator=torch.Generator().manual_seed(1)) < 0.3
+    caps = dict(max_positives=4, max_negatives=5)
+    loss = pixel_anchor_loss(
+        emb, labels, anchors, present, hard, generator=torch.Generator().manual_seed(7), **caps
+    )
+    sample = sample_pixels(labels, 3, hard, generator=torch.Generator().manual_seed(7), **caps)
+    sims = (emb.detach().permute(0, 2, 3, 1).reshape(-1, 4) @ anchors.detach().T).T.tolist()
+    terms = []
+    for n in range(3):
+        pos = [sims[n][m] / 0.1 for m in picked(sample.pos_idx, sample.pos_ok, n)]
+        neg = [sims[n][m] / 0.1 for m in picked(sample.neg_idx, sample.neg_ok, n)]
+        if present[n] and pos:
+            lse = [math.log(math.exp(p) + sum(math.exp(q) for q in neg)) - p for p in pos]
+            terms.append(sum(lse) / len(pos))
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-10)
+
+
+def picked(idx, ok, n):
+    row = torch.arange(ok.shape[1]) if idx is None else idx[n]
+    return row[ok[n]].tolist()
 
 
 def scene_for(kind, size=36, sizes=(18, 9, 5, 3)):

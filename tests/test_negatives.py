@@ -14,10 +14,14 @@ from hypothesis import strategies as st
 from sync_helpers import HostSyncCounter
 
 from ctx import negatives
+from ctx.labels import stage_prediction
 from ctx.negatives import (
+    BoundaryMiner,
     boundary_negatives,
     distance_transform,
     error_maps,
+    no_hard_pixels,
+    sample_pixels,
     select_boundary_pixels,
     selection_stats,
 )
@@ -287,3 +291,112 @@ def test_ties_are_broken_uniformly(case):
     p = quota / int(tied.sum())
     sd = math.sqrt(draws * p * (1 - p))
     assert ((freq[tied] - draws * p).abs() < 5 * sd).all(), freq
+
+
+# ------------------------------------------------------------------------------- miners
+
+
+def test_boundary_miner_is_bane_at_the_stage_size():
+    _, labels = scene(2, 24, 4, seed=6)
+    logits = torch.randn(2, 4, 24, 24, generator=torch.Generator().manual_seed(0))
+    small = labels[:, ::2, ::2].contiguous()
+    hard, stats = BoundaryMiner(4, k=0.3)(logits, small, torch.Generator().manual_seed(3))
+    pred = stage_prediction(logits, (12, 12))
+    sel = boundary_negatives(pred, small, 4, 0.3, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(hard, sel.any(1))
+    assert torch.equal(stats["selected_per_class"], sel.sum((0, 2, 3)))
+    assert no_hard_pixels(logits, small, None) == (None, {})
+    with pytest.raises(ValueError, match="k must be"):
+        BoundaryMiner(4, k=0.0)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def rows(idx, ok):
+    """Per class, the sorted pixel indices a sample holds (idx None: every column)."""
+    if idx is None:
+        idx = torch.arange(ok.shape[1]).expand_as(ok)
+    return [sorted(i[m].tolist()) for i, m in zip(idx, ok, strict=True)]
+
+
+def test_sample_hard_negatives_come_first_and_fill_tops_up():
+    labels = torch.tensor([[[0, 0, 1, 1, 1, 1, 255]]])
+    hard = torch.tensor([[[False, True, False, True, False, True, True]]])
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        s = sample_pixels(labels, 2, hard, max_negatives=2, generator=g)
+        assert rows(s.neg_idx, s.neg_ok)[0] == [3, 5]  # class 0: its two hard negatives
+        s = sample_pixels(labels, 2, hard, max_negatives=3, generator=g)
+        neg = rows(s.neg_idx, s.neg_ok)[0]
+        assert len(neg) == 3 and {3, 5} < set(neg) <= {2, 3, 4, 5}  # topped up at random
+        s = sample_pixels(labels, 2, hard, max_negatives=3, fill=False, generator=g)
+        assert rows(s.neg_idx, s.neg_ok) == [[3, 5], [1]]  # hard ones only
+    s = sample_pixels(labels, 2, None, max_positives=10, max_negatives=10)
+    assert s.pos_idx is None and s.neg_idx is None  # no cap hit: every pixel is a column
+    assert rows(s.pos_idx, s.pos_ok) == [[0, 1], [2, 3, 4, 5]]
+    assert rows(s.neg_idx, s.neg_ok) == [[2, 3, 4, 5], [0, 1]]  # never the ignore pixel
+
+
+def test_sample_caps_and_bad_inputs():
+    labels = torch.tensor([[[0, 0, 1, 1, 1, 1]]])
+    s = sample_pixels(labels, 3, max_positives=3, max_negatives=1)
+    assert [len(r) for r in rows(s.pos_idx, s.pos_ok)] == [2, 3, 0]
+    assert [len(r) for r in rows(s.neg_idx, s.neg_ok)] == [1, 1, 1]
+    with pytest.raises(ValueError, match="hard must be None or a bool tensor"):
+        sample_pixels(labels, 3, hard=labels.long())
+    with pytest.raises(ValueError, match="max_negatives"):
+        sample_pixels(labels, 3, max_negatives=0)
+    with pytest.raises(ValueError, match="max_positives"):
+        sample_pixels(labels, 3, max_positives=1.5)
+
+
+def test_sample_draws_one_uniform_key_per_class_and_pixel():
+    """The random stream consumed is torch.rand(C, M) whatever the data (a training run's
+    numerics depend on it), and the same generator state gives the same sample."""
+    labels, _ = scene(2, 10, 3, seed=1)
+    hard = torch.rand(labels.shape, generator=torch.Generator().manual_seed(9)) < 0.3
+    g = torch.Generator().manual_seed(4)
+    a = sample_pixels(labels, 3, hard, max_positives=5, max_negatives=7, generator=g)
+    ref = torch.Generator().manual_seed(4)
+    torch.rand(3, labels.numel(), generator=ref)
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=ref))
+    b = sample_pixels(
+        labels,
+        3,
+        hard,
+        max_positives=5,
+        max_negatives=7,
+        generator=torch.Generator().manual_seed(4),
+    )
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+    num_classes=st.integers(1, 4),
+    hard_frac=st.sampled_from([None, 0.0, 0.3, 1.0]),
+    fill=st.booleans(),
+    caps=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_sample(shape, num_classes, hard_frac, fill, caps, seed):
+    """Every row: distinct pixels of the right sets, as many as the cap allows, hard first."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_classes, shape, generator=g)
+    labels[torch.rand(shape, generator=g) < 0.2] = 255
+    hard = None if hard_frac is None else torch.rand(shape, generator=g) < hard_frac
+    s = sample_pixels(labels, num_classes, hard, caps[0], caps[1], fill, generator=g)
+    y = labels.reshape(-1)
+    is_hard = torch.zeros_like(y, dtype=torch.bool) if hard is None else hard.reshape(-1)
+    for n, (pos, neg) in enumerate(
+        zip(rows(s.pos_idx, s.pos_ok), rows(s.neg_idx, s.neg_ok), strict=True)
+    ):
+        own = set((y == n).nonzero().squeeze(1).tolist())
+        other = set(((y != n) & (y != 255)).nonzero().squeeze(1).tolist())
+        hard_other = {m for m in other if is_hard[m]}
+        pool = other if hard is None or fill else hard_other
+        assert len(set(pos)) == len(pos) == min(len(own), caps[0]) and set(pos) <= own
+        assert len(set(neg)) == len(neg) == min(len(pool), caps[1]) and set(neg) <= pool
+        assert set(neg) >= hard_other or set(neg) <= hard_other  # hard ones first
