@@ -162,11 +162,12 @@ def section_boundary_negatives(args: argparse.Namespace) -> list[dict]:
 
 def section_training_share(args: argparse.Namespace) -> list[dict]:
     """BANE inside a real Contextrast training step: the default model on a batch of 16 digit
-    scenes; BANE = the per-stage predictions and selections the loss makes, timed alone."""
+    scenes; BANE = the loss's miner (per-stage predictions and selections), timed alone."""
     from ctx.data import generate_scenes
-    from ctx.labels import resize_labels, stage_prediction
+    from ctx.labels import resize_labels
     from ctx.losses import ContextrastLoss
     from ctx.model import ModelConfig, build_model
+    from ctx.negatives import BoundaryMiner
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -190,11 +191,11 @@ def section_training_share(args: argparse.Namespace) -> list[dict]:
     sizes = [tuple(e.shape[-2:]) for e in embs]
     gen = torch.Generator(device=device).manual_seed(0)
 
+    miner = BoundaryMiner(NUM_CLASSES, k=0.5)
+
     def bane() -> None:
-        with torch.no_grad():
-            for size in sizes:
-                pred = stage_prediction(logits, size)
-                boundary_negatives(pred, resize_labels(labels, size), NUM_CLASSES, 0.5, 255, gen)
+        for size in sizes:
+            miner(logits, resize_labels(labels, size), gen)
         sync()
 
     med = interleaved({"step": step, "bane": bane}, args.repeats)

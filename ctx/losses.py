@@ -1,7 +1,8 @@
 """Pixel-anchor (PA) loss, the Contextrast total loss and a CE baseline (METHOD.md, CCL 3-4).
 
 Both `ContextrastLoss` and `CrossEntropyLoss` are called as `(logits, embeddings, labels)` and return
-`(total, parts)`, so a training loop treats them the same.
+`(total, parts)`, so a training loop treats them the same. The losses are the formulas: which pixels
+enter them is `ctx.negatives`' business (a miner marks hard pixels, `sample_pixels` draws P and Q).
 """
 
 from __future__ import annotations
