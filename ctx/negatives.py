@@ -1,6 +1,7 @@
 """BANE — boundary-aware negatives (METHOD.md, "BANE"): error maps, an exact batched Euclidean
-distance transform in pure torch (its algorithms in `ctx.distance`), the selection of the pixels nearest to each error's edge, and
-the sampling of each anchor's positives and negatives that the PA loss is computed on.
+distance transform in pure torch (its algorithms live in `ctx.distance`), the selection of the
+pixels nearest to each error's edge, and the sampling of each anchor's positives and negatives
+that the PA loss is computed on.
 
 Everything here runs without gradients. A *miner* (`BoundaryMiner`, `no_hard_pixels`) marks hard
 pixels; `sample_pixels` turns them into the capped positives and negatives of every class (hard
