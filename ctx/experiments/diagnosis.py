@@ -327,9 +327,9 @@ def markdown(d: dict, sources: dict) -> str:
 def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
     """Diagnose the default regime's CE and Contextrast runs of seed 0 (trained if missing,
     into runs_dir) and write out_dir/diagnosis.json and diagnosis.md."""
+    from ctx.experiments.regimes import regime_config
     from ctx.io import load_checkpoint
     from ctx.reference import reference_dir
-    from ctx.regimes import regime_config
     from ctx.train import config_mismatch, load_model, train_or_load
 
     if threads:
