@@ -21,7 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ctx.experiments import regime_report, regime_study
+from ctx.experiments import diagnosis, regime_report, regime_study
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
 from ctx.experiments.regimes import REGIMES
@@ -153,8 +153,6 @@ def _run(
             )
         regime_report.write_report(args.results_dir, regimes_command)
     elif args.task == "diagnose":
-        from ctx.experiments import diagnosis
-
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
