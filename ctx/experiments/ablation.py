@@ -1,9 +1,9 @@
 """The ablation: variants x seeds, resumable, appending to results/ablation.json.
 
-Each run trains with `ctx.train.train` into runs/ablation/<variant>_seed<k>/ (so a killed run
-resumes), is evaluated on the frozen test scenes, and is appended atomically to the results file.
-At every epoch the run also snapshots its per-stage class anchors on a fixed probe set of
-validation scenes (ctx.experiments.recorder, for notebook 05).
+Each run trains with `ctx.train.train_or_load` into runs/ablation/<variant>_seed<k>/ (so a
+killed run resumes), is evaluated on the frozen test scenes, and is appended atomically to the
+results file. At every epoch the run also snapshots its per-stage class anchors on a fixed probe
+set of validation scenes (ctx.experiments.recorder, for notebook 05).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 from ctx.io import locked, read_json, write_json
 from ctx.reference import ROOT
-from ctx.train import TrainConfig, train
+from ctx.train import TrainConfig, train_or_load
 
 DEFAULT_SEEDS = [0, 1, 2]
 DEFAULT_RUNS = ROOT / "runs" / "ablation"
@@ -57,7 +57,7 @@ def run_one(
     """Train (or resume) one run, evaluate it on the test scenes, return its results row."""
     cfg = run_config(variant, seed, base, runs_dir, steps)
     recorder = AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt")
-    result = train(cfg, on_epoch_end=recorder)
+    result = train_or_load(cfg, on_epoch_end=recorder)
     metrics = evaluate_on_test(result.model, cfg, test_scenes)
     last = result.history[-1]
     return {

@@ -32,7 +32,7 @@ from ctx.experiments.stats import mean_std, paired_diffs, t_interval
 from ctx.experiments.variants import VARIANTS, evaluate_on_test
 from ctx.io import locked, read_json, write_json
 from ctx.resources import portable
-from ctx.train import TrainConfig, train
+from ctx.train import TrainConfig, train_or_load
 
 ALPHAS = (0.02, 0.05, 0.1)
 WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps
@@ -264,7 +264,7 @@ def device_name(device: torch.device) -> str:
 def run_job(job: Job, runs_dir: Path, **run) -> dict:
     """Train (or resume) one job and return its results row (test metrics for final jobs only)."""
     cfg = job.config(runs_dir, **run)
-    result = train(cfg)
+    result = train_or_load(cfg)
     last = result.history[-1]
     device = next(result.model.parameters()).device
     row = {

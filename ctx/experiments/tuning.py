@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ctx.experiments.variants import VARIANTS
 from ctx.io import read_json, write_json
-from ctx.train import TrainConfig, train
+from ctx.train import TrainConfig, train_or_load
 
 
 def tune(
@@ -34,7 +34,7 @@ def tune(
             **overrides,
             out=str(runs_dir / f"tune_{variant}_{name}_steps{base.max_steps}"),
         )
-        last = train(cfg).history[-1]
+        last = train_or_load(cfg).history[-1]
         results["runs"].append(
             {
                 "variant": variant,
