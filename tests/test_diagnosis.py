@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ctx import diagnosis
+from ctx.experiments import diagnosis
 
 
 def test_error_split_by_distance_to_class_edge():

@@ -65,6 +65,13 @@ def test_every_data_folder_ships_in_the_wheel():
     assert all(setuptools["package-data"][p] == ["*"] for p in packages | {"ctx._data"})
 
 
+def test_every_code_package_ships_in_the_wheel():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = setuptools["packages"]
+    code = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ctx").rglob("__init__.py")}
+    assert code <= set(packages), code - set(packages)
+
+
 def test_shipped_files_hold_no_machine_paths():
     import torch
 

@@ -2,14 +2,15 @@
 
 import pytest
 
-from ctx import experiments, reference
+from ctx import reference
+from ctx.experiments import cli
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The seed-0 ce and contextrast runs of a quick ablation."""
     root = tmp_path_factory.mktemp("quick")
-    experiments.main(
+    cli.main(
         [
             "ablation",
             "--quick",
@@ -30,7 +31,7 @@ def runs(tmp_path_factory):
 
 
 def test_reference_export_and_load(runs, tmp_path, monkeypatch):
-    experiments.main(["reference", "--runs-dir", str(runs), "--reference-dir", str(tmp_path)])
+    cli.main(["reference", "--runs-dir", str(runs), "--reference-dir", str(tmp_path)])
     monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path))
     assert reference.reference_dir() == tmp_path
     ref = reference.load_reference("contextrast")

@@ -7,9 +7,9 @@ import math
 import pytest
 from scipy import stats
 
-from ctx import regime_report, regime_study
-from ctx.regime_study import Job, choose_default, chosen_setting, eligible, paired
-from ctx.regimes import REGIMES, Regime, regime_config
+from ctx.experiments import regime_report, regime_study
+from ctx.experiments.regime_study import Job, choose_default, chosen_setting, eligible, paired
+from ctx.experiments.regimes import REGIMES, Regime, regime_config
 
 
 def _tuning_rows(regime, ce, grid, device="cpu", seconds=300.0):
@@ -180,7 +180,8 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(regime_study, "MAX_COST_RATIO", 1e9)
     monkeypatch.setattr(regime_study, "MIN_CE_VAL_MIOU", 0.0)
     monkeypatch.setattr(
-        "ctx.variants.evaluate_on_test", lambda model, cfg, n=None: _tiny_test(model, cfg)
+        "ctx.experiments.variants.evaluate_on_test",
+        lambda model, cfg, n=None: _tiny_test(model, cfg),
     )
     monkeypatch.setattr(regime_study, "evaluate_on_test", lambda m, c: _tiny_test(m, c))
     runs, results = tmp_path / "runs", tmp_path / "results"
@@ -248,9 +249,9 @@ def test_report_lists_every_regime_even_without_runs(tmp_path):
     ],
 )
 def test_experiments_cli_bad_input_is_one_line(args, words, tmp_path):
-    from ctx import experiments
+    from ctx.experiments import cli
 
     with pytest.raises(SystemExit) as e:
-        experiments.main(["regimes", "--results-dir", str(tmp_path), *args])
+        cli.main(["regimes", "--results-dir", str(tmp_path), *args])
     assert str(e.value).startswith("error: ") and words in str(e.value)
     assert not (tmp_path / "regimes.json").exists(), "nothing runs or is written first"

@@ -7,10 +7,10 @@ what is missing. Numbers are read from the files, never typed in.
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
-from ctx.io import locked, write_json
-from ctx.regime_study import (
+from ctx.experiments.regime_study import (
     ALPHAS,
     FINAL_SEEDS,
     TUNE_SEEDS,
@@ -22,8 +22,10 @@ from ctx.regime_study import (
     paired,
     tuning_complete,
 )
-from ctx.regimes import REGIMES
-from ctx.variants import DESCRIPTIONS
+from ctx.experiments.regimes import REGIMES
+from ctx.experiments.stats import paired_diffs
+from ctx.experiments.variants import DESCRIPTIONS
+from ctx.io import locked, write_json
 
 
 def write_report(results_dir: Path, command: str) -> dict:
@@ -120,8 +122,8 @@ def final_table(finals: list[dict]) -> list[str]:
 def _boundary_delta(rs: list[dict]) -> str:
     ce = {r["seed"]: r["boundary_miou"] for r in rs if r["variant"] == "ce"}
     cx = {r["seed"]: r["boundary_miou"] for r in rs if r["variant"] == "contextrast"}
-    d = [cx[s] - ce[s] for s in cx if s in ce]
-    return "–" if not d else f"{sum(d) / len(d):+.2f}"
+    d = paired_diffs(cx, ce)
+    return "–" if not d else f"{statistics.mean(d):+.2f}"
 
 
 def default_table(finals: list[dict], regime: str) -> list[str]:

@@ -20,11 +20,15 @@ from pathlib import Path
 
 import torch
 
+from ctx.anchors import class_anchors
 from ctx.data import NUM_CLASSES
-from ctx.io import write_json
+from ctx.experiments.regimes import regime_config
+from ctx.io import load_checkpoint, write_json
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.metrics import ConfusionMatrix
 from ctx.negatives import boundary_negatives, distance_transform, error_maps
+from ctx.reference import reference_dir
+from ctx.train import config_mismatch, evaluate, load_model, train_or_load
 
 RIM = 2.0  # px: an error within this distance of a ground-truth class edge is a rim error
 
@@ -147,8 +151,6 @@ def _nanmean(xs: list[float]) -> float:
 def nearest_anchor_accuracy(emb: torch.Tensor, labels: torch.Tensor) -> float:
     """% of labelled pixels of emb [B,D,h,w] whose cosine-nearest class anchor (the class means
     of the same scenes) is their own class's: how cleanly the classes separate."""
-    from ctx.anchors import class_anchors
-
     anchors, present = class_anchors(emb.float(), labels, NUM_CLASSES, distributed=False)
     z = torch.nn.functional.normalize(emb.float(), dim=1)
     cos = torch.einsum("bdhw,cd->bchw", z, anchors)
@@ -174,8 +176,6 @@ def run_outputs(model, images: torch.Tensor, batch: int = 32) -> dict:
 
 def diagnose(models: dict, cfg, test_scenes: int = 500, train_scenes: int = 500) -> dict:
     """All measurements for each run in `models` (name -> model) on cfg's regime."""
-    from ctx.train import evaluate
-
     test = cfg.digit_scenes("test", test_scenes)
     train = cfg.digit_scenes("train", train_scenes)
     train.augment = False
@@ -327,11 +327,6 @@ def markdown(d: dict, sources: dict) -> str:
 def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
     """Diagnose the default regime's CE and Contextrast runs of seed 0 (trained if missing,
     into runs_dir) and write out_dir/diagnosis.json and diagnosis.md."""
-    from ctx.io import load_checkpoint
-    from ctx.reference import reference_dir
-    from ctx.regimes import regime_config
-    from ctx.train import config_mismatch, load_model, train_or_load
-
     if threads:
         torch.set_num_threads(threads)
     # The setting the first tuned ablation chose on validation (results/ablation.md).

@@ -3,9 +3,9 @@
 Each regime is a set of `TrainConfig` overrides on top of the CPU default, with the reason it
 exists. The regime study (`python -m ctx.experiments regimes`, protocol in
 results/regimes/PROTOCOL.md) tunes the PA term per regime on the validation scenes, then compares
-CE with Contextrast on the frozen test scenes. Taught in notebook 07.
+CE with Contextrast on the frozen test scenes.
 
-    from ctx.regimes import regime_config
+    from ctx.experiments.regimes import regime_config
     cfg = regime_config("crowded", loss="contextrast", alpha=0.05)
 """
 

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 
+from ctx.experiments.regimes import REGIMES
+from ctx.experiments.stats import mean_std, paired_diffs, t_interval
+from ctx.experiments.variants import VARIANTS, evaluate_on_test
 from ctx.io import locked, read_json, write_json
-from ctx.regimes import REGIMES
 from ctx.resources import portable
-from ctx.train import TrainConfig, train
-from ctx.variants import VARIANTS, evaluate_on_test
+from ctx.train import TrainConfig, train_or_load
 
 ALPHAS = (0.02, 0.05, 0.1)
 WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps
@@ -263,7 +264,7 @@ def device_name(device: torch.device) -> str:
 def run_job(job: Job, runs_dir: Path, **run) -> dict:
     """Train (or resume) one job and return its results row (test metrics for final jobs only)."""
     cfg = job.config(runs_dir, **run)
-    result = train(cfg)
+    result = train_or_load(cfg)
     last = result.history[-1]
     device = next(result.model.parameters()).device
     row = {
@@ -357,23 +358,18 @@ def paired(finals: list[dict], regime: str, variant: str, base: str = "ce") -> d
     """Per-seed differences variant - base in a regime: mean, std, n, 95 % t-interval."""
     a = _by_seed([r for r in finals if r["regime"] == regime], variant=variant)
     b = _by_seed([r for r in finals if r["regime"] == regime], variant=base)
-    diffs = [a[s]["miou"] - b[s]["miou"] for s in sorted(a) if s in b]
+    diffs = paired_diffs({s: r["miou"] for s, r in a.items()}, {s: r["miou"] for s, r in b.items()})
     if not diffs:
         return None
-    n, mean = len(diffs), statistics.mean(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else math.nan
-    half = math.nan
-    if n > 1:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    mean, sd = mean_std(diffs)
+    lo, hi = t_interval(diffs)
     base_mean = statistics.mean(b[s]["miou"] for s in sorted(a) if s in b)
     return {
-        "n": n,
+        "n": len(diffs),
         "mean": mean,
         "sd": sd,
-        "lo": mean - half,
-        "hi": mean + half,
+        "lo": lo,
+        "hi": hi,
         "diffs": diffs,
         "base_miou": base_mean,
         "error_cut": mean / (100 - base_mean) if base_mean < 100 else math.nan,

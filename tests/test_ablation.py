@@ -1,4 +1,4 @@
-"""The ablation pipeline end to end at toy size (`--quick`), and the reference export."""
+"""The ablation pipeline end to end at toy size (`--quick`), through its command line."""
 
 import json
 import shlex
@@ -7,7 +7,8 @@ import threading
 import pytest
 import torch
 
-from ctx import experiments
+from ctx.experiments import ablation, cli
+from ctx.experiments.variants import VARIANTS
 from ctx.io import locked, read_json, write_json
 
 
@@ -26,7 +27,7 @@ def quick(tmp_path_factory):
         "cpu",
     ]
     for seed in ("0", "1"):
-        experiments.main([*argv, "--seeds", seed])
+        cli.main([*argv, "--seeds", seed])
     return root, argv
 
 
@@ -37,9 +38,9 @@ def test_results_file_has_every_run(quick):
     assert results["command"] == "python -m ctx.experiments " + shlex.join(
         [*argv, "--seeds", "0", "1"]
     )
-    assert results["config"]["max_steps"] == experiments.QUICK["max_steps"]
+    assert results["config"]["max_steps"] == ablation.QUICK["max_steps"]
     got = {(r["variant"], r["seed"]) for r in results["runs"]}
-    want = {(v, s) for v in [*experiments.VARIANTS, "ce_time"] for s in (0, 1)}
+    want = {(v, s) for v in [*VARIANTS, "ce_time"] for s in (0, 1)}
     assert got == want
     for r in results["runs"]:
         assert 0 <= r["miou"] <= 100 and len(r["per_class_iou"]) == 11 and r["train_seconds"] > 0
@@ -53,16 +54,14 @@ def test_recorded_command_reruns_nothing_new(quick):
     before = path.read_text()
     command = shlex.split(json.loads(before)["command"])
     assert command[:3] == ["python", "-m", "ctx.experiments"]
-    experiments.main(command[3:])
+    cli.main(command[3:])
     assert path.read_text() == before
 
 
 def test_file_command_names_only_what_differs_from_the_defaults():
-    runs = [
-        {"variant": v, "seed": s} for v in [*experiments.VARIANTS, "ce_time"] for s in (0, 1, 2)
-    ]
-    assert experiments.file_command("P", runs) == "P"
-    assert experiments.file_command("P", runs[:2]) == "P --variants ce --seeds 0 1"
+    runs = [{"variant": v, "seed": s} for v in [*VARIANTS, "ce_time"] for s in (0, 1, 2)]
+    assert ablation.file_command("P", runs) == "P"
+    assert ablation.file_command("P", runs[:2]) == "P --variants ce --seeds 0 1"
 
 
 def test_locked_makes_concurrent_updates_take_turns(tmp_path):
@@ -86,7 +85,7 @@ def test_locked_makes_concurrent_updates_take_turns(tmp_path):
 def test_other_settings_are_refused(quick):
     root, argv = quick
     with pytest.raises(SystemExit, match="^error: .*other settings"):
-        experiments.main([*argv, "--warmup-steps", "3"])
+        cli.main([*argv, "--warmup-steps", "3"])
 
 
 def test_anchor_snapshots_every_evaluation(quick):
@@ -94,47 +93,7 @@ def test_anchor_snapshots_every_evaluation(quick):
     snaps = torch.load(root / "runs" / "contextrast_seed0" / "anchors.pt", weights_only=True)
     hist = json.loads((root / "runs" / "contextrast_seed0" / "history.json").read_text())["history"]
     assert snaps["step"] == [h["step"] for h in hist]
-    assert snaps["anchors"][0].shape == (4, 11, experiments.QUICK["embed_dim"])
-
-
-def test_summarise_pairs_differences_by_seed():
-    runs = [
-        {
-            "variant": v,
-            "seed": s,
-            "miou": m,
-            "boundary_miou": m - 3,
-            "steps": 10,
-            "train_seconds": 60,
-        }
-        for v, s, m in [
-            ("ce", 0, 70.0),
-            ("ce", 1, 80.0),
-            ("contextrast", 0, 71.0),
-            ("contextrast", 1, 83.0),
-            ("contextrast", 2, 50.0),  # no ce seed 2: left out of the pairing
-            ("ccl", 1, 79.0),
-        ]
-    ]
-    rows = {r["variant"]: r for r in experiments.summarise(runs)}
-    assert rows["ce"]["paired"] is None and rows["ce"]["miou"] == (75.0, pytest.approx(50**0.5))
-    mean, std, n = rows["contextrast"]["paired"]
-    assert (mean, n) == (2.0, 2) and std == pytest.approx(2**0.5)  # diffs +1, +3
-    assert rows["ccl"]["paired"][0] == -1.0 and rows["ccl"]["paired"][2] == 1
-    assert rows["contextrast"]["minutes"] == 1.0
-
-
-def test_report_writes_the_paired_column(tmp_path):
-    runs = [
-        {"variant": v, "seed": s, "miou": m, "boundary_miou": m, "steps": 10, "train_seconds": 6}
-        for v, s, m in [("ce", 0, 70.0), ("ce", 1, 80.0), ("bane", 0, 71.0), ("bane", 1, 83.0)]
-    ]
-    experiments.report({"runs": runs, "command": "C", "dataset": {"test_scenes": 5}}, tmp_path)
-    table = (tmp_path / "ablation.md").read_text()
-    assert (
-        "| `bane` | PA loss, BANE negatives, no fusion | 2 | 77.00 ± 8.49 | +2.00 ± 1.41 |" in table
-    )
-    assert (tmp_path / "ablation.png").stat().st_size > 0
+    assert snaps["anchors"][0].shape == (4, 11, ablation.QUICK["embed_dim"])
 
 
 def test_ce_time_steps_uses_the_fastest_run_of_each_variant():
@@ -144,5 +103,5 @@ def test_ce_time_steps_uses_the_fastest_run_of_each_variant():
         {"variant": "contextrast", "steps": 100, "train_seconds": 15.0},
         {"variant": "contextrast", "steps": 50, "train_seconds": 9.0},
     ]
-    assert experiments.ce_time_steps(runs, 600) == 900  # 600 * 0.15 / 0.10
-    assert experiments.ce_time_steps(runs[:2], 600) is None
+    assert ablation.ce_time_steps(runs, 600) == 900  # 600 * 0.15 / 0.10
+    assert ablation.ce_time_steps(runs[:2], 600) is None

@@ -1,0 +1,3 @@
+from ctx.experiments.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""The command line of the studies: `python -m ctx.experiments TASK [options]`.
+
+    python -m ctx.experiments ablation                # full: 5 variants x 3 seeds, resumable
+    python -m ctx.experiments ablation --quick --results-dir /tmp/q   # smoke test (CI)
+    python -m ctx.experiments tune --steps 2000       # PA settings on the validation scenes
+    python -m ctx.experiments reference               # data/reference/ from the seed-0 runs
+    python -m ctx.experiments report                  # results/ablation.md and .png again
+    python -m ctx.experiments regimes --threads 1     # the regime study (regime_study)
+    python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
+
+The ablation trains each variant x seed into runs/ablation/<variant>_seed<k>/ (a killed run
+resumes), evaluates it on the frozen test scenes and appends it to results/ablation.json; its
+seed-0 ce and contextrast runs become the reference runs the notebooks read (ctx.reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from ctx.experiments import diagnosis, regime_report, regime_study
+from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
+from ctx.experiments.ablation_report import report
+from ctx.experiments.regimes import REGIMES
+from ctx.experiments.tuning import tune
+from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS
+from ctx.io import read_json
+from ctx.reference import ROOT, export_reference
+from ctx.resources import data_dir
+from ctx.train import Interrupted, TrainConfig, resolve_device, validate_config
+
+
+def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:
+    """argv minus the given options and their values (the ablation records those per file)."""
+    out, skip = [], False
+    for a in argv:
+        if a.startswith("--"):
+            skip = a.split("=")[0] in names
+        if not skip:
+            out.append(a)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m ctx.experiments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "task", choices=["ablation", "tune", "reference", "report", "regimes", "diagnose"]
+    )
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=["alpha=0.1,0.02", "warmup_steps=0,1000"],
+        help="tune: FIELD=V1,V2 ... (TrainConfig fields, numbers)",
+    )
+    p.add_argument("--variants", nargs="+", default=ALL_VARIANTS, choices=list(DESCRIPTIONS))
+    p.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
+    p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
+    p.add_argument("--warmup-steps", type=int, default=0, help="CE-only steps before the PA term")
+    p.add_argument("--alpha", type=float, default=TrainConfig.alpha, help="weight of the PA term")
+    p.add_argument("--results-dir", type=Path, default=ROOT / "results")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
+    p.add_argument("--reference-dir", type=Path, default=data_dir() / "reference")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--quick", action="store_true", help="tiny runs: a smoke test of the whole pipeline"
+    )
+    p.add_argument(
+        "--regimes",
+        nargs="+",
+        default=list(REGIMES),
+        choices=list(REGIMES),
+        help="regimes: the regimes this worker takes jobs of (default: all, cheap first)",
+    )
+    p.add_argument("--max-jobs", type=int, default=None, help="regimes: stop after N runs")
+    p.add_argument(
+        "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
+    )
+    args = p.parse_args(argv)
+    argv = list(argv if argv is not None else sys.argv[1:])
+    command = "python -m ctx.experiments " + shlex.join(argv)
+    base = TrainConfig(
+        max_steps=args.steps,
+        warmup_steps=args.warmup_steps,
+        alpha=args.alpha,
+        device=args.device,
+        threads=args.threads,
+        progress=sys.stderr.isatty(),
+    )
+    test_scenes = None
+    if args.quick:
+        base = dataclasses.replace(base, **QUICK)
+        test_scenes = 16
+    try:
+        if args.max_jobs is not None and args.max_jobs < 1:
+            raise ValueError(f"--max-jobs must be >= 1, got {args.max_jobs}")
+        if any(s < 0 for s in args.seeds):
+            raise ValueError(f"--seeds must be integers >= 0, got {args.seeds}")
+        flag = {"max_steps": "--steps"}  # the other fields keep their ctx.train flag names
+        validate_config(base, lambda f: flag.get(f, "--" + f.replace("_", "-")))
+        resolve_device(args.device)
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        _run(args, argv, base, command, test_scenes)
+    except Interrupted as e:  # the run saved its last step: the same command resumes
+        sys.exit(f"{e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: finished runs are in the results files; run again to resume")
+    except (ValueError, OSError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str],
+    base: TrainConfig,
+    command: str,
+    test_scenes: int | None,
+) -> None:
+    """Carry out the task `args.task` (see the module doc)."""
+    if args.task == "ablation":
+        prefix = "python -m ctx.experiments " + shlex.join(_without_options(argv))
+        ablation(
+            args.variants, args.seeds, base, args.results_dir, args.runs_dir, prefix, test_scenes
+        )
+    elif args.task == "tune":
+        grid = {
+            k: [float(x) if "." in x else int(x) for x in v.split(",")]
+            for k, v in (g.split("=", 1) for g in args.grid)
+        }
+        tune(grid, base, args.results_dir, args.runs_dir, command)
+    elif args.task == "regimes":
+        regimes_command = "python -m ctx.experiments regimes" + (
+            f" --threads {args.threads}" if args.threads else ""
+        )
+        if not args.report_only:
+            regime_study.study(
+                args.regimes,
+                args.results_dir,
+                ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir,
+                regimes_command,
+                args.max_jobs,
+                None if args.variants == ALL_VARIANTS else args.variants,
+                device=args.device,
+                threads=args.threads,
+                progress=sys.stderr.isatty(),
+            )
+        regime_report.write_report(args.results_dir, regimes_command)
+    elif args.task == "diagnose":
+        diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
+    elif args.task == "report":
+        report(read_json(args.results_dir / "ablation.json"), args.results_dir)
+    else:
+        export_reference(args.runs_dir, args.reference_dir, command)
