@@ -164,6 +164,7 @@ def section_training_share(args: argparse.Namespace) -> list[dict]:
     """BANE inside a real Contextrast training step: the default model on a batch of 16 digit
     scenes; BANE = the loss's miner (per-stage predictions and selections), timed alone."""
     from ctx.data import generate_scenes
+    from ctx.engine.step import train_step
     from ctx.labels import resize_labels
     from ctx.losses import ContextrastLoss
     from ctx.model import ModelConfig, build_model
@@ -179,11 +180,7 @@ def section_training_share(args: argparse.Namespace) -> list[dict]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
-        logits, embs = model(images, return_embeddings=True)
-        total, _ = loss_fn(logits, embs, labels)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step(model, loss_fn, images, labels, opt, contrast=True)
         sync()
 
     with torch.no_grad():

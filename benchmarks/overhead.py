@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from ctx.data import NUM_CLASSES, generate_scenes
+from ctx.engine.step import train_step
 from ctx.io import load_checkpoint
 from ctx.losses import ContextrastLoss, CrossEntropyLoss
 from ctx.model import ModelConfig, SegmentationNet, build_model
@@ -57,9 +58,9 @@ def _scene(size: int):
 
 
 def make_step(model: nn.Module, loss: str, **loss_kw):
-    """A closure running one full training step, as ctx/train.py's loop does (the loss reseeded
-    every step and built without value checks, `check_inputs=False`; AdamW, OneCycle), minus
-    its logging. `loss_kw` go to ContextrastLoss (opt-in variants)."""
+    """A closure running one full training step, `ctx.engine.step.train_step` as training takes
+    it (the loss reseeded every step and built without value checks, `check_inputs=False`;
+    AdamW, OneCycle), minus its logging. `loss_kw` go to ContextrastLoss (opt-in variants)."""
     contrast = loss != "ce"
     fn = (
         ContextrastLoss(NUM_CLASSES, check_inputs=False, **loss_kw)
@@ -71,14 +72,7 @@ def make_step(model: nn.Module, loss: str, **loss_kw):
     count = [0]
 
     def step(images, labels):
-        if contrast:
-            fn.reseed(count[0])
-        out = model(images, return_embeddings=contrast)
-        total, _ = fn(out.logits.float(), [e.float() for e in out.embeddings], labels)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        sched.step()
+        train_step(model, fn, images, labels, opt, sched, contrast=contrast, seed=count[0])
         count[0] += 1
 
     return step

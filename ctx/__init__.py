@@ -2,13 +2,14 @@
 
 Modules: `data` (digit scenes), `model` (multi-stage segmentation net with projection heads),
 `labels` (label checks and resizing), `anchors` and `losses` (CCL), `negatives` (BANE),
-`metrics`, `train`, `plotting` and `widgets` (notebook helpers), `experiments`.
+`metrics`, `engine` (the training engine; `train` is its command line), `plotting` and `widgets`
+(notebook helpers), `reference` (the shipped reference runs), `experiments`.
 
 The public API is importable from here: `from ctx import TrainConfig, train, ContextrastLoss`.
 No name here is also a submodule's (`from ctx import evaluate` is the module ctx.evaluate), except
-`ctx.train`: it is the *function* whatever was imported first (the module stays `python -m
-ctx.train`, `from ctx.train import ...`, `importlib.import_module("ctx.train")`). Names load on
-first use, so `import ctx` stays light.
+`ctx.train`: it is the *function* `ctx.engine.loop.train` whatever was imported first (the
+command-line module stays `python -m ctx.train`, `importlib.import_module("ctx.train")`). Names
+load on first use, so `import ctx` stays light.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ConfigError": "ctx.train",
-    "TrainConfig": "ctx.train",
-    "load_model": "ctx.train",
-    "RunResult": "ctx.train",
-    "train": "ctx.train",
-    "train_or_load": "ctx.train",
+    "ConfigError": "ctx.validation",
+    "TrainConfig": "ctx.engine.config",
+    "load_model": "ctx.engine.checkpoint",
+    "RunResult": "ctx.engine.loop",
+    "train": "ctx.engine.loop",
+    "train_or_load": "ctx.engine.loop",
     "ContextrastLoss": "ctx.losses",
     "CrossEntropyLoss": "ctx.losses",
     "pixel_anchor_loss": "ctx.losses",
@@ -78,19 +79,15 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from ctx.anchors import class_anchors, fuse_anchors
     from ctx.data import CLASS_NAMES, NUM_CLASSES, DigitScenes, SceneConfig
+    from ctx.engine.checkpoint import load_model
+    from ctx.engine.config import TrainConfig
+    from ctx.engine.loop import RunResult, train, train_or_load
     from ctx.losses import ContextrastLoss, CrossEntropyLoss, pixel_anchor_loss
     from ctx.metrics import ConfusionMatrix
     from ctx.model import ModelConfig, SegmentationNet, SegOutput, build_model
     from ctx.negatives import boundary_negatives, distance_transform, error_maps
     from ctx.reference import load_reference
-    from ctx.train import (
-        ConfigError,
-        RunResult,
-        TrainConfig,
-        load_model,
-        train,
-        train_or_load,
-    )
+    from ctx.validation import ConfigError
 
 
 def __getattr__(name: str) -> Any:
@@ -106,12 +103,12 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Importing the submodule ctx.train sets the package attribute `train` to that module;
-    keep the function there instead, so `ctx.train` does not depend on import order."""
+    """Importing the command-line module ctx.train sets the package attribute `train` to that
+    module; keep the function there instead, so `ctx.train` does not depend on import order."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "train" and isinstance(value, types.ModuleType):
-            value = value.train
+            value = importlib.import_module(_LAZY["train"]).train
         super().__setattr__(name, value)
 
 

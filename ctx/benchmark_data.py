@@ -44,7 +44,7 @@ reproduce and resume exactly; the trainer calls `set_epoch`. Validation items ar
 resized by `val_scale` (bilinear; labels by nearest): 1.0 for CamVid (480x360), 0.5 for
 Cityscapes (1024x512) to keep evaluation affordable. Validation mIoU at 0.5 is measured against
 the downscaled labels, so it is close to but not the official full-resolution number; for that,
-build `make_datasets(..., val_scale=1.0)` and call `ctx.train.evaluate` with a small batch.
+build `make_datasets(..., val_scale=1.0)` and call `ctx.engine.step.evaluate` with a small batch.
 Reading is lazy (one PNG decode per item): use `--num-workers` on real data, and expect each
 evaluation to decode every validation image in the main process (roughly a minute for the 500
 Cityscapes images). See configs/README.md for the settings and what mIoU to expect.

@@ -16,7 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from ctx.train import CHECKPOINT, config_from_dict, evaluate, load_model, resolve_device
+from ctx.engine.checkpoint import CHECKPOINT, load_model
+from ctx.engine.config import config_from_dict
+from ctx.engine.device import resolve_device
+from ctx.engine.step import evaluate
 
 SPLITS = ("train", "val", "test")
 
@@ -46,7 +49,7 @@ def evaluate_run(
     model, ckpt = load_model(checkpoint_path(path), dev)
     cfg = config_from_dict(ckpt["config"])
     if cfg.dataset != "digits":
-        from ctx.train import make_datasets
+        from ctx.engine.loop import make_datasets
 
         if split != "val":
             raise ValueError(

@@ -142,7 +142,7 @@ def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) 
     cfg = ref["config"]
     if cfg.get("dataset", "digits") != "digits":
         raise ValueError(f"scene_batch makes digit scenes; this run used {cfg['dataset']!r}")
-    from ctx.train import config_from_dict
+    from ctx.engine.config import config_from_dict
 
     ds = config_from_dict(cfg).digit_scenes("val", num_scenes)
     model = ref["model"]

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from ctx.train import resolve_device
+from ctx.engine.device import resolve_device
 
 
 def fast_mode() -> bool:

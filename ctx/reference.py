@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 
 from ctx.data import NUM_CLASSES
+from ctx.engine.checkpoint import load_model
+from ctx.engine.config import TrainConfig, config_from_dict
 from ctx.io import save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
 from ctx.resources import data_dir, portable, project_root
-from ctx.train import TrainConfig, config_from_dict, load_model
 
 ROOT = project_root()  # the checkout (runs/, results/); the current folder for an installed ctx
 ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks

@@ -1,7 +1,7 @@
 """Configuration checks from a table: one `Rule` per field (type from the annotation; range,
 choices, the fix to suggest, when the setting does nothing), plus a few checks that tie fields
 together. A bad setting fails before any data are made or a model is built, with one line that
-names the setting and says what to do. `ctx.train` holds the table for `TrainConfig`.
+names the setting and says what to do. `ctx.engine.config` holds the table for `TrainConfig`.
 """
 
 from __future__ import annotations

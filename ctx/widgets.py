@@ -937,7 +937,7 @@ def plot_anchor_similarity(
 
 
 class LiveCurves:
-    """Learning curves that redraw in place while `ctx.train.train` runs.
+    """Learning curves that redraw in place while `ctx.engine.loop.train` runs.
 
     Use one per figure: `curves = LiveCurves()`, then
     `train(cfg, on_epoch_end=curves.callback("CE"))` for each run (or `train_live`). Each call
@@ -1028,9 +1028,9 @@ class LiveCurves:
 
 
 def train_live(cfg, curves: LiveCurves, name: str):
-    """`ctx.train.train_or_load` with live curves: a loaded run's history is drawn at once, a
+    """`ctx.engine.loop.train_or_load` with live curves: a loaded run's history is drawn at once, a
     resumed one's past entries first, and each new evaluation as it comes."""
-    from ctx.train import train_or_load
+    from ctx.engine.loop import train_or_load
 
     return train_or_load(cfg, on_epoch_end=curves.callback(name))
 

@@ -6,8 +6,8 @@
 For each case — the tutorial model (plain encoder, 64 px, batch 16) and a paper-like one (the
 ResNet-18-shaped encoder, 512-px crops, batch 8) — and each precision (fp32, bf16 autocast), it
 trains CE and Contextrast side by side from the same initial weights for a fixed number of steps,
-with the training loop's step (ctx/train.py: reseeded loss, autocast, the loss on float logits and
-embeddings, AdamW, OneCycle) and the loss as training builds it (`check_inputs=False`). It reports
+with the training loop's step (`ctx.engine.step.train_step`: reseeded loss, autocast, the loss on
+float logits and embeddings, AdamW, OneCycle) and the loss as training builds it (`check_inputs=False`). It reports
 steps/s, the time ratio, the peak memory ratio (`torch.cuda.max_memory_allocated` over one step)
 and the inference ratio (deployed network vs the same network without heads). Then it runs one
 Contextrast step (forward, loss, backward, optimizer) under
@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from ctx.data import NUM_CLASSES, SceneConfig, generate_scenes
+from ctx.engine.step import backward, train_step
 from ctx.losses import ContextrastLoss, CrossEntropyLoss
 from ctx.model import ModelConfig, SegmentationNet, build_model
 
@@ -48,7 +49,8 @@ def _sync(device: torch.device) -> None:
 
 
 class Trainer:
-    """One model, its optimizer and loss, stepping exactly as `ctx.train.train` does."""
+    """One model, its optimizer and loss, stepping with training's `train_step`; the sync check
+    runs its two halves (`backward`, then the optimizer and schedule) one at a time."""
 
     def __init__(self, cfg: ModelConfig, loss: str, device: torch.device, bf16: bool):
         torch.manual_seed(0)
@@ -63,15 +65,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, 1e-3, total_steps=10**6)
         self.device, self.bf16, self.step_id = device, bf16, 0
 
+    def _kw(self) -> dict:
+        return {"contrast": self.contrast, "bf16": self.bf16, "seed": self.step_id}
+
     def forward_backward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.fn, "reseed"):
-            self.fn.reseed(self.step_id)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(images, return_embeddings=self.contrast)
-            total, _ = self.fn(out.logits.float(), [e.float() for e in out.embeddings], labels)
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        return total
+        return backward(self.model, self.fn, images, labels, self.opt, **self._kw())[0]
 
     def update(self) -> None:
         self.opt.step()
@@ -79,8 +77,8 @@ class Trainer:
         self.step_id += 1
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.forward_backward(images, labels)
-        self.update()
+        train_step(self.model, self.fn, images, labels, self.opt, self.sched, **self._kw())
+        self.step_id += 1
 
 
 def sync_check(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> dict:

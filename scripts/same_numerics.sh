@@ -16,7 +16,11 @@ import sys
 
 import torch
 
-from ctx.train import TrainConfig, train
+try:
+    from ctx.engine.config import TrainConfig
+    from ctx.engine.loop import train
+except ImportError:  # a commit from before ctx.engine
+    from ctx.train import TrainConfig, train
 
 out = sys.argv[1]
 for loss in ("ce", "contextrast"):

@@ -9,7 +9,7 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 @pytest.fixture
 def tiny_train_config(tmp_path):
     """A training config small enough for a unit test (seconds on a CPU)."""
-    from ctx.train import TrainConfig
+    from ctx.engine.config import TrainConfig
 
     return TrainConfig(
         image_size=32,

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ctx import benchmark_data as bd
+from ctx.engine.config import TrainConfig, config_from_dict
+from ctx.engine.loop import make_datasets, train
 from ctx.io import read_json
-from ctx.train import TrainConfig, config_from_dict, make_datasets, parse_args, train
+from ctx.train import parse_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Hand-set first-row labelIds of every Cityscapes label file and the train ids they must give:

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctx.engine import loop
+from ctx.engine.config import RULES, TrainConfig, validate_config
+from ctx.engine.loop import RunResult, train
 from ctx.io import load_checkpoint, save_checkpoint, write_json
-from ctx.train import RULES, RunResult, TrainConfig, _parser, main, train, validate_config
+from ctx.train import _parser, main
 from ctx.validation import ConfigError
 
 ctx_train = importlib.import_module("ctx.train")  # the module; ctx.train is the function
@@ -93,7 +96,7 @@ def no_data(monkeypatch):
     def refuse(cfg):
         raise AssertionError("data were generated before the settings were checked")
 
-    monkeypatch.setattr(ctx_train, "make_datasets", refuse)
+    monkeypatch.setattr(loop, "make_datasets", refuse)
 
 
 def _run_main(argv, capsys):
@@ -178,7 +181,7 @@ def test_ctrl_c_while_making_data_is_one_line(monkeypatch, capsys, tmp_path):
     def interrupted(cfg):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ctx_train, "make_datasets", interrupted)
+    monkeypatch.setattr(loop, "make_datasets", interrupted)
     code, err = _run_main(["--device", "cpu", "--out", str(tmp_path / "run")], capsys)
     assert code == 130
     assert err.strip() == "interrupted before training started: nothing was saved"

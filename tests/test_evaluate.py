@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ctx import evaluate
-from ctx.train import train
+from ctx.engine.loop import train
 
 
 def test_evaluate_matches_the_runs_own_validation(tiny_train_config, capsys):

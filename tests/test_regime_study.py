@@ -223,7 +223,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
 
 def _tiny_test(model, cfg):
     from ctx.data import NUM_CLASSES
-    from ctx.train import evaluate
+    from ctx.engine.step import evaluate
 
     return evaluate(
         model, cfg.digit_scenes("test", 8), next(model.parameters()).device, NUM_CLASSES

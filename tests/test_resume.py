@@ -4,7 +4,6 @@ algorithm, bit for bit; a run interrupted anywhere (Ctrl-C inside the forward pa
 weights, batch-norm buffers, optimiser and scheduler state, history."""
 
 import dataclasses
-import importlib
 import signal
 import threading
 from itertools import islice
@@ -14,10 +13,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ctx.data import DigitScenes
+from ctx.engine import loop
+from ctx.engine.interrupt import Interrupted
+from ctx.engine.loop import make_datasets, train
+from ctx.engine.step import evaluate, make_loss
 from ctx.model import build_model
-from ctx.train import Interrupted, evaluate, make_datasets, make_loss, train
-
-ctx_train = importlib.import_module("ctx.train")  # the module; ctx.train is the function
 
 needs_main_thread = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
@@ -233,7 +233,7 @@ def test_resuming_on_other_threads_warns(tiny_train_config, tmp_path, monkeypatc
 
 def test_non_finite_loss_names_its_step(tiny_train_config, tmp_path, monkeypatch):
     cfg = _config(tiny_train_config, tmp_path, "run", loss="ce", max_steps=6)
-    forward, calls = ctx_train.make_loss, []
+    forward, calls = loop.make_loss, []
 
     def make_loss(c, n):
         fn = forward(c, n)
@@ -245,7 +245,7 @@ def test_non_finite_loss_names_its_step(tiny_train_config, tmp_path, monkeypatch
 
         return poisoned
 
-    monkeypatch.setattr(ctx_train, "make_loss", make_loss)
+    monkeypatch.setattr(loop, "make_loss", make_loss)
     with pytest.raises(FloatingPointError, match="non-finite loss nan at step 3"):
         train(cfg)
 
@@ -268,7 +268,7 @@ def test_the_loop_reads_losses_back_every_flush_not_every_step(
 
         return loss
 
-    monkeypatch.setattr(ctx_train, "make_loss", make_plain_ce)
+    monkeypatch.setattr(loop, "make_loss", make_plain_ce)
     monkeypatch.setattr(torch.optim, "AdamW", functools.partial(torch.optim.AdamW, fused=True))
     counts = {}
     for steps in (40, 80):  # 4 steps per epoch; one evaluation, at the end
@@ -282,4 +282,4 @@ def test_the_loop_reads_losses_back_every_flush_not_every_step(
         return counts[80][name] - counts[40][name]
 
     assert more("_local_scalar_dense") <= extra_epochs  # the DataLoader's seed, once an epoch
-    assert more("Tensor.cpu") <= 40 // ctx_train.FLUSH_EVERY + extra_epochs
+    assert more("Tensor.cpu") <= 40 // loop.FLUSH_EVERY + extra_epochs

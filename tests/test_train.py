@@ -5,16 +5,12 @@ import pytest
 import torch
 
 from ctx.data import DigitScenes
+from ctx.engine.checkpoint import load_model
+from ctx.engine.config import TrainConfig, config_from_dict
+from ctx.engine.device import resolve_device
+from ctx.engine.loop import RunResult, train, train_or_load
 from ctx.io import save_checkpoint
-from ctx.train import (
-    TrainConfig,
-    config_from_dict,
-    load_model,
-    parse_args,
-    resolve_device,
-    train,
-    train_or_load,
-)
+from ctx.train import parse_args
 
 
 def _state(model):
@@ -156,3 +152,17 @@ def test_bad_settings(tiny_train_config):
         train(dataclasses.replace(tiny_train_config, loss="dice"))
     with pytest.raises(ValueError, match="bf16"):
         train(dataclasses.replace(tiny_train_config, bf16=True))
+
+
+def test_train_or_load_replays_a_loaded_run_to_its_callback(tiny_train_config):
+    first = train_or_load(tiny_train_config)
+    seen, replayed = [], []
+
+    def on_epoch_end(model, entry):
+        seen.append(entry)
+
+    on_epoch_end.replay = replayed.append
+    again = train_or_load(tiny_train_config, on_epoch_end)  # finished: loaded, not trained
+    assert seen == [] and replayed == [first.history] and again.history == first.history
+    assert isinstance(again, RunResult) and again.config is tiny_train_config
+    assert again.checkpoint == first.checkpoint and again.num_classes == first.num_classes

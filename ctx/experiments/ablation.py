@@ -1,6 +1,6 @@
 """The ablation: variants x seeds, resumable, appending to results/ablation.json.
 
-Each run trains with `ctx.train.train_or_load` into runs/ablation/<variant>_seed<k>/ (so a
+Each run trains with `ctx.engine.loop.train_or_load` into runs/ablation/<variant>_seed<k>/ (so a
 killed run resumes), is evaluated on the frozen test scenes, and is appended atomically to the
 results file. At every epoch the run also snapshots its per-stage class anchors on a fixed probe
 set of validation scenes (ctx.experiments.recorder, for notebook 05).
@@ -12,12 +12,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ctx.engine.config import TrainConfig
+from ctx.engine.loop import train_or_load
 from ctx.experiments.ablation_report import report
 from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
 from ctx.io import locked, read_json, write_json
 from ctx.reference import ROOT
-from ctx.train import TrainConfig, train_or_load
 
 DEFAULT_SEEDS = [0, 1, 2]
 DEFAULT_RUNS = ROOT / "runs" / "ablation"

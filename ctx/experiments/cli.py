@@ -21,6 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from ctx.engine.config import TrainConfig, validate_config
+from ctx.engine.device import resolve_device
+from ctx.engine.interrupt import Interrupted
 from ctx.experiments import diagnosis, regime_report, regime_study
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
@@ -30,7 +33,6 @@ from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS
 from ctx.io import read_json
 from ctx.reference import ROOT, export_reference
 from ctx.resources import data_dir
-from ctx.train import Interrupted, TrainConfig, resolve_device, validate_config
 
 
 def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:

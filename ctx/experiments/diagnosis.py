@@ -22,13 +22,16 @@ import torch
 
 from ctx.anchors import class_anchors
 from ctx.data import NUM_CLASSES
+from ctx.engine.checkpoint import load_model
+from ctx.engine.config import config_mismatch
+from ctx.engine.loop import train_or_load
+from ctx.engine.step import evaluate
 from ctx.experiments.regimes import regime_config
 from ctx.io import load_checkpoint, write_json
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.metrics import ConfusionMatrix
 from ctx.negatives import boundary_negatives, distance_transform, error_maps
 from ctx.reference import reference_dir
-from ctx.train import config_mismatch, evaluate, load_model, train_or_load
 
 RIM = 2.0  # px: an error within this distance of a ground-truth class edge is a rim error
 

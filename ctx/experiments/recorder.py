@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from ctx.anchors import class_anchors
+from ctx.engine.config import TrainConfig
 from ctx.io import save_checkpoint
 from ctx.labels import resize_labels
 from ctx.reference import probe_scenes
-from ctx.train import TrainConfig
 
 PROBE_SCENES = 64  # validation scenes whose anchors are snapshotted each epoch
 

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import torch
 
+from ctx.engine.config import TrainConfig
+from ctx.engine.loop import train_or_load
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, paired_diffs, t_interval
 from ctx.experiments.variants import VARIANTS, evaluate_on_test
 from ctx.io import locked, read_json, write_json
 from ctx.resources import portable
-from ctx.train import TrainConfig, train_or_load
 
 ALPHAS = (0.02, 0.05, 0.1)
 WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ctx.train import TrainConfig
+from ctx.engine.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+from ctx.engine.config import TrainConfig
+from ctx.engine.loop import train_or_load
 from ctx.experiments.variants import VARIANTS
 from ctx.io import read_json, write_json
-from ctx.train import TrainConfig, train_or_load
 
 
 def tune(

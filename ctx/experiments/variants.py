@@ -4,7 +4,8 @@ they share. A variant is a set of TrainConfig overrides."""
 from __future__ import annotations
 
 from ctx.data import NUM_CLASSES
-from ctx.train import TrainConfig, evaluate
+from ctx.engine.config import TrainConfig
+from ctx.engine.step import evaluate
 
 # In run order: the two reference variants first, so data/reference/ can be made early.
 VARIANTS: dict[str, dict] = {

@@ -1,0 +1,286 @@
+"""A training run's settings: `TrainConfig`, one `Rule` per field, and the checks across fields.
+
+`validate_config` raises ConfigError naming the first bad setting and its fix (the table and its
+checker are in ctx.validation); `config_from_dict` reads a saved or JSON config and
+`config_mismatch` says where a checkpoint's config differs from a run's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+from ctx.model import ModelConfig
+from ctx.validation import ConfigError, Rule, show, validate
+
+# Fields that may differ between a checkpoint and the run that resumes or loads it.
+RUN_FIELDS = {
+    "max_steps",
+    "epochs",
+    "device",
+    "progress",
+    "out",
+    "eval_every",
+    "threads",
+    "num_workers",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults: the CPU tutorial setting on digit scenes."""
+
+    # loss
+    loss: str = "ce"  # "ce" | "contextrast"
+    negatives: str = "bane"  # "bane" | "random"
+    fusion: bool = True
+    stages: tuple[int, ...] | None = None  # stages in the PA sum; None = all
+    tau: float = 0.1
+    alpha: float = 0.1
+    stage_weights: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0)
+    w_l: float = 0.3
+    w_h: float = 0.7
+    k: float = 0.5
+    fill: bool = True
+    max_positives: int = 1024
+    max_negatives: int = 256
+    detach_anchors: bool = False
+    warmup_steps: int = 0  # CE-only steps before the contrastive term starts
+    # data
+    dataset: str = "digits"  # "digits" | "cityscapes" | "camvid"
+    data_root: str | None = None
+    image_size: int = 64
+    train_scenes: int = 3000
+    val_scenes: int = 500
+    data_seed: int = 0
+    # digit scenes (ctx.data.SceneConfig; the regimes in ctx.regimes set these)
+    min_digits: int = 2
+    max_digits: int = 5
+    max_overlap: float = 0.1
+    touching: float = 0.0
+    distractors: int = 0
+    train_digits_per_class: int | None = None  # None: all 350 per class
+    # model
+    arch: str = "plain"
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    embed_dim: int = 64
+    # optimisation
+    max_steps: int = 6000
+    epochs: int | None = None  # if set, overrides max_steps
+    batch_size: int = 16  # global: split evenly over processes under DDP
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    pct_start: float = 0.25  # OneCycle warm-up fraction
+    bf16: bool = False  # bf16 autocast, CUDA only
+    seed: int = 0
+    # run
+    device: str = "auto"
+    out: str = "runs/ce"
+    eval_every: int = 1  # epochs
+    threads: int | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.arch, tuple(self.widths), tuple(self.blocks), self.embed_dim)
+
+    def scene_config(self):
+        """The digit-scene composition of every split (ctx.data.SceneConfig)."""
+        from ctx.data import SceneConfig
+
+        return SceneConfig(
+            image_size=self.image_size,
+            min_digits=self.min_digits,
+            max_digits=self.max_digits,
+            max_overlap=self.max_overlap,
+            touching=self.touching,
+            distractors=self.distractors,
+        )
+
+    def digit_scenes(self, split: str, num_scenes: int | None = None):
+        """A split of this config's digit scenes (training ones augmented, from the limited
+        pool when `train_digits_per_class` is set). num_scenes None: the config's count for
+        train/val, the frozen 500 for test."""
+        from ctx.data import DigitScenes
+
+        counts = {"train": self.train_scenes, "val": self.val_scenes, "test": None}
+        return DigitScenes(
+            split,
+            counts[split] if num_scenes is None else num_scenes,
+            self.scene_config(),
+            self.data_seed,
+            augment=split == "train",
+            digits_per_class=self.train_digits_per_class if split == "train" else None,
+        )
+
+
+def _contrast_only(c) -> str | None:
+    return None if c.loss == "contextrast" else "it only acts with loss contextrast"
+
+
+def _fusion_only(c) -> str | None:
+    return _contrast_only(c) or (None if c.fusion else "it only acts with fusion on")
+
+
+def _bane_only(c) -> str | None:
+    return _contrast_only(c) or (
+        None if c.negatives == "bane" else "it only acts with negatives bane"
+    )
+
+
+def _digits_only(c) -> str | None:
+    return None if c.dataset == "digits" else "it only acts on the digits dataset"
+
+
+def _benchmark_only(c) -> str | None:
+    return None if c.dataset != "digits" else "digit scenes are generated, not read from a folder"
+
+
+def _resnet_only(c) -> str | None:
+    return None if c.arch == "resnet" else "only arch resnet has blocks"
+
+
+def _steps_only(c) -> str | None:
+    return None if c.epochs is None else "epochs sets the length of the run"
+
+
+# One rule per TrainConfig field (a new field needs a line here; tests/test_cli.py checks):
+# the type comes from the annotation; bounds, choices, the fix to suggest, when it does nothing.
+RULES: dict[str, Rule] = {
+    "loss": Rule("ce: cross-entropy only; contextrast: CE + alpha * PA", choices=("ce", "contextrast")),
+    "negatives": Rule("PA negatives: bane (next to wrong regions) or random", choices=("bane", "random"), inert=_contrast_only),
+    "fusion": Rule("fuse each stage's anchors with the last stage's", inert=_contrast_only),
+    "stages": Rule("stage indices in the PA sum; unset: all stages", ge=0, inert=_contrast_only),
+    "tau": Rule("InfoNCE temperature", gt=0, inert=_contrast_only),
+    "alpha": Rule("weight of the PA term", ge=0, inert=_contrast_only),
+    "stage_weights": Rule("PA weight per stage, one per --widths entry", ge=0, inert=_contrast_only),
+    "w_l": Rule("fusion weight of the lower stage (w_l + w_h = 1)", ge=0, le=1, inert=_fusion_only),
+    "w_h": Rule("fusion weight of the last stage (w_l + w_h = 1)", ge=0, le=1, inert=_fusion_only),
+    "k": Rule("fraction of boundary pixels BANE keeps", gt=0, le=1, inert=_bane_only),
+    "fill": Rule("top hard negatives up with random ones", inert=_contrast_only),
+    "max_positives": Rule("positives sampled per anchor and process", ge=1, inert=_contrast_only),
+    "max_negatives": Rule("negatives per anchor and process", ge=1, inert=_contrast_only),
+    "detach_anchors": Rule("no gradient through the anchors", inert=_contrast_only),
+    "warmup_steps": Rule("CE-only steps before the PA term starts", ge=0, inert=_contrast_only),
+    "dataset": Rule("digits (shipped) or a benchmark in --data-root", choices=("digits", "cityscapes", "camvid")),
+    "data_root": Rule("folder holding cityscapes or camvid", inert=_benchmark_only),
+    "image_size": Rule("side of the square training images, px", ge=1),
+    "train_scenes": Rule("digit scenes to train on", ge=1, inert=_digits_only),
+    "val_scenes": Rule("digit scenes to validate on", ge=1, inert=_digits_only),
+    "data_seed": Rule("seed of the digit scenes", ge=0, inert=_digits_only),
+    "min_digits": Rule("fewest digits per scene", ge=0, inert=_digits_only),
+    "max_digits": Rule("most digits per scene", ge=0, inert=_digits_only),
+    "max_overlap": Rule("fraction of a digit's strokes that may cover others", ge=0, le=1, inert=_digits_only),
+    "touching": Rule("chance a digit is placed against an earlier one", ge=0, le=1, inert=_digits_only),
+    "distractors": Rule("most digit fragments per scene, labelled background", ge=0, inert=_digits_only),
+    "train_digits_per_class": Rule("digit images per class the training scenes draw from; unset: all 350", ge=1, le=350, inert=_digits_only),
+    "arch": Rule("encoder: plain (CPU) or resnet", choices=("plain", "resnet")),
+    "widths": Rule("channels per encoder stage, one stage each", ge=1),
+    "blocks": Rule("residual blocks per stage (resnet)", ge=1, inert=_resnet_only),
+    "embed_dim": Rule("embedding size of the projection heads", ge=1),
+    "max_steps": Rule("training steps", ge=1, inert=_steps_only),
+    "epochs": Rule("train this many epochs instead of --max-steps", ge=1, fix="leave it unset to train --max-steps"),
+    "batch_size": Rule("global batch, split over processes", ge=1),
+    "lr": Rule("peak learning rate (OneCycle)", gt=0),
+    "weight_decay": Rule("AdamW weight decay", ge=0),
+    "pct_start": Rule("OneCycle warm-up fraction", gt=0, lt=1),
+    "bf16": Rule("bf16 autocast (CUDA only)"),
+    "seed": Rule("seed of weights, batch order and sampling", ge=0),
+    "device": Rule("auto, cpu, cuda, cuda:N or mps"),
+    "out": Rule("run folder (checkpoint.pt, history.json)"),
+    "eval_every": Rule("validate every N epochs (and at the end)", ge=1),
+    "threads": Rule("CPU threads; unset: PyTorch's default", ge=1, fix="leave it unset for PyTorch's default"),
+    "num_workers": Rule("DataLoader worker processes", ge=0),
+    "progress": Rule("show a progress bar"),
+}  # fmt: skip
+
+
+def _num_stages(c) -> int:
+    return len(c.widths)
+
+
+def _check_stages(c, name) -> str | None:
+    n = _num_stages(c)
+    if c.arch == "resnet" and len(c.blocks) != n:
+        return f"{name('blocks')} has {len(c.blocks)} entries but {name('widths')} has {n}: give one per stage"
+    if c.loss != "contextrast":
+        return None
+    if len(c.stage_weights) != n:
+        return (
+            f"{name('stage_weights')} has {len(c.stage_weights)} weights but {name('widths')} "
+            f"gives the model {n} stages: give {n} weights, one per stage"
+        )
+    if c.stages is not None and (len(set(c.stages)) != len(c.stages) or max(c.stages) >= n):
+        return f"{name('stages')} must be distinct stage indices from 0 to {n - 1} (the model has {n} stages), got {show(c.stages)}"
+    if c.fusion and abs(c.w_l + c.w_h - 1.0) > 1e-6:
+        return f"{name('w_l')} + {name('w_h')} must be 1, got {c.w_l} + {c.w_h}"
+    return None
+
+
+def _check_sizes(c, name) -> str | None:
+    n = _num_stages(c)
+    stride = 2 ** (n + 1 if c.arch == "resnet" else n)
+    if c.image_size < stride:
+        return (
+            f"{name('image_size')} {c.image_size} is smaller than the last stage's stride "
+            f"({stride} px for {n} stages of arch {c.arch}): use at least {stride}"
+        )
+    if c.min_digits > c.max_digits:
+        return f"{name('min_digits')} {c.min_digits} is above {name('max_digits')} {c.max_digits}: raise the maximum or lower the minimum"
+    if c.dataset == "digits" and c.batch_size > c.train_scenes:
+        return (
+            f"{name('train_scenes')} {c.train_scenes} gives no full batch of {name('batch_size')} "
+            f"{c.batch_size}: use more scenes or a smaller batch"
+        )
+    return None
+
+
+def _check_place(c, name) -> str | None:
+    if c.dataset != "digits" and c.data_root is None:
+        return (
+            f"{name('dataset')} {c.dataset} needs {name('data_root')} PATH, a folder you already "
+            f"have (configs/README.md shows the layout; nothing is downloaded)"
+        )
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c.device):
+        return f"{name('device')} must be auto, cpu, cuda, cuda:N or mps, got {c.device!r}"
+    return None
+
+
+CHECKS = (_check_stages, _check_sizes, _check_place)
+
+
+def validate_config(cfg: TrainConfig, name: Callable[[str], str] = str) -> TrainConfig:
+    """Raise ConfigError (a ValueError) naming the first bad setting and its fix; return cfg.
+    `name(field)` is how messages call a field (the CLI passes its flags)."""
+    validate(cfg, RULES, CHECKS, name)
+    return cfg
+
+
+def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
+    """Fields (other than run-length and run-place ones) where a saved config differs. A field
+    the saved config lacks (it predates the field) counts as that field's default."""
+    now = json.loads(json.dumps(asdict(cfg)))
+    saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **saved}
+    return [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}"
+        for k in now
+        if k not in RUN_FIELDS and saved.get(k) != now[k]
+    ]
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """A TrainConfig from a JSON dict (lists become tuples; unknown keys are an error)."""
+    names = [f.name for f in fields(TrainConfig)]
+    for key in d:
+        if key not in names:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}{hint}: the keys are TrainConfig's fields, the "
+                f"flags of python -m ctx.train --help without the dashes"
+            )
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
