@@ -117,7 +117,7 @@ def test_version_command():
     assert proc.returncode == 0 and proc.stdout.strip() == f"ctx {ctx.__version__}"
 
 
-@pytest.mark.parametrize("module", ["ctx.widgets", "ctx.explore"])
+@pytest.mark.parametrize("module", ["ctx.lessons.base", "ctx.lessons.bane"])
 def test_notebook_modules_name_the_extra_when_it_is_missing(module):
     import os
     import subprocess

@@ -1,51 +1,54 @@
-"""Notebook helpers: every explorer is built headlessly, a control's value is set, and the
-callback's effect is checked (its recomputed numbers and a new figure)."""
+"""ctx.lessons: every explorer is built headlessly, a control's value is set, and the callback's
+effect is checked (its recomputed numbers and a new figure); the figures on hand-made inputs."""
+
+from __future__ import annotations
 
 import math
 
 import matplotlib
 
 matplotlib.use("Agg")
+import ipywidgets as widgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from lesson_fakes import by_hand_similarity, fake_ref, square, untrained_model  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ctx.anchors import class_anchors, fuse_anchors  # noqa: E402
-from ctx.model import ModelConfig, build_model  # noqa: E402
-from ctx.widgets import (  # noqa: E402
-    RF,
-    ConfusionExplorer,
-    Explorer,
-    FusionExplorer,
-    LiveCurves,
-    ReceptiveFieldExplorer,
-    SceneBrowser,
-    TemperatureExplorer,
+from ctx.analysis import (  # noqa: E402
+    anchor_summary,
     band_shares,
     exact_pa_loss,
-    extent,
-    input_gradient,
     negative_weights,
     per_scene_scores,
-    plot_anchor_similarity,
-    plot_confusion,
-    plot_points,
     predict,
-    receptive_field,
-    show_ablation,
-    stage_receptive_fields,
     top_confusions,
     toy_circle,
-    train_live,
 )
-
-NAMES3 = ("a", "b", "c")
+from ctx.anchors import class_anchors, fuse_anchors  # noqa: E402
+from ctx.bane_sets import negative_sets, scene_batch, stage_maps  # noqa: E402
+from ctx.lessons.anchors import (  # noqa: E402
+    AnchorExplorer,
+    plot_alignment_curves,
+    plot_similarity_matrices,
+    plot_trajectories,
+)
+from ctx.lessons.atlas import AtlasExplorer, plot_atlas  # noqa: E402
+from ctx.lessons.bane import BaneExplorer, plot_distance_histograms  # noqa: E402
+from ctx.lessons.base import Explorer  # noqa: E402
+from ctx.lessons.confusion import ConfusionExplorer, plot_confusion  # noqa: E402
+from ctx.lessons.pa import FusionExplorer, TemperatureExplorer, plot_anchor_similarity, plot_points  # noqa: E402
+from ctx.lessons.receptive_field import ReceptiveFieldExplorer  # noqa: E402
+from ctx.lessons.scenes import SceneBrowser  # noqa: E402
+from ctx.lessons.training import LiveCurves, show_ablation, train_live  # noqa: E402
+from ctx.negatives import distance_transform  # noqa: E402
+from ctx.projection import Atlas, separation_table  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig(widths=(4, 4, 8, 8), embed_dim=4), 11).eval()
+    return untrained_model()
 
 
 @pytest.fixture(scope="module")
@@ -58,32 +61,18 @@ def scenes():
     return images, labels
 
 
-def _conv(k, stride=1, dilation=1):
-    conv = nn.Conv2d(1, 1, k, stride=stride, padding=dilation * (k // 2), dilation=dilation)
-    nn.init.ones_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
+@pytest.fixture(scope="module")
+def refs() -> dict:
+    return {"ce": fake_ref(0), "contextrast": fake_ref(1)}
 
 
-def test_receptive_field_of_a_tiny_stack_by_hand():
-    # 3x3 (s1): 1 + 2 = 3; 3x3 (s2): 3 + 2 = 5, jump 2; 3x3 (s1): 5 + 2*2 = 9.
-    net = nn.Sequential(_conv(3), nn.ReLU(), _conv(3, stride=2), nn.BatchNorm2d(1), _conv(3))
-    assert receptive_field(net) == RF(9, 2, 0.0)
-    # a dilated 3x3 spans 5 px; after a stride-2 layer every step counts twice
-    assert receptive_field([_conv(3, stride=2), _conv(3, dilation=2)]).size == 3 + 2 * 2 * 2
-    # empirically: the gradient of one output cell reaches exactly 9x9 input pixels
-    lin = nn.Sequential(_conv(3), _conv(3, stride=2), _conv(3))
-    grad = input_gradient(lambda x: [lin(x)], torch.rand(1, 32, 32), 0, (8, 8))
-    assert extent(grad) == (16 - 4, 16 - 4, 9, 9)
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
 
 
-def test_stage_receptive_fields_of_the_plain_encoder(tiny_model):
-    rfs = stage_receptive_fields(tiny_model.encoder)
-    assert [r.size for r in rfs] == [7, 19, 43, 91]
-    assert [r.jump for r in rfs] == [2, 4, 8, 16]
-    grad = input_gradient(tiny_model.stage_features, torch.rand(3, 64, 64), 1, (8, 8))
-    assert extent(grad)[2:] == (19, 19)
-    assert extent(torch.zeros(4, 4)) is None
+NAMES3 = ("a", "b", "c")
 
 
 def test_receptive_field_explorer_recomputes(tiny_model, scenes):
@@ -246,6 +235,149 @@ def test_errors_in_callbacks_are_raised_and_kept():
     assert isinstance(w.error, ValueError) and w.result == {"x": 0}
     w.controls["x"].value = 4
     assert w.error is None and w.result == {"x": 4}
+
+
+def test_explorer_errors_are_raised_not_swallowed():
+    def draw(x):
+        if x == 2:
+            raise RuntimeError("boom")
+        return {"x": x}, None
+
+    slider = widgets.IntSlider(value=1, min=0, max=3, continuous_update=False)
+    w = Explorer(draw, {"x": slider})
+    assert w.result == {"x": 1} and w.error is None
+    with pytest.raises(RuntimeError, match="boom"):
+        slider.value = 2
+    assert isinstance(w.error, RuntimeError)
+    slider.value = 3
+    assert w.error is None and w.result == {"x": 3}
+    with pytest.raises(RuntimeError, match="boom"):
+        Explorer(draw, {"x": widgets.IntSlider(value=2)})
+
+
+def test_bane_explorer_count_follows_k(refs):
+    scenes = {n: scene_batch(r) for n, r in refs.items()}
+    w = BaneExplorer(scenes)
+    assert isinstance(w.controls["k"], widgets.FloatSlider)
+    assert all(getattr(c, "continuous_update", False) is False for c in w.controls.values())
+    image, cls = w.result["image"], w.result["cls"]
+    pred, labels = stage_maps(scenes["contextrast"], "input")
+    n = int(((pred[image] != cls) & (labels[image] == cls)).sum())
+    assert n >= 4 and w.result["n_errors"] == n
+    pngs = []
+    for k in (0.25, 0.5, 1.0):
+        w.controls["k"].value = k
+        assert w.result["count"] == math.ceil(k * n) == int(w.result["BANE"].sum())
+        assert not (w.result["BANE"] & ~w.result["errors"]).any()
+        assert int(w.result["random"].sum()) == w.result["count"]
+        pngs.append(w.png)
+    assert pngs[0] != pngs[2]  # the figure changes with K
+    draws = w.draws
+    w.controls["stage"].value = 0
+    assert w.result["labels"].shape == (8, 8) and w.draws == draws + 1
+    w.controls["model"].value = "ce"
+    w.controls["cls"].value = 0
+    w.controls["image"].value = 1
+    assert (w.result["model"], w.result["cls"], w.result["image"]) == ("ce", 0, 1)
+    assert "BANE" in w.result["text"]
+
+
+def test_distance_histograms_figure():
+    pred, labels = square()
+    sets = negative_sets(pred, labels, 2)
+    from ctx.negatives import selection_stats
+
+    stats = selection_stats(
+        sets["BANE"], sets["every error"], distance_transform(sets["every error"])
+    )
+    fig = plot_distance_histograms({"square": stats})
+    assert len(fig.axes) == 1
+
+
+def test_anchor_explorer_similarity_matches_by_hand(refs):
+    sets = {n: r["anchors"] for n, r in refs.items()}
+    w = AnchorExplorer(sets, stage=0)
+    assert w.result["epoch"] == 3 and w.result["step"] == 30
+    w.controls["epoch"].value = 1
+    w.controls["stage"].value = 2
+    a, p = sets["contextrast"]["anchors"][0, 2], sets["contextrast"]["present"][0, 2]
+    torch.testing.assert_close(
+        w.result["similarity"]["contextrast"], by_hand_similarity(a, p), equal_nan=True
+    )
+    last = sets["ce"]["anchors"][0, 3]
+    want = torch.tensor(
+        [
+            float(a @ b) if i != 5 else math.nan
+            for i, (a, b) in enumerate(zip(sets["ce"]["anchors"][0, 2], last, strict=True))
+        ]
+    )
+    torch.testing.assert_close(w.result["alignment"]["ce"], want, equal_nan=True)
+    rows = anchor_summary(sets, epoch=0)
+    assert len(rows) == 8 and rows[3]["alignment with last"] == pytest.approx(1.0)
+
+
+def test_anchor_views_with_one_snapshot(refs):
+    one = {
+        n: {
+            "step": [8],
+            "anchors": r["anchors"]["anchors"][-1:],
+            "present": r["anchors"]["present"][-1:],
+        }
+        for n, r in refs.items()
+    }
+    w = AnchorExplorer(one)
+    assert w.controls["epoch"].max == 1 and w.result["step"] == 8
+    w.controls["stage"].value = 3
+    assert plot_alignment_curves(one).axes
+    assert len(plot_trajectories(one, 1).axes) == 2
+
+
+def test_similarity_matrices_and_separation_table(refs):
+    sets = {n: r["anchors"] for n, r in refs.items()}
+    fig = plot_similarity_matrices(sets, [0, 2], stage=1)
+    assert len(fig.axes) == 5  # 2 x 2 matrices and a colour bar
+    rows = separation_table(refs)
+    assert [r["stage"] for r in rows] == [1, 2, 3, 4] and 0 <= rows[0]["ce"] <= 100
+
+
+def test_atlas_explorer_uses_the_cache(refs):
+    calls = []
+
+    def fake_project(x, method, seed, iterations):
+        calls.append((len(x), method))
+        return np.random.default_rng(seed).normal(size=(len(x), 2)).astype(np.float32)
+
+    atlas = Atlas(refs, max_points=40, project=fake_project)
+    w = AtlasExplorer(atlas, stage=1)
+    assert atlas.misses == 2 and set(atlas.cache) == {
+        ("ce", 1, "t-SNE"),
+        ("contextrast", 1, "t-SNE"),
+    }
+    pts = atlas.points("ce", 1)
+    assert len(pts["x"]) == 40 and pts["x"].shape[1] == 4
+    np.testing.assert_array_equal(pts["labels"], atlas.points("contextrast", 1)["labels"])
+    for name, value in (("cls", 0), ("highlight", "both"), ("model", "ce"), ("cls", None)):
+        w.controls[name].value = value
+    assert atlas.misses == 2 and len(calls) == 2  # redrawn from the cache
+    w.controls["model"].value = "both"
+    w.controls["stage"].value = 2
+    assert atlas.misses == 4
+    w.controls["stage"].value = 1
+    assert atlas.misses == 4 and w.result["misses"] == 4
+    w.controls["method"].value = "UMAP"
+    assert atlas.misses == 6 and calls[-1][1] == "UMAP"
+    assert set(w.result["coords"]) == {"ce", "contextrast"}
+    with pytest.raises(ValueError, match="method"):
+        atlas.projection("ce", 1, "PCA")
+
+
+def test_atlas_with_tsne_and_feature_space(refs):
+    atlas = Atlas(refs, max_points=48, iterations=250, space="features")
+    assert atlas.points("ce", 1)["x"].shape == (48, 4)  # encoder width of stage 2
+    fig = plot_atlas(atlas, 1, "t-SNE", models=["ce"], cls=3, highlight="BANE")
+    assert len(fig.axes) == 1 and atlas.misses == 1
+    with pytest.raises(ValueError, match="space"):
+        Atlas(refs, space="logits")
 
 
 def _entry(step, loss, miou):

@@ -1,0 +1,291 @@
+"""BANE's negatives beside the alternatives, on a batch of scenes (taught in notebook 03): which
+pixels each set picks (`negative_sets`: BANE, every error, random) and how far from the boundary
+they lie (`compare_negative_sets`, `bane_view`, `bane_by_stage`). Tensors in, tensors and rows of
+numbers out; the figures and the explorer are in `ctx.lessons.bane`.
+
+A scene batch (`scene_batch`) is a reference run's predictions on validation scenes at the input
+resolution and at each stage's (`stage_maps`, `stage_choices`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ctx.data import NUM_CLASSES
+from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
+from ctx.metrics import boundary_band
+from ctx.negatives import boundary_negatives, distance_transform, error_maps, selection_stats
+
+
+def stage_choices(scenes: dict) -> list[tuple[str, str | int]]:
+    """Dropdown options for the resolutions of a scene batch: ("input (H×W)", "input"), then
+    ("stage i (h×w)", i - 1) for each stage (stages are numbered from 1 in text, 0 in code)."""
+    h, w = scenes["labels"].shape[-2:]
+    out: list[tuple[str, str | int]] = [(f"input ({h}×{w})", "input")]
+    for i, st in enumerate(scenes["stages"]):
+        sh, sw = st["labels"].shape[-2:]
+        out.append((f"stage {i + 1} ({sh}×{sw})", i))
+    return out
+
+
+def stage_maps(scenes: dict, stage: str | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred, labels) [N,h,w] of a scene batch at `stage` ("input" or a 0-based stage index)."""
+    if stage == "input":
+        return scenes["pred"], scenes["labels"]
+    if not isinstance(stage, int) or not 0 <= stage < len(scenes["stages"]):
+        raise ValueError(
+            f"stage must be 'input' or an index in [0, {len(scenes['stages'])}), got {stage!r}"
+        )
+    st = scenes["stages"][stage]
+    return st["pred"], st["labels"]
+
+
+@torch.no_grad()
+def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) -> dict:
+    """The first `num_scenes` validation scenes with a reference model's predictions:
+    {"images" uint8 [N,3,H,W], "labels", "pred" [N,H,W], "stages": [{"labels", "pred"}]}.
+
+    Up to the probe's size (16 scenes) this is the shipped probe batch (no model run); beyond,
+    the model (on its own device) predicts the scenes `DigitScenes("val", num_scenes)` generates
+    with the run's image size and data seed, the first of which are the probe's scenes.
+    """
+    probe = ref["probe"]
+    n_probe = len(probe["labels"])
+    if num_scenes is None or num_scenes <= n_probe:
+        n = n_probe if num_scenes is None else num_scenes
+        if n < 1:
+            raise ValueError(f"num_scenes must be >= 1, got {num_scenes}")
+        return {
+            "images": probe["images"][:n],
+            "labels": probe["labels"][:n],
+            "pred": probe["pred"][:n],
+            "stages": [{"labels": s["labels"][:n], "pred": s["pred"][:n]} for s in probe["stages"]],
+        }
+    cfg = ref["config"]
+    if cfg.get("dataset", "digits") != "digits":
+        raise ValueError(f"scene_batch makes digit scenes; this run used {cfg['dataset']!r}")
+    from ctx.engine.config import config_from_dict
+
+    ds = config_from_dict(cfg).digit_scenes("val", num_scenes)
+    model = ref["model"]
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    preds, stage_preds = [], []
+    for i in range(0, num_scenes, batch_size):
+        x = ds.images[i : i + batch_size].to(device).float() / 255.0
+        logits, embs = model(x, return_embeddings=True)
+        p = logits.argmax(1)
+        preds.append(p.cpu())
+        stage_preds.append([resize_labels(p, e.shape[-2:]).cpu() for e in embs])
+    model.train(was)
+    pred = torch.cat(preds)
+    stages = []
+    for s in range(len(stage_preds[0])):
+        sp = torch.cat([b[s] for b in stage_preds])
+        stages.append({"labels": resize_labels(ds.labels, sp.shape[-2:]), "pred": sp})
+    return {"images": ds.images, "labels": ds.labels, "pred": pred, "stages": stages}
+
+
+def worst_maps(
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int = NUM_CLASSES,
+    top: int = 5,
+    classes: Sequence[int] | None = None,
+) -> list[tuple[int, int, int]]:
+    """The `top` (image, class, error pixels) error maps with the most misclassified pixels,
+    most first (ties: lower image, then lower class), among `classes` (None: all): good
+    examples to look at. Maps without errors are left out."""
+    counts = error_maps(pred, labels, num_classes).sum((2, 3))  # [B,C]
+    if classes is not None:
+        keep = torch.zeros(num_classes, dtype=torch.bool, device=counts.device)
+        keep[list(classes)] = True
+        counts = counts * keep
+    flat = counts.flatten()
+    order = sorted(range(flat.numel()), key=lambda j: (-int(flat[j]), j))[:top]
+    c = counts.shape[1]
+    return [(j // c, j % c, int(flat[j])) for j in order if int(flat[j]) > 0]
+
+
+@torch.no_grad()
+def random_like(
+    selected: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random negatives matched in number to a selection: for each (image, class n) map of
+    `selected` [B,C,H,W] with m pixels, m pixels drawn uniformly from the pixels labelled n
+    (what `negatives="random"` would draw, ignoring the prediction). Returns bool [B,C,H,W]."""
+    check_labels(labels, num_classes, ignore_index)
+    b, c, h, w = selected.shape
+    if (b, h, w) != tuple(labels.shape) or c != num_classes:
+        raise ValueError(
+            f"selected {tuple(selected.shape)} must be [B,C={num_classes},H,W] for labels "
+            f"{tuple(labels.shape)}"
+        )
+    classes = torch.arange(c, device=labels.device).view(1, c, 1, 1)
+    own = ((labels[:, None] == classes) & (labels != ignore_index)[:, None]).view(b * c, h * w)
+    count = torch.minimum(selected.reshape(b * c, -1).sum(1), own.sum(1))
+    keys = torch.rand(b * c, h * w, generator=generator, device=labels.device)
+    keys = torch.where(own, keys, 2.0)  # other pixels sort last
+    rank = keys.argsort(1).argsort(1)
+    return ((rank < count[:, None]) & own).view(b, c, h, w)
+
+
+@torch.no_grad()
+def negative_sets(
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int = NUM_CLASSES,
+    k: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Three candidate sets of hard negatives, each bool [B,C,H,W] (map n holds pixels labelled n,
+    which become negatives of every other anchor m != n):
+    "BANE" = `boundary_negatives` (the lowest-k fraction of each error map's distances),
+    "every error" = `error_maps` (all misclassified pixels, the closest peer's hard examples),
+    "random" = as many pixels per map as BANE picks, drawn at random from the class (`random_like`).
+    `seed` seeds one generator for BANE's tie-breaks and the random draw."""
+    g = torch.Generator(device=labels.device).manual_seed(seed)
+    errors = error_maps(pred, labels, num_classes, ignore_index)
+    bane = boundary_negatives(pred, labels, num_classes, k, ignore_index, generator=g)
+    rand = random_like(bane, labels, num_classes, ignore_index, generator=g)
+    return {"BANE": bane, "every error": errors, "random": rand}
+
+
+@torch.no_grad()
+def edge_distance(
+    labels: torch.Tensor, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Distance from each labelled pixel to the nearest pixel of another label (the ground-truth
+    class edge), float [B,H,W]: `distance_transform(labels == n)` summed over classes. Ignore
+    pixels are 0; the image border is not an edge; +inf where one class fills the image."""
+    check_labels(labels, num_classes, ignore_index)
+    classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
+    own = (labels[:, None] == classes) & (labels != ignore_index)[:, None]
+    return distance_transform(own).sum(1)
+
+
+@torch.no_grad()
+def compare_negative_sets(
+    sets: dict[str, torch.Tensor],
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int = NUM_CLASSES,
+    ignore_index: int = IGNORE_INDEX,
+) -> list[dict]:
+    """How far from the boundary each set lies. One row per set (name -> bool [B,C,H,W], as from
+    `negative_sets`) with
+    `pixels`; `wrong %`, the share that is misclassified; `D px`, the mean distance to the edge
+    of the error region (BANE's `distance_transform` of the error maps) over the set's
+    misclassified pixels; `edge px`, the mean distance to the nearest pixel of another label
+    (`edge_distance`); `band %`, the share inside `ctx.metrics.boundary_band` (2 px of a label
+    change). Distances of +inf count as the image side; an empty set gives NaN."""
+    side = float(max(labels.shape[-2:]))
+    edge = torch.nan_to_num(edge_distance(labels, num_classes, ignore_index), posinf=side)
+    errors = error_maps(pred, labels, num_classes, ignore_index)
+    dist = torch.nan_to_num(distance_transform(errors).sum(1), posinf=side)
+    wrong = errors.any(1)
+    band = boundary_band(labels, 2, ignore_index)
+    rows = []
+    for name, sel in sets.items():
+        pix = sel.any(1)
+        n, n_wrong = int(pix.sum()), int((pix & wrong).sum())
+        rows.append(
+            {
+                "set": name,
+                "pixels": n,
+                "wrong %": 100.0 * n_wrong / n if n else math.nan,
+                "D px": float(dist[pix & wrong].mean()) if n_wrong else math.nan,
+                "edge px": float(edge[pix].mean()) if n else math.nan,
+                "band %": 100.0 * float(band[pix].float().mean()) if n else math.nan,
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def bane_view(
+    scenes: dict,
+    image: int,
+    cls: int,
+    stage: str | int = "input",
+    k: float = 0.5,
+    num_classes: int = NUM_CLASSES,
+    seed: int = 0,
+) -> dict:
+    """Everything BANE does to one (image, class) map at one resolution, as [h,w] tensors:
+    "labels", "pred", "errors" (B^n), "distance" (D^n, 0 off the map), the three sets of
+    `negative_sets` ("BANE", "every error", "random"), "count" (pixels BANE picks: ceil(k·n)),
+    "n_errors", "stats" (`selection_stats` of BANE within the errors) and "rows"
+    (`compare_negative_sets` on this map)."""
+    pred, labels = stage_maps(scenes, stage)
+    if not 0 <= image < len(labels):
+        raise ValueError(f"image must be in [0, {len(labels)}), got {image}")
+    if not 0 <= cls < num_classes:
+        raise ValueError(f"cls must be a class id in [0, {num_classes}), got {cls}")
+    p, y = pred[image : image + 1], labels[image : image + 1]
+    sets = negative_sets(p, y, num_classes, k, seed=seed)
+    errors = sets["every error"]
+    distance = distance_transform(errors)
+    one = {name: m[:, cls : cls + 1] for name, m in sets.items()}
+    stats = selection_stats(one["BANE"], one["every error"], distance[:, cls : cls + 1])
+    return {
+        "labels": y[0],
+        "pred": p[0],
+        "errors": errors[0, cls],
+        "distance": distance[0, cls],
+        **{name: m[0, 0] for name, m in one.items()},
+        "count": int(one["BANE"].sum()),
+        "n_errors": int(errors[0, cls].sum()),
+        "stats": stats,
+        "rows": _map_rows(one, p, y, cls, num_classes),
+    }
+
+
+def _map_rows(one: dict, pred: torch.Tensor, labels: torch.Tensor, cls: int, num_classes: int):
+    """compare_negative_sets for masks holding only class `cls`'s map ([B,1,H,W] each)."""
+    full = {}
+    for name, m in one.items():
+        z = torch.zeros(m.shape[0], num_classes, *m.shape[-2:], dtype=torch.bool, device=m.device)
+        z[:, cls] = m[:, 0]
+        full[name] = z
+    return compare_negative_sets(full, pred, labels, num_classes)
+
+
+@torch.no_grad()
+def bane_by_stage(
+    scenes: dict[str, dict], k: float = 0.5, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> tuple[list[dict], dict[tuple[str, str | int], dict]]:
+    """BANE at every resolution of several models' scene batches (name -> `scene_batch`).
+    Returns (rows, stats): one row per (model, resolution) with `errors` (misclassified pixels),
+    `picked` (BANE's selection, ceil(k·n) per map), `D picked` / `D other` (mean distance to
+    the error's edge, `selection_stats`), and stats keyed by (name, stage) for
+    `plot_distance_histograms`."""
+    rows, stats = [], {}
+    for name, sc in scenes.items():
+        for label, stage in stage_choices(sc):
+            pred, labels = stage_maps(sc, stage)
+            g = torch.Generator(device=labels.device).manual_seed(seed)
+            errors = error_maps(pred, labels, num_classes)
+            picked = boundary_negatives(pred, labels, num_classes, k, generator=g)
+            st = selection_stats(picked, errors, distance_transform(errors))
+            stats[name, stage] = st
+            rows.append(
+                {
+                    "model": name,
+                    "resolution": label,
+                    "errors": int(st["errors"].sum()),
+                    "picked": int(st["selected"].sum()),
+                    "D picked": st["mean_selected"],
+                    "D other": st["mean_unselected"],
+                }
+            )
+    return rows, stats

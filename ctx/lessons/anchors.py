@@ -1,0 +1,233 @@
+"""Notebook 05: class anchors during training: similarity matrices, alignment with the last stage,
+PCA trajectories, and `AnchorExplorer` (the numbers are `ctx.analysis`'s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ctx.analysis import anchor_pca, anchor_similarity, stage_alignment
+from ctx.data import CLASS_NAMES
+from ctx.lessons.base import Explorer, dropdown, slider
+from ctx.plotting import PALETTE, figure
+
+
+def _steps(anchors: dict) -> list[int]:
+    s = anchors["step"]
+    return [int(v) for v in (s.tolist() if isinstance(s, torch.Tensor) else s)]
+
+
+def _sim_panel(ax: plt.Axes, sim: torch.Tensor, title: str) -> plt.cm.ScalarMappable:
+    """A class-by-class cosine matrix on `ax` (blue -1 to red 1)."""
+    im = ax.imshow(sim.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ticks = range(len(CLASS_NAMES))
+    ax.set_xticks(ticks, ["bg", *CLASS_NAMES[1:]], fontsize=7)
+    ax.set_yticks(ticks, ["bg", *CLASS_NAMES[1:]], fontsize=7)
+    ax.set_title(title)
+    return im
+
+
+def plot_similarity_matrices(
+    anchor_sets: dict[str, dict], epochs: Sequence[int], stage: int
+) -> plt.Figure:
+    """Class-similarity matrices (`anchor_similarity`) of `stage` (0-based): one row per model,
+    one column per snapshot in `epochs` (0-based indices)."""
+    names = list(anchor_sets)
+    fig, axes = figure(3.3 * len(epochs) + 1, 3.1 * len(names), len(names), len(epochs))
+    im = None
+    for r, name in enumerate(names):
+        a = anchor_sets[name]
+        steps = _steps(a)
+        for c, e in enumerate(epochs):
+            sim = anchor_similarity(a["anchors"][e, stage], a["present"][e, stage])
+            im = _sim_panel(axes[r, c], sim, f"{name}, step {steps[e]}")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="cosine")
+    fig.suptitle(f"anchor cosine similarities, stage {stage + 1}")
+    return fig
+
+
+def plot_anchor_epoch(anchor_sets: dict[str, dict], epoch: int, stage: int) -> plt.Figure:
+    """Snapshot `epoch` (0-based), stage `stage` (0-based). Top: each model's class-similarity
+    matrix, then each model's per-class alignment with the last stage (bars). Bottom: each
+    model's anchor trajectories (PCA of stage and last-stage snapshots, this epoch marked ★),
+    then the mean alignment of every stage over training (this stage bold, this epoch marked)."""
+    names = list(anchor_sets)
+    fig, axes = figure(4.4 * (len(names) + 1), 8.4, 2, len(names) + 1, layout=None)
+    # a fixed layout: a layout engine would double the drawing time of every widget update
+    fig.subplots_adjust(left=0.065, right=0.98, bottom=0.07, top=0.9, wspace=0.3, hspace=0.32)
+    steps = _steps(anchor_sets[names[0]])
+    last = anchor_sets[names[0]]["anchors"].shape[1] - 1
+    im = None
+    for j, name in enumerate(names):
+        a = anchor_sets[name]
+        sim = anchor_similarity(a["anchors"][epoch, stage], a["present"][epoch, stage])
+        im = _sim_panel(axes[0, j], sim, f"{name}: anchor cosines, stage {stage + 1}")
+        _trajectory_panel(axes[1, j], a, stage, epoch, f"{name}: anchor trajectories")
+    fig.colorbar(im, ax=axes[0, : len(names)].tolist(), fraction=0.03, pad=0.02)
+    ax = axes[0, -1]
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        a = anchor_sets[name]
+        al = stage_alignment(a["anchors"], a["present"])[epoch, stage].numpy()
+        ax.bar(np.arange(len(al)) + (j - (len(names) - 1) / 2) * width, al, width, label=name)
+    ax.set_xticks(range(len(CLASS_NAMES)), ["bg", *CLASS_NAMES[1:]], fontsize=7)
+    ax.set_ylim(-1, 1.05)
+    ax.axhline(0, color="k", lw=0.5)
+    note = " (1 by definition)" if stage == last else ""
+    ax.set_title(f"cos($a_{stage + 1}^n$, $a_{last + 1}^n$) per class{note}")
+    ax.legend(fontsize=8)
+    _alignment_panel(axes[1, -1], anchor_sets, range(last), marker=steps[epoch], bold=stage)
+    fig.suptitle(
+        f"epoch {epoch + 1} of {len(steps)} (after step {steps[epoch]}), stage {stage + 1}"
+    )
+    return fig
+
+
+def _trajectory_panel(ax: plt.Axes, a: dict, stage: int, epoch: int | None, title: str) -> None:
+    last = a["anchors"].shape[1] - 1
+    stages = [stage] if stage == last else [stage, last]
+    coords, ratio = anchor_pca(a["anchors"], a["present"], stages)
+    for c in range(coords.shape[2]):
+        for j in range(len(stages)):
+            xy = coords[:, j, c]
+            style = "-" if j == 0 else ":"
+            ax.plot(
+                xy[:, 0],
+                xy[:, 1],
+                style,
+                color=PALETTE[c],
+                lw=1.2 if j == 0 else 1.0,
+                marker="." if len(xy) == 1 else None,
+            )
+            ax.plot(
+                xy[-1:, 0],
+                xy[-1:, 1],
+                "o" if j == 0 else "s",
+                color=PALETTE[c],
+                ms=5,
+                mfc=PALETTE[c] if j == 0 else "none",
+            )
+            if epoch is not None:
+                ax.plot(xy[epoch, 0], xy[epoch, 1], "*", color=PALETTE[c], ms=11, mec="k", mew=0.5)
+            if j == 0 and np.isfinite(xy[-1]).all():
+                ax.annotate(
+                    CLASS_NAMES[c] if c else "bg",
+                    xy[-1],
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+    ax.set_xlabel(f"PC1 ({ratio[0]:.0%})")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.0%})")
+    what = f"stage {stage + 1} (solid, ●)" + (", last stage (dotted, □)" if len(stages) > 1 else "")
+    ax.set_title(f"{title}\n{what}", fontsize=9)
+
+
+def _alignment_panel(
+    ax: plt.Axes,
+    anchor_sets: dict[str, dict],
+    stages: Sequence[int],
+    marker: int | None = None,
+    bold: int | None = None,
+) -> None:
+    styles = ["--", "-", "-.", ":"] if len(anchor_sets) > 1 else ["-"]
+    for j, (name, a) in enumerate(anchor_sets.items()):
+        steps = _steps(a)
+        al = torch.nanmean(stage_alignment(a["anchors"], a["present"]), dim=2)  # [E,S]
+        for s in stages:
+            ax.plot(
+                steps,
+                al[:, s].numpy(),
+                styles[j % len(styles)],
+                marker="o" if len(steps) < 3 else ".",
+                color=f"C{s}",
+                lw=2.2 if s == bold else 1.2,
+                alpha=1.0 if bold is None or s == bold else 0.5,
+                label=f"{name}, stage {s + 1}",
+            )
+    if marker is not None:
+        ax.axvline(marker, color="k", lw=0.8, alpha=0.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean cos with the last stage's anchor")
+    ax.set_ylim(-1, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("cross-stage alignment during training")
+
+
+def plot_alignment_curves(anchor_sets: dict[str, dict]) -> plt.Figure:
+    """Mean over classes of cos(a_i^n, a_I^n) against the training step, one panel per model,
+    one line per lower stage."""
+    names = list(anchor_sets)
+    fig, axes = figure(4.6 * len(names), 3.4, 1, len(names), layout="tight")
+    for ax, name in zip(axes[0], names, strict=True):
+        num_stages = anchor_sets[name]["anchors"].shape[1]
+        _alignment_panel(ax, {name: anchor_sets[name]}, range(num_stages - 1))
+        ax.set_title(f"{name}: alignment with the last stage")
+    return fig
+
+
+def plot_trajectories(anchor_sets: dict[str, dict], stage: int) -> plt.Figure:
+    """Each model's class anchors of `stage` (and of the last stage) moving during training:
+    PCA of all their snapshots, one line per class from the first epoch to the last (●/□)."""
+    names = list(anchor_sets)
+    fig, axes = figure(5 * len(names), 4.4, 1, len(names), layout="tight")
+    for ax, name in zip(axes[0], names, strict=True):
+        _trajectory_panel(ax, anchor_sets[name], stage, None, name)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+class AnchorExplorer(Explorer):
+    """Anchors across training: controls `epoch` (IntSlider, 1-based: snapshot epoch-1) and
+    `stage` (Dropdown, 0-based value, 1-based label); the figure is `plot_anchor_epoch`.
+    `result`: "similarity" and "alignment" (name -> [C,C] and [C] tensors), "step", "epoch",
+    "stage". `anchor_sets`: name -> load_reference(...)["anchors"]."""
+
+    def __init__(
+        self, anchor_sets: dict[str, dict], epoch: int | None = None, stage: int = 0
+    ) -> None:
+        self.anchor_sets = anchor_sets
+        first = next(iter(anchor_sets.values()))
+        num_epochs, num_stages = first["anchors"].shape[:2]
+        for name, a in anchor_sets.items():
+            if a["anchors"].shape[:2] != (num_epochs, num_stages):
+                raise ValueError(
+                    f"{name} has {tuple(a['anchors'].shape[:2])} (epochs, stages) snapshots, "
+                    f"expected {(num_epochs, num_stages)}"
+                )
+        self.steps = _steps(first)
+        controls = {
+            "epoch": slider(
+                widgets.IntSlider,
+                "epoch",
+                value=num_epochs if epoch is None else epoch,
+                min=1,
+                max=num_epochs,
+            ),
+            "stage": dropdown([(f"stage {s + 1}", s) for s in range(num_stages)], stage, "stage"),
+        }
+        super().__init__(self.draw, controls)
+
+    def draw(self, epoch: int, stage: int) -> tuple[dict, Figure]:
+        e, sets = epoch - 1, self.anchor_sets
+        sim = {
+            n: anchor_similarity(a["anchors"][e, stage], a["present"][e, stage])
+            for n, a in sets.items()
+        }
+        align = {n: stage_alignment(a["anchors"], a["present"])[e, stage] for n, a in sets.items()}
+        fig = plot_anchor_epoch(sets, e, stage)
+        result = {
+            "similarity": sim,
+            "alignment": align,
+            "step": self.steps[e],
+            "epoch": epoch,
+            "stage": stage,
+        }
+        return result, fig

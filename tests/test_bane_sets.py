@@ -1,0 +1,121 @@
+"""ctx.bane_sets: BANE's negatives and the alternatives on hand-made maps and tiny fake reference runs."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from lesson_fakes import fake_ref, square  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from ctx.bane_sets import (  # noqa: E402
+    bane_by_stage,
+    compare_negative_sets,
+    edge_distance,
+    negative_sets,
+    random_like,
+    scene_batch,
+    stage_choices,
+    stage_maps,
+    worst_maps,
+)
+from ctx.data import NUM_CLASSES  # noqa: E402
+from ctx.plotting import format_table  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def refs() -> dict:
+    return {"ce": fake_ref(0), "contextrast": fake_ref(1)}
+
+
+def test_random_like_matches_counts_and_stays_in_class():
+    labels = torch.randint(0, 3, (2, 8, 8))
+    selected = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    selected[0, 1] = labels[0] == 1
+    selected[1, 2, :2] = labels[1, :2] == 2
+    g = torch.Generator().manual_seed(0)
+    out = random_like(selected, labels, 3, generator=g)
+    assert torch.equal(out.sum((2, 3)), selected.sum((2, 3)))
+    own = labels[:, None] == torch.arange(3).view(1, 3, 1, 1)
+    assert not (out & ~own).any()
+    again = random_like(selected, labels, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    with pytest.raises(ValueError, match="must be"):
+        random_like(selected[:, :2], labels, 3)
+
+
+def test_negative_sets_on_a_square():
+    pred, labels = square()
+    sets = negative_sets(pred, labels, 2, k=0.5)
+    assert set(sets) == {"BANE", "every error", "random"}
+    assert int(sets["every error"].sum()) == 16 and int(sets["every error"][0, 0].sum()) == 0
+    bane = sets["BANE"][0, 1]
+    assert int(bane.sum()) == 8
+    assert not bane[2:4, 2:4].any()  # the inner 2x2 (D = 2) is never among the nearest half
+    assert int(sets["random"].sum()) == 8 and not (sets["random"][0, 1] & (labels[0] != 1)).any()
+    rows = {r["set"]: r for r in compare_negative_sets(sets, pred, labels, 2)}
+    assert rows["BANE"]["D px"] == pytest.approx(1.0)
+    assert rows["every error"]["D px"] == pytest.approx((12 * 1 + 4 * 2) / 16)
+    assert rows["every error"]["edge px"] == pytest.approx(1.25)
+    assert rows["BANE"]["wrong %"] == 100.0 and rows["BANE"]["pixels"] == 8
+    empty = compare_negative_sets(
+        {"none": torch.zeros(1, 2, 6, 6, dtype=torch.bool)}, pred, labels, 2
+    )
+    assert empty[0]["pixels"] == 0 and math.isnan(empty[0]["D px"])
+
+
+def test_edge_distance_matches_scipy():
+    labels = torch.randint(0, 3, (2, 9, 7))
+    got = edge_distance(labels, 3)
+    want = np.zeros(labels.shape)
+    for b in range(2):
+        for c in range(3):
+            m = (labels[b] == c).numpy()
+            if m.any():
+                want[b] += np.where(m, ndimage.distance_transform_edt(m), 0)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    labels[0, 2, 3] = 255
+    assert edge_distance(labels, 3)[0, 2, 3] == 0
+
+
+def test_format_table_and_worst_maps():
+    text = format_table([{"set": "a", "n": 3, "x": 1.234}, {"set": "bb", "n": 10, "x": math.nan}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["set", "n", "x"] and lines[1].split() == ["a", "3", "1.2"]
+    assert lines[2].split() == ["bb", "10", "nan"]
+    pred, labels = square()
+    pred, labels = torch.cat([pred, labels]), torch.cat([labels, labels])  # image 1 is perfect
+    assert worst_maps(pred, labels, 2) == [(0, 1, 16)]
+    assert worst_maps(labels, labels, 2) == []
+
+
+def test_scene_batch_probe_and_model(refs):
+    ref = refs["ce"]
+    small = scene_batch(ref, 2)
+    assert torch.equal(small["pred"], ref["probe"]["pred"][:2])
+    assert [c for _, c in stage_choices(small)] == ["input", 0, 1, 2, 3]
+    assert stage_maps(small, 1)[1].shape == (2, 4, 4)
+    with pytest.raises(ValueError, match="stage"):
+        stage_maps(small, 7)
+    more = scene_batch(ref, 6)  # beyond the probe: the model predicts new scenes
+    assert more["images"].shape == (6, 3, 16, 16) and len(more["stages"]) == 4
+    assert torch.equal(more["pred"][:4], ref["probe"]["pred"])
+    assert torch.equal(more["stages"][2]["labels"][:4], ref["probe"]["stages"][2]["labels"])
+
+
+def test_bane_by_stage_and_worst_digit_map(refs):
+    scenes = {n: scene_batch(r, 2) for n, r in refs.items()}
+    rows, stats = bane_by_stage(scenes, k=0.5)
+    assert len(rows) == 2 * 5 and set(stats) == {
+        (n, s) for n in scenes for s in ["input", 0, 1, 2, 3]
+    }
+    pred, labels = stage_maps(scenes["ce"], "input")
+    errors = int((pred != labels).sum())
+    assert rows[0]["errors"] == errors and rows[0]["picked"] >= errors / 2
+    digits = worst_maps(pred, labels, top=3, classes=range(1, NUM_CLASSES))
+    assert digits and all(c != 0 for _, c, _ in digits)
