@@ -2,8 +2,8 @@
 
 Modules: `data` (digit scenes), `model` (multi-stage segmentation net with projection heads),
 `labels` (label checks and resizing), `anchors` and `losses` (CCL), `negatives` (BANE),
-`metrics`, `engine` (the training engine; `train` is its command line), `plotting` and `widgets`
-(notebook helpers), `reference` (the shipped reference runs), `experiments`.
+`metrics`, `engine` (the training engine; `train` is its command line), `plotting`, `analysis`
+and `lessons` (notebook helpers), `reference` (the shipped reference runs), `experiments`.
 
 The public API is importable from here: `from ctx import TrainConfig, train, ContextrastLoss`.
 No name here is also a submodule's (`from ctx import evaluate` is the module ctx.evaluate), except

@@ -2,10 +2,10 @@
 
 `setup()` seeds Python, NumPy and torch, picks the device and sets the plot style.
 
-Every explorer is an `Explorer` subclass built one way (../shared/STYLE.md, "Widgets"): explicit
-ipywidgets controls with `continuous_update=False` (`slider`, `dropdown`), wired with
-`widgets.interactive_output` to the subclass's `draw(**values) -> (result dict, Figure or None)`,
-shown with `display(w.ui, w.out)`. Each keeps its controls in `w.controls` (a dict), the numbers
+Every explorer is an `Explorer` subclass built one way: explicit ipywidgets controls with
+`continuous_update=False` (`slider`, `dropdown`), wired with `widgets.interactive_output` to the
+subclass's `draw(**values) -> (result dict, Figure or None)`, shown with
+`display(w.ui, w.out)`. Each keeps its controls in `w.controls` (a dict), the numbers
 it computed last in `w.result` and the figure it drew last in `w.figure` (`w.png`), so a test
 sets `w.controls["tau"].value = 0.5` headlessly and checks the effect. An exception in `draw` is
 kept in `w.error` and re-raised (a front end shows it in the output area; a failure of the

@@ -1,5 +1,6 @@
-"""Notebooks 00 and 04: learning curves (`plot_history`), curves that redraw while a run trains
-(`LiveCurves`, `train_live`) and the ablation's table and figure (`show_ablation`).
+"""Notebooks 00 and 04: learning curves that redraw while a run trains (`LiveCurves`,
+`train_live`; the static ones are `ctx.plotting.plot_history`) and the ablation's table and
+figure (`show_ablation`).
 """
 
 from __future__ import annotations
