@@ -16,11 +16,18 @@ import sys
 
 import torch
 
-try:
+from pathlib import Path
+
+# Choose by the tree's files, not by trying the import: an editable install of another checkout
+# would otherwise supply ctx.engine to a commit from before it.
+if Path("ctx/engine").is_dir():
     from ctx.engine.config import TrainConfig
     from ctx.engine.loop import train
-except ImportError:  # a commit from before ctx.engine
+else:
     from ctx.train import TrainConfig, train
+import ctx
+
+assert Path(ctx.__file__).resolve().parent == Path("ctx").resolve(), ctx.__file__
 
 out = sys.argv[1]
 for loss in ("ce", "contextrast"):
