@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from ctx.data import NUM_CLASSES
 from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
 from ctx.metrics import boundary_band
 from ctx.negatives import boundary_negatives, distance_transform, error_maps, selection_stats
+
+if TYPE_CHECKING:
+    from ctx.reference import ReferenceRun
 
 
 def stage_choices(scenes: dict) -> list[tuple[str, str | int]]:
@@ -44,7 +48,7 @@ def stage_maps(scenes: dict, stage: str | int) -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) -> dict:
+def scene_batch(ref: ReferenceRun, num_scenes: int | None = None, batch_size: int = 32) -> dict:
     """The first `num_scenes` validation scenes with a reference model's predictions:
     {"images" uint8 [N,3,H,W], "labels", "pred" [N,H,W], "stages": [{"labels", "pred"}]}.
 
@@ -52,7 +56,7 @@ def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) 
     the model (on its own device) predicts the scenes `DigitScenes("val", num_scenes)` generates
     with the run's image size and data seed, the first of which are the probe's scenes.
     """
-    probe = ref["probe"]
+    probe = ref.probe
     n_probe = len(probe["labels"])
     if num_scenes is None or num_scenes <= n_probe:
         n = n_probe if num_scenes is None else num_scenes
@@ -64,13 +68,10 @@ def scene_batch(ref: dict, num_scenes: int | None = None, batch_size: int = 32) 
             "pred": probe["pred"][:n],
             "stages": [{"labels": s["labels"][:n], "pred": s["pred"][:n]} for s in probe["stages"]],
         }
-    cfg = ref["config"]
-    if cfg.get("dataset", "digits") != "digits":
-        raise ValueError(f"scene_batch makes digit scenes; this run used {cfg['dataset']!r}")
-    from ctx.engine.config import config_from_dict
-
-    ds = config_from_dict(cfg).digit_scenes("val", num_scenes)
-    model = ref["model"]
+    if ref.config.dataset != "digits":
+        raise ValueError(f"scene_batch makes digit scenes; this run used {ref.config.dataset!r}")
+    ds = ref.config.digit_scenes("val", num_scenes)
+    model = ref.model
     device = next(model.parameters()).device
     was = model.training
     model.eval()

@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 from ctx.anchors import class_anchors
 from ctx.data import NUM_CLASSES
 from ctx.labels import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from ctx.reference import ReferenceRun
 
 
 @torch.no_grad()
@@ -36,16 +40,16 @@ def nearest_anchor_accuracy(
     return 100.0 * float((cos.argmax(1) == labels)[valid].float().mean())
 
 
-def separation_table(refs: dict[str, dict], num_classes: int = NUM_CLASSES) -> list[dict]:
+def separation_table(refs: dict[str, ReferenceRun], num_classes: int = NUM_CLASSES) -> list[dict]:
     """`nearest_anchor_accuracy` of each reference run's probe embeddings, one row per stage
     with one column per run (refs: name -> load_reference(...))."""
     names = list(refs)
-    num_stages = len(refs[names[0]]["probe"]["stages"])
+    num_stages = len(refs[names[0]].probe["stages"])
     rows = []
     for s in range(num_stages):
         row: dict = {"stage": s + 1}
         for name in names:
-            st = refs[name]["probe"]["stages"][s]
+            st = refs[name].probe["stages"][s]
             row[name] = nearest_anchor_accuracy(st["embeddings"], st["labels"], num_classes)
         rows.append(row)
     return rows
@@ -132,7 +136,7 @@ class Atlas:
 
     def __init__(
         self,
-        refs: dict[str, dict],
+        refs: dict[str, ReferenceRun],
         max_points: int = 2000,
         seed: int = 0,
         iterations: int | None = None,
@@ -144,7 +148,7 @@ class Atlas:
         self.refs, self.max_points, self.seed, self.iterations = refs, max_points, seed, iterations
         self.space = space
         self.names = list(refs)
-        self.num_stages = len(refs[self.names[0]]["probe"]["stages"])
+        self.num_stages = len(refs[self.names[0]].probe["stages"])
         self.project = project or project_points
         self.cache: dict[tuple[str, int, str], np.ndarray] = {}
         self.seconds: dict[tuple[str, int, str], float] = {}
@@ -154,11 +158,11 @@ class Atlas:
 
     def stage_tensor(self, model: str, stage: int) -> torch.Tensor:
         """The [N,D,h,w] tensor of `space` for one model and stage."""
-        probe = self.refs[model]["probe"]
+        probe = self.refs[model].probe
         if self.space == "embeddings":
             return probe["stages"][stage]["embeddings"].float()
         if model not in self._features:
-            net = self.refs[model]["model"]
+            net = self.refs[model].model
             device = next(net.parameters()).device
             with torch.no_grad():
                 x = probe["images"].to(device).float() / 255.0
@@ -175,7 +179,7 @@ class Atlas:
                 raise ValueError(
                     f"unknown (model, stage) {key}: models {self.names}, stages 0..{self.num_stages - 1}"
                 )
-            st = self.refs[model]["probe"]["stages"][stage]
+            st = self.refs[model].probe["stages"][stage]
             emb = self.stage_tensor(model, stage)
             labels = st["labels"].reshape(-1)
             idx = stratified_sample(labels.numpy(), self.max_points, self.seed)

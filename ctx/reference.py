@@ -3,12 +3,13 @@ ablation's seed-0 runs, and how a notebook loads one. Notebooks import this modu
 experiment runner (`ctx.experiments`).
 
     python -m ctx.experiments reference   # data/reference/ from runs/ablation/{ce,contextrast}_seed0
-    load_reference("ce")                  # the shipped CE run: model, history, anchors, probe batch
+    load_reference("ce")                  # the shipped CE run: a ReferenceRun
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from ctx.data import NUM_CLASSES
 from ctx.engine.checkpoint import load_model
 from ctx.engine.config import TrainConfig, config_from_dict
+from ctx.engine.loop import RunResult
 from ctx.io import save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
@@ -23,6 +25,25 @@ from ctx.resources import data_dir, portable, project_root
 
 ROOT = project_root()  # the checkout (runs/, results/); the current folder for an installed ctx
 ATLAS_SCENES = 16  # validation scenes whose embeddings ship for the notebooks
+
+
+@dataclass
+class ReferenceRun(RunResult):
+    """A shipped reference run: a `RunResult` (model in eval mode, history, its `TrainConfig`,
+    checkpoint file `model.pt`, num_classes) with two data bundles for the notebooks. E epochs,
+    S stages, C classes, D embedding dimensions; N = ATLAS_SCENES probe scenes of size H×W,
+    h×w a stage's resolution.
+
+    anchors: {"step": list of E steps (after each epoch), "anchors": float [E,S,C,D] (the raw,
+    unfused, L2-normalised anchors of every stage on the fixed snapshot scenes), "present":
+    bool [E,S,C] (which classes those scenes hold; absent classes' anchors are 0)}.
+    probe: {"images": uint8 [N,3,H,W], "labels", "pred": int64 [N,H,W], "k": BANE's K,
+    "stages": one dict per stage {"embeddings": float [N,D,h,w], "labels", "pred": int64
+    [N,h,w] (nearest-resized), "bane": bool [N,C,h,w] (BANE's picks per class)}}.
+    """
+
+    anchors: dict
+    probe: dict
 
 
 def probe_scenes(cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +110,10 @@ def reference_dir() -> Path:
     return Path(os.environ.get("CTX_REFERENCE_DIR", data_dir() / "reference"))
 
 
-def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
-    """A shipped reference run ("ce" or "contextrast"): {"model" (eval mode), "config",
-    "history", "anchors": {"step": [E], "anchors": [E,S,C,D], "present": [E,S,C]},
-    "probe": {"images", "labels", "pred", "k", "stages": [{"embeddings", "labels", "pred",
-    "bane"} per stage]}}. Read-only: nothing here is ever written by a notebook."""
+def load_reference(variant: str, device: str | torch.device = "cpu") -> ReferenceRun:
+    """A shipped reference run ("ce" or "contextrast"), its model on `device` (see
+    `ReferenceRun` for the anchors and probe bundles). Read-only: nothing here is ever written
+    by a notebook."""
     folder = reference_dir() / variant
     if not (folder / "model.pt").exists():
         raise FileNotFoundError(
@@ -111,10 +131,12 @@ def load_reference(variant: str, device: str | torch.device = "cpu") -> dict:
     probe = torch.load(folder / "probe.pt", weights_only=True)
     for st in probe["stages"]:
         st["embeddings"] = st["embeddings"].float()
-    return {
-        "model": model,
-        "config": ckpt["config"],
-        "history": ckpt["history"],
-        "anchors": anchors,
-        "probe": probe,
-    }
+    return ReferenceRun(
+        model,
+        ckpt["history"],
+        config_from_dict(ckpt["config"]),
+        folder / "model.pt",
+        ckpt["num_classes"],
+        anchors,
+        probe,
+    )

@@ -13,18 +13,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ctx.plotting import class_legend, label_to_rgb, overlay, plot_history, to_image  # noqa: E402
-from ctx.reference import load_reference  # noqa: E402
+from ctx.reference import ReferenceRun, load_reference  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCENES = (0, 1, 2, 3, 4, 5)
 
 
-def overview(ce: dict, cx: dict) -> plt.Figure:
-    probe = cx["probe"]
+def overview(ce: ReferenceRun, cx: ReferenceRun) -> plt.Figure:
+    probe = cx.probe
     rows = [
         ("scene", lambda i: to_image(probe["images"][i])),
         ("labels", lambda i: label_to_rgb(probe["labels"][i])),
-        ("CE", lambda i: label_to_rgb(ce["probe"]["pred"][i])),
+        ("CE", lambda i: label_to_rgb(ce.probe["pred"][i])),
         ("Contextrast", lambda i: label_to_rgb(probe["pred"][i])),
     ]
     fig, axes = plt.subplots(len(rows) + 1, len(SCENES), figsize=(1.8 * len(SCENES) + 1.4, 9.4))
@@ -48,7 +48,7 @@ def main() -> None:
     DOCS.mkdir(exist_ok=True)
     overview(ce, cx).savefig(DOCS / "overview.png", dpi=80)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    hist = {"ce": ce["history"], "contextrast": cx["history"]}
+    hist = {"ce": ce.history, "contextrast": cx.history}
     plot_history(hist, x="step", ax=axes[0])
     plot_history(hist, x="minutes", ax=axes[1])
     fig.savefig(DOCS / "learning_curves.png", dpi=90)

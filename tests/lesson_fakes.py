@@ -1,21 +1,25 @@
-"""Fakes shared by the tests of ctx.bane_sets, ctx.projection and ctx.lessons: a tiny reference
-run shaped like `load_reference`'s, a one-square scene, a tiny untrained model and anchor similarities worked out entry by entry."""
+"""Fakes shared by the tests of ctx.bane_sets, ctx.projection and ctx.lessons: a tiny
+`ReferenceRun` like `load_reference`'s, a one-square scene, a tiny untrained model and anchor
+similarities worked out entry by entry."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ctx.data import NUM_CLASSES, DigitScenes, SceneConfig
+from ctx.engine.config import TrainConfig
 from ctx.labels import resize_labels
 from ctx.model import ModelConfig, build_model
 from ctx.negatives import boundary_negatives
+from ctx.reference import ReferenceRun
 
 
-def fake_ref(seed: int, scenes: int = 4, size: int = 16, epochs: int = 3) -> dict:
-    """A load_reference-shaped dict: a tiny untrained model, its probe batch on real digit
+def fake_ref(seed: int, scenes: int = 4, size: int = 16, epochs: int = 3) -> ReferenceRun:
+    """A ReferenceRun like load_reference's: a tiny untrained model, its probe batch on real digit
     scenes, and `epochs` random anchor snapshots (class 5 absent from the first)."""
     torch.manual_seed(seed)
     model = build_model(ModelConfig(widths=(4, 4, 8, 8), embed_dim=4), NUM_CLASSES).eval()
@@ -33,23 +37,19 @@ def fake_ref(seed: int, scenes: int = 4, size: int = 16, epochs: int = 3) -> dic
     present = torch.ones(epochs, 4, NUM_CLASSES, dtype=torch.bool)
     present[0, :, 5] = False
     anchors[0, :, 5] = 0
-    return {
-        "model": model,
-        "config": {"image_size": size, "data_seed": 0, "dataset": "digits", "k": 0.5},
-        "history": [],
-        "anchors": {
+    return ReferenceRun(
+        model=model,
+        history=[],
+        config=TrainConfig(image_size=size, data_seed=0, k=0.5, widths=(4, 4, 8, 8), embed_dim=4),
+        checkpoint=Path("fake") / "model.pt",
+        num_classes=NUM_CLASSES,
+        anchors={
             "step": list(range(10, 10 * epochs + 1, 10)),
             "anchors": anchors,
             "present": present,
         },
-        "probe": {
-            "images": ds.images,
-            "labels": ds.labels,
-            "pred": pred,
-            "k": 0.5,
-            "stages": stages,
-        },
-    }
+        probe={"images": ds.images, "labels": ds.labels, "pred": pred, "k": 0.5, "stages": stages},
+    )
 
 
 def square(size: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

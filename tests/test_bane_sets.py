@@ -97,15 +97,15 @@ def test_format_table_and_worst_maps():
 def test_scene_batch_probe_and_model(refs):
     ref = refs["ce"]
     small = scene_batch(ref, 2)
-    assert torch.equal(small["pred"], ref["probe"]["pred"][:2])
+    assert torch.equal(small["pred"], ref.probe["pred"][:2])
     assert [c for _, c in stage_choices(small)] == ["input", 0, 1, 2, 3]
     assert stage_maps(small, 1)[1].shape == (2, 4, 4)
     with pytest.raises(ValueError, match="stage"):
         stage_maps(small, 7)
     more = scene_batch(ref, 6)  # beyond the probe: the model predicts new scenes
     assert more["images"].shape == (6, 3, 16, 16) and len(more["stages"]) == 4
-    assert torch.equal(more["pred"][:4], ref["probe"]["pred"])
-    assert torch.equal(more["stages"][2]["labels"][:4], ref["probe"]["stages"][2]["labels"])
+    assert torch.equal(more["pred"][:4], ref.probe["pred"])
+    assert torch.equal(more["stages"][2]["labels"][:4], ref.probe["stages"][2]["labels"])
 
 
 def test_bane_by_stage_and_worst_digit_map(refs):

@@ -31,8 +31,8 @@ print(json.dumps({
     "data_dir": str(ctx.data.DATA_DIR),
     "version": importlib.metadata.version("ctx-contextrast"),
     "steps": history[-1]["step"],
-    "reference_steps": ref["history"][-1]["step"],
-    "reference_out": ref["config"]["out"],
+    "reference_steps": ref.history[-1]["step"],
+    "reference_out": ref.config.out,
     "checkpoint_mode": oct(Path("run/checkpoint.pt").stat().st_mode & 0o777),
 }))
 """

@@ -295,7 +295,7 @@ def test_distance_histograms_figure():
 
 
 def test_anchor_explorer_similarity_matches_by_hand(refs):
-    sets = {n: r["anchors"] for n, r in refs.items()}
+    sets = {n: r.anchors for n, r in refs.items()}
     w = AnchorExplorer(sets, stage=0)
     assert w.result["epoch"] == 3 and w.result["step"] == 30
     w.controls["epoch"].value = 1
@@ -320,8 +320,8 @@ def test_anchor_views_with_one_snapshot(refs):
     one = {
         n: {
             "step": [8],
-            "anchors": r["anchors"]["anchors"][-1:],
-            "present": r["anchors"]["present"][-1:],
+            "anchors": r.anchors["anchors"][-1:],
+            "present": r.anchors["present"][-1:],
         }
         for n, r in refs.items()
     }
@@ -333,7 +333,7 @@ def test_anchor_views_with_one_snapshot(refs):
 
 
 def test_similarity_matrices_and_separation_table(refs):
-    sets = {n: r["anchors"] for n, r in refs.items()}
+    sets = {n: r.anchors for n, r in refs.items()}
     fig = plot_similarity_matrices(sets, [0, 2], stage=1)
     assert len(fig.axes) == 5  # 2 x 2 matrices and a colour bar
     rows = separation_table(refs)

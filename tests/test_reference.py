@@ -1,8 +1,13 @@
 """The reference runs: exported from an ablation's seed-0 runs (at toy size), loaded back."""
 
+from pathlib import Path
+
 import pytest
+import torch
 
 from ctx import reference
+from ctx.engine.config import TrainConfig, config_from_dict
+from ctx.engine.loop import RunResult
 from ctx.experiments import cli
 
 
@@ -35,14 +40,21 @@ def test_reference_export_and_load(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path))
     assert reference.reference_dir() == tmp_path
     ref = reference.load_reference("contextrast")
-    probe = ref["probe"]
+    assert isinstance(ref, reference.ReferenceRun) and isinstance(ref, RunResult)
+    saved = torch.load(tmp_path / "contextrast" / "model.pt", weights_only=True)
+    assert isinstance(ref.config, TrainConfig) and ref.config == config_from_dict(saved["config"])
+    assert ref.config.loss == "contextrast" and Path(ref.config.out).name == "contextrast_seed0"
+    assert ref.checkpoint == tmp_path / "contextrast" / "model.pt"
+    assert ref.history == saved["history"] and ref.num_classes == saved["num_classes"] == 11
+    assert not ref.model.training
+    probe = ref.probe
     assert probe["images"].shape[0] == reference.ATLAS_SCENES
     for st in probe["stages"]:
         assert st["bane"].shape[:2] == (reference.ATLAS_SCENES, 11)
         # BANE picks are wrongly predicted pixels of their own class
         wrong = (st["pred"] != st["labels"])[:, None]
         assert not (st["bane"] & ~wrong).any()
-    assert ref["anchors"]["anchors"].dim() == 4
+    assert ref.anchors["anchors"].dim() == 4
     monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="ctx.experiments reference"):
         reference.load_reference("ce")

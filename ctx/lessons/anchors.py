@@ -188,7 +188,7 @@ class AnchorExplorer(Explorer):
     """Anchors across training: controls `epoch` (IntSlider, 1-based: snapshot epoch-1) and
     `stage` (Dropdown, 0-based value, 1-based label); the figure is `plot_anchor_epoch`.
     `result`: "similarity" and "alignment" (name -> [C,C] and [C] tensors), "step", "epoch",
-    "stage". `anchor_sets`: name -> load_reference(...)["anchors"]."""
+    "stage". `anchor_sets`: name -> load_reference(...).anchors."""
 
     def __init__(
         self, anchor_sets: dict[str, dict], epoch: int | None = None, stage: int = 0
