@@ -6,11 +6,12 @@ once). The figure and the explorer are in `ctx.lessons.atlas`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,8 +100,7 @@ def project_points(x: np.ndarray, method: str, seed: int = 0, iterations: int | 
         return tsne.fit_transform(x).astype(np.float32)
     if method == "UMAP":
         _quiet_numba_threads()
-        with warnings.catch_warnings():  # "n_jobs overridden by random_state" and numba notes
-            warnings.simplefilter("ignore")
+        with umap_known_warnings():
             import umap
 
             reducer = umap.UMAP(
@@ -108,6 +108,17 @@ def project_points(x: np.ndarray, method: str, seed: int = 0, iterations: int | 
             )
             return reducer.fit_transform(x).astype(np.float32)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+@contextlib.contextmanager
+def umap_known_warnings() -> Iterator[None]:
+    """Silence the two harmless warnings UMAP gives on every call here, and nothing else: umap's
+    import note that ParametricUMAP needs TensorFlow, and "n_jobs ... overridden ... by setting
+    random_state" (a fixed seed makes UMAP single-threaded, which we want)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Tensorflow not installed", ImportWarning, "umap")
+        warnings.filterwarnings("ignore", "n_jobs value .* overridden", UserWarning, "umap")
+        yield
 
 
 def _quiet_numba_threads() -> None:

@@ -10,7 +10,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ctx.projection import nearest_anchor_accuracy, project_points, stratified_sample  # noqa: E402
+from ctx.projection import (  # noqa: E402
+    nearest_anchor_accuracy,
+    project_points,
+    stratified_sample,
+    umap_known_warnings,
+)
 
 
 def test_stratified_sample_keeps_small_classes():
@@ -38,3 +43,23 @@ def test_project_points_tsne_is_seeded():
     np.testing.assert_allclose(a, project_points(x, "t-SNE", seed=0, iterations=250))
     with pytest.raises(ValueError, match="method"):
         project_points(x, "PCA")
+
+
+def test_umap_known_warnings_silences_only_umaps_two_notes():
+    """The filter drops umap's two known notes, and lets the same text from elsewhere, and any
+    other umap warning, through."""
+    import warnings
+
+    notes = [
+        ("Tensorflow not installed; ParametricUMAP will be unavailable", ImportWarning, "umap"),
+        ("n_jobs value 1 overridden to 1 by setting random_state.", UserWarning, "umap.umap_"),
+        ("n_jobs value 1 overridden to 1 by setting random_state.", UserWarning, "mylib"),
+        ("something else went wrong", UserWarning, "umap.umap_"),
+        ("disconnected vertices", RuntimeWarning, "umap.umap_"),
+    ]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with umap_known_warnings():
+            for message, category, module in notes:
+                warnings.warn_explicit(message, category, f"{module}.py", 1, module=module)
+    assert [(str(w.message), w.category) for w in seen] == [(m, c) for m, c, _ in notes[2:]]
