@@ -34,7 +34,7 @@ from ctx.lessons.anchors import (  # noqa: E402
     plot_similarity_matrices,
     plot_trajectories,
 )
-from ctx.lessons.atlas import AtlasExplorer, plot_atlas  # noqa: E402
+from ctx.lessons.atlas import ALL_CLASSES, AtlasExplorer, plot_atlas  # noqa: E402
 from ctx.lessons.bane import BaneExplorer, plot_distance_histograms  # noqa: E402
 from ctx.lessons.base import Explorer  # noqa: E402
 from ctx.lessons.confusion import ConfusionExplorer, plot_confusion  # noqa: E402
@@ -258,7 +258,8 @@ def test_explorer_errors_are_raised_not_swallowed():
 def test_bane_explorer_count_follows_k(refs):
     scenes = {n: scene_batch(r) for n, r in refs.items()}
     w = BaneExplorer(scenes)
-    assert isinstance(w.controls["k"], widgets.FloatSlider)
+    assert isinstance(w.controls["k_percent"], widgets.IntSlider)
+    assert w.controls["k_percent"].value == 50 and w.result["k"] == 0.5
     assert all(getattr(c, "continuous_update", False) is False for c in w.controls.values())
     image, cls = w.result["image"], w.result["cls"]
     pred, labels = stage_maps(scenes["contextrast"], "input")
@@ -266,7 +267,8 @@ def test_bane_explorer_count_follows_k(refs):
     assert n >= 4 and w.result["n_errors"] == n
     pngs = []
     for k in (0.25, 0.5, 1.0):
-        w.controls["k"].value = k
+        w.controls["k_percent"].value = round(100 * k)
+        assert w.result["k"] == k
         assert w.result["count"] == math.ceil(k * n) == int(w.result["BANE"].sum())
         assert not (w.result["BANE"] & ~w.result["errors"]).any()
         assert int(w.result["random"].sum()) == w.result["count"]
@@ -356,10 +358,12 @@ def test_atlas_explorer_uses_the_cache(refs):
     pts = atlas.points("ce", 1)
     assert len(pts["x"]) == 40 and pts["x"].shape[1] == 4
     np.testing.assert_array_equal(pts["labels"], atlas.points("contextrast", 1)["labels"])
-    for name, value in (("cls", 0), ("highlight", "both"), ("model", "ce"), ("cls", None)):
+    assert (w.controls["cls"].label, w.result["cls"]) == ("all", None)  # not a blank label
+    for name, value in (("cls", 0), ("highlight", "both"), ("model", "ce"), ("cls", ALL_CLASSES)):
         w.controls[name].value = value
     assert atlas.misses == 2 and len(calls) == 2  # redrawn from the cache
     w.controls["model"].value = "both"
+    assert w.result["cls"] is None  # "all" again
     w.controls["stage"].value = 2
     assert atlas.misses == 4
     w.controls["stage"].value = 1

@@ -67,6 +67,9 @@ def plot_atlas(
     return fig
 
 
+ALL_CLASSES = -1  # the class dropdown's value for "all classes"
+
+
 class AtlasExplorer(Explorer):
     """The embedding atlas: controls `stage` (Dropdown), `method` (ToggleButtons t-SNE/UMAP),
     `model` (Dropdown: "both" side by side, or one name), `cls` (Dropdown: all or one class) and
@@ -86,14 +89,15 @@ class AtlasExplorer(Explorer):
         self.atlas = atlas
         stage = atlas.num_stages - 1 if stage is None else stage
         stages = [(f"stage {s + 1}", s) for s in range(atlas.num_stages)]
-        classes = [("all", None), *((class_name(i), i) for i in range(NUM_CLASSES))]
+        # "all" needs a real value: a Dropdown whose value is None shows a blank label
+        classes = [("all", ALL_CLASSES), *((class_name(i), i) for i in range(NUM_CLASSES))]
         controls = {
             "stage": dropdown(stages, stage, "stage"),
             "method": widgets.ToggleButtons(
                 options=list(METHODS), value=method, description="method"
             ),
             "model": dropdown(["both", *atlas.names], model, "model"),
-            "cls": dropdown(classes, cls, "class"),
+            "cls": dropdown(classes, ALL_CLASSES if cls is None else cls, "class"),
             "highlight": dropdown(["errors", "BANE", "both", "none"], highlight, "highlight"),
         }
         super().__init__(self.draw, controls)
@@ -101,6 +105,7 @@ class AtlasExplorer(Explorer):
     def draw(
         self, stage: int, method: str, model: str, cls: int | None, highlight: str
     ) -> tuple[dict, Figure]:
+        cls = None if cls == ALL_CLASSES else cls
         models = self.atlas.names if model == "both" else [model]
         fig = plot_atlas(self.atlas, stage, method, models, cls, highlight)
         coords = {m: self.atlas.projection(m, stage, method) for m in models}

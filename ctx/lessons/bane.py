@@ -98,8 +98,8 @@ def _distance_bars(ax: plt.Axes, stats: dict) -> None:
 
 
 class BaneExplorer(Explorer):
-    """The BANE explorer: controls `model` (Dropdown), `k` (FloatSlider, K as a fraction, the
-    first slider), `image` (IntSlider), `cls` (Dropdown of classes) and `stage` (Dropdown: the
+    """The BANE explorer: controls `model` (Dropdown), `k_percent` (IntSlider, K in whole
+    percent; `k` below and `result["k"]` are the fraction), `image` (IntSlider), `cls` (Dropdown of classes) and `stage` (Dropdown: the
     input resolution or a stage); the figure is `plot_bane_steps`. `scenes`: model name ->
     `ctx.bane_sets.scene_batch` output. Defaults to the digit map with the most errors
     (`worst_maps`). `result` is `bane_view`'s dict plus the control values and a `text` table of
@@ -126,14 +126,10 @@ class BaneExplorer(Explorer):
             image, cls = (worst[0][0], worst[0][1]) if worst else (0, 0)
         controls = {
             "model": dropdown(names, model, "model"),
-            "k": slider(
-                widgets.FloatSlider,
-                "K",
-                value=k,
-                min=0.05,
-                max=1.0,
-                step=0.05,
-                readout_format=".0%",
+            # K in whole percent: a FloatSlider with a "%" readout read a typed "10" as 10.0,
+            # i.e. 1,000 %, clamped to 100 %
+            "k_percent": slider(
+                widgets.IntSlider, "K (%)", value=round(100 * k), min=5, max=100, step=5
             ),
             "image": slider(
                 widgets.IntSlider, "image", value=image, min=0, max=len(first["labels"]) - 1
@@ -144,8 +140,9 @@ class BaneExplorer(Explorer):
         super().__init__(self.draw, controls)
 
     def draw(
-        self, model: str, image: int, cls: int, stage: str | int, k: float
+        self, model: str, image: int, cls: int, stage: str | int, k_percent: int
     ) -> tuple[dict, Figure]:
+        k = k_percent / 100
         view = bane_view(self.scenes[model], image, cls, stage, k, seed=self.seed)
         fig = plot_bane_steps(self.scenes[model], view, image, cls, k, title=model)
         values = {"model": model, "image": image, "cls": cls, "stage": stage, "k": k}
