@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ctx.experiments import diagnosis
+from ctx.projection import nearest_anchor_accuracy
 
 
 def test_error_split_by_distance_to_class_edge():
@@ -54,8 +55,8 @@ def test_bane_inputs_count_far_errors_and_fill():
 def test_separation_is_perfect_for_class_aligned_embeddings():
     labels = torch.randint(0, 3, (2, 4, 4))
     emb = torch.nn.functional.one_hot(labels, 8).permute(0, 3, 1, 2).float()
-    assert diagnosis.nearest_anchor_accuracy(emb, labels) == 100.0
-    assert diagnosis.nearest_anchor_accuracy(torch.ones_like(emb), labels) < 100.0
+    assert nearest_anchor_accuracy(emb, labels) == 100.0
+    assert nearest_anchor_accuracy(torch.ones_like(emb), labels) < 100.0
 
 
 def test_reading_is_built_from_the_numbers():

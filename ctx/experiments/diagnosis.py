@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ctx.anchors import class_anchors
+from ctx.bane_sets import edge_distance
 from ctx.data import NUM_CLASSES
 from ctx.engine.checkpoint import load_model
 from ctx.engine.config import config_mismatch
@@ -31,18 +31,10 @@ from ctx.io import load_checkpoint, write_json
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.metrics import ConfusionMatrix
 from ctx.negatives import boundary_negatives, distance_transform, error_maps
+from ctx.projection import nearest_anchor_accuracy
 from ctx.reference import reference_dir
 
 RIM = 2.0  # px: an error within this distance of a ground-truth class edge is a rim error
-
-
-@torch.no_grad()
-def edge_distance(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """Distance of each labelled pixel to the nearest pixel of another label, float [B,H,W]
-    (+inf where one class fills the image; ignore pixels 0)."""
-    classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
-    own = (labels[:, None] == classes) & (labels != IGNORE_INDEX)[:, None]
-    return distance_transform(own).sum(1)
 
 
 @torch.no_grad()
@@ -148,18 +140,6 @@ def bane_inputs(
 def _nanmean(xs: list[float]) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.mean(xs) if xs else math.nan
-
-
-@torch.no_grad()
-def nearest_anchor_accuracy(emb: torch.Tensor, labels: torch.Tensor) -> float:
-    """% of labelled pixels of emb [B,D,h,w] whose cosine-nearest class anchor (the class means
-    of the same scenes) is their own class's: how cleanly the classes separate."""
-    anchors, present = class_anchors(emb.float(), labels, NUM_CLASSES, distributed=False)
-    z = torch.nn.functional.normalize(emb.float(), dim=1)
-    cos = torch.einsum("bdhw,cd->bchw", z, anchors)
-    cos[:, ~present] = -math.inf
-    valid = labels != IGNORE_INDEX
-    return 100.0 * float((cos.argmax(1) == labels)[valid].float().mean())
 
 
 @torch.no_grad()
