@@ -108,7 +108,9 @@ def test_choose_default_by_validation_gain_among_eligible(monkeypatch):
     rows = _steps(rows, 2000)  # res128: 4x the default's CPU seconds per step: too costly
     finals = _ce_finals("default", [78] * 5) + _ce_finals("scarce", [65] * 5)
     assert choose_default(rows, finals) == "scarce"
-    assert choose_default(rows[:-1], finals) is None  # one regime's tuning incomplete
+    scarce_rows = [i for i, r in enumerate(rows) if r["regime"] == "scarce"]
+    incomplete = rows[: scarce_rows[-1]] + rows[scarce_rows[-1] + 1 :]
+    assert choose_default(incomplete, finals) is None  # one regime's tuning incomplete
     assert choose_default(rows, finals[:-1]) is None  # scarce's gate not decided yet
     low = _ce_finals("default", [78] * 5) + _ce_finals("scarce", [55] * 5)
     assert choose_default(rows, low) == "default"  # scarce's CE too weak for a tutorial
@@ -116,6 +118,20 @@ def test_choose_default_by_validation_gain_among_eligible(monkeypatch):
     worse += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(60.0))
     worse += _tuning_rows("res128", {0: 70.0, 1: 70.0}, _full_grid(75.0), seconds=1200.0)
     assert choose_default(_steps(worse, 2000), finals) == "default"  # no gain: keep today's
+
+
+def test_choose_default_leaves_out_gpu_regimes(monkeypatch):
+    """res128 and long cost >= 3x a default CE run by construction: Rule 2 never waits for them
+    (they need a GPU in the study's time), and never picks them even when they gain most."""
+    assert {n for n, r in REGIMES.items() if r.gpu} == {"res128", "long"}
+    regimes = {k: REGIMES[k] for k in ("default", "scarce", "res128")}
+    monkeypatch.setattr(regime_study, "REGIMES", regimes)
+    rows = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(70.5))
+    rows += _tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0))
+    rows = _steps(rows, 2000)
+    finals = _ce_finals("default", [78] * 5) + _ce_finals("scarce", [65] * 5)
+    assert choose_default(rows, finals) == "scarce"  # res128 has no runs at all
+    assert choose_default(rows, finals, ["default", "scarce", "res128"]) is None
 
 
 def test_paired_interval_matches_scipy():

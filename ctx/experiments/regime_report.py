@@ -77,8 +77,11 @@ def tuning_table(tuning: list[dict], finals: list[dict]) -> list[str]:
     ]
     for name in REGIMES:
         rs = [r for r in tuning if r["regime"] == name]
+        gpu = REGIMES[name].gpu
         if not rs:
-            lines.append(f"| {name} | not run yet |" + " |" * (len(head) + 3))
+            why = " (GPU-sized)" if gpu else ""
+            last = "no: GPU-sized, ≥ 3× a default CE run" if gpu else ""
+            lines.append(f"| {name} | not run yet{why} |" + " |" * (len(head) + 2) + f" {last} |")
             continue
 
         cells = [_mean_cell(rs, "val_miou", len(TUNE_SEEDS), variant="ce")]
@@ -90,6 +93,11 @@ def tuning_table(tuning: list[dict], finals: list[dict]) -> list[str]:
         c = chosen_setting(tuning, name)
         chosen = "–" if c is None else f"α={c['alpha']:g}, w={c['warmup']:g}"
         delta = "–" if c is None else f"{c['val_delta']:+.2f}"
+        if gpu:
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {chosen} | {delta} | no: GPU-sized |"
+            )
+            continue
         e = eligible(tuning, finals, name)
         verdict = ("yes" if e["eligible"] else "no") if e["decided"] else "not yet"
         gate = f"{verdict} (cost ×{_f(e['cost_ratio'])}, CE val {_f(e['ce_val_miou'], '.1f')} %)"

@@ -165,8 +165,9 @@ def choose_default(
 ) -> str | None:
     """The protocol's rule 2: among eligible regimes, the one whose chosen setting has the
     largest mean validation difference to CE (paired by seed); `default` if none is positive,
-    or if the best is within TIE of default's. None until every regime's tuning and gate are in."""
-    names = list(regimes or REGIMES)
+    or if the best is within TIE of default's. None until every regime's tuning and gate are in.
+    Candidates: `regimes`, else every regime a laptop CPU can train (not `Regime.gpu`)."""
+    names = list(regimes or (name for name, r in REGIMES.items() if not r.gpu))
     chosen = {r: chosen_setting(tuning, r) for r in names}
     gates = {r: eligible(tuning, finals, r) for r in names}
     if any(c is None for c in chosen.values()) or not all(g["decided"] for g in gates.values()):

@@ -20,12 +20,16 @@ from ctx.engine.config import TrainConfig
 @dataclass(frozen=True)
 class Regime:
     """A named setting: `overrides` of TrainConfig fields, `tune_steps` for the short validation
-    runs that choose the PA setting, and `why` (what it gives the method to act on)."""
+    runs that choose the PA setting, `why` (what it gives the method to act on), and `gpu`: a
+    regime whose full CE run costs >= 3x the default's by construction (more pixels or more
+    steps of the same model), so it needs a GPU in the study's time and is never the tutorials'
+    default (the protocol's Rule 2 leaves it out; it is reported when run)."""
 
     name: str
     why: str
     overrides: dict = field(default_factory=dict)
     tune_steps: int = 2000
+    gpu: bool = False
 
     def config(self, **changes) -> TrainConfig:
         """TrainConfig of this regime, with further `changes` (e.g. loss, alpha, seed)."""
@@ -69,6 +73,7 @@ REGIMES: dict[str, Regime] = {
             "4x4, so coarse stages keep structure and BANE's distances spread beyond 1. "
             "About 4x the cost of a default run.",
             {"image_size": 128},
+            gpu=True,
         ),
         Regime(
             "long",
@@ -76,6 +81,7 @@ REGIMES: dict[str, Regime] = {
             "training (the paper trains 40k-80k iterations).",
             {"max_steps": 18000},
             tune_steps=6000,
+            gpu=True,
         ),
     )
 }
