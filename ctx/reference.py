@@ -53,12 +53,24 @@ def probe_scenes(cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0) -> None:
-    """Copy the seed-`seed` ce and contextrast runs into out_dir with what the notebooks need:
-    model.pt (weights, config, history), anchors.pt (per-epoch per-stage anchors on the probe
-    set) and probe.pt (ATLAS_SCENES val scenes: per-stage embeddings, predictions, BANE picks)."""
-    for variant in ("ce", "contextrast"):
-        src = runs_dir / f"{variant}_seed{seed}"
+def export_reference(
+    sources: dict[str, Path],
+    out_dir: Path,
+    command: str,
+    about: dict | None = None,
+    test_scenes: int | None = None,
+) -> dict:
+    """Copy the runs `sources` ({"ce": run folder, "contextrast": run folder}) into out_dir with
+    what the notebooks need: model.pt (weights, config, history), anchors.pt (per-epoch per-stage
+    anchors on the probe set, from the run's AnchorRecorder) and probe.pt (ATLAS_SCENES val
+    scenes: per-stage embeddings, predictions, BANE picks). Then writes manifest.json: the
+    `command`, `about` (e.g. the regime and PA setting) and per run its source, config, steps,
+    training time and test metrics measured from the shipped model.pt (what `python -m
+    ctx.evaluate data/reference/<variant> --split test` prints). Returns the manifest."""
+    from ctx.evaluate import evaluate_run  # ctx.evaluate reads checkpoints through the engine
+
+    runs = {}
+    for variant, src in sources.items():
         model, ckpt = load_model(src, "cpu")
         dst = out_dir / variant
         keep = {
@@ -68,41 +80,54 @@ def export_reference(runs_dir: Path, out_dir: Path, command: str, seed: int = 0)
         save_checkpoint(keep, dst / "model.pt")
         save_checkpoint(torch.load(src / "anchors.pt", weights_only=True), dst / "anchors.pt")
         cfg = config_from_dict(ckpt["config"])
-        images, labels = probe_scenes(cfg, ATLAS_SCENES)
-        logits, embs = model(images, return_embeddings=True)
-        pred = logits.argmax(1)
-        g = torch.Generator().manual_seed(0)
-        stages = []
-        for e in embs:
-            y = resize_labels(labels, e.shape[-2:])
-            p = resize_labels(pred, e.shape[-2:])
-            stages.append(
-                {
-                    "embeddings": e.half(),
-                    "labels": y,
-                    "pred": p,
-                    "bane": boundary_negatives(p, y, NUM_CLASSES, cfg.k, generator=g),
-                }
-            )
-        save_checkpoint(
+        save_checkpoint(_probe(model, cfg), dst / "probe.pt")
+        test = evaluate_run(dst, "test", test_scenes, device="cpu")
+        last = ckpt["history"][-1]
+        runs[variant] = {
+            "source": portable(src),
+            "config": keep["config"],
+            "steps": last["step"],
+            "train_seconds": last.get("train_seconds"),
+            "train_cpu_seconds": last.get("train_cpu_seconds"),
+            "val_miou": last["val"]["miou"],
+            "test": {k: test[k] for k in ("miou", "boundary_miou", "pixel_acc", "scenes")},
+            "check": f"python -m ctx.evaluate {portable(dst)} --split test",
+        }
+    manifest = {
+        "command": command,
+        **(about or {}),
+        "runs": runs,
+        "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.pt")),
+    }
+    write_json(manifest, out_dir / "manifest.json")
+    return manifest
+
+
+def _probe(model, cfg: TrainConfig) -> dict:
+    """The probe bundle of `model` (see ReferenceRun.probe)."""
+    images, labels = probe_scenes(cfg, ATLAS_SCENES)
+    logits, embs = model(images, return_embeddings=True)
+    pred = logits.argmax(1)
+    g = torch.Generator().manual_seed(0)
+    stages = []
+    for e in embs:
+        y = resize_labels(labels, e.shape[-2:])
+        p = resize_labels(pred, e.shape[-2:])
+        stages.append(
             {
-                "images": (images * 255).round().to(torch.uint8),
-                "labels": labels,
-                "pred": pred,
-                "stages": stages,
-                "k": cfg.k,
-            },
-            dst / "probe.pt",
+                "embeddings": e.half(),
+                "labels": y,
+                "pred": p,
+                "bane": boundary_negatives(p, y, NUM_CLASSES, cfg.k, generator=g),
+            }
         )
-    write_json(
-        {
-            "command": command,
-            "source_runs": portable(runs_dir),
-            "seed": seed,
-            "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.pt")),
-        },
-        out_dir / "manifest.json",
-    )
+    return {
+        "images": (images * 255).round().to(torch.uint8),
+        "labels": labels,
+        "pred": pred,
+        "stages": stages,
+        "k": cfg.k,
+    }
 
 
 def reference_dir() -> Path:

@@ -1,5 +1,6 @@
 """The reference runs: exported from an ablation's seed-0 runs (at toy size), loaded back."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ import torch
 from ctx import reference
 from ctx.engine.config import TrainConfig, config_from_dict
 from ctx.engine.loop import RunResult
+from ctx.evaluate import evaluate_run
 from ctx.experiments import cli
+from ctx.experiments.ablation import QUICK
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def runs(tmp_path_factory):
 
 
 def test_reference_export_and_load(runs, tmp_path, monkeypatch):
-    cli.main(["reference", "--runs-dir", str(runs), "--reference-dir", str(tmp_path)])
+    cli.main(["reference", "--quick", "--runs-dir", str(runs), "--reference-dir", str(tmp_path)])
     monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path))
     assert reference.reference_dir() == tmp_path
     ref = reference.load_reference("contextrast")
@@ -55,6 +58,16 @@ def test_reference_export_and_load(runs, tmp_path, monkeypatch):
         wrong = (st["pred"] != st["labels"])[:, None]
         assert not (st["bane"] & ~wrong).any()
     assert ref.anchors["anchors"].dim() == 4
+    # the manifest: the command, each run's config, and test metrics of the shipped weights
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["command"].startswith("python -m ctx.experiments reference --quick")
+    assert manifest["runs"]["contextrast"]["config"] == saved["config"]
+    for variant in ("ce", "contextrast"):
+        run = manifest["runs"][variant]
+        assert run["config"]["loss"] == variant and run["steps"] == QUICK["max_steps"]
+        got = evaluate_run(tmp_path / variant, "test", 16, device="cpu")
+        assert run["test"]["miou"] == pytest.approx(got["miou"]) and run["test"]["scenes"] == 16
+        assert run["check"].endswith(f"{variant} --split test")
     monkeypatch.setenv("CTX_REFERENCE_DIR", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="ctx.experiments reference"):
         reference.load_reference("ce")

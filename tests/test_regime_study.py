@@ -5,9 +5,10 @@ import json
 import math
 
 import pytest
+import torch
 from scipy import stats
 
-from ctx.experiments import regime_report, regime_study
+from ctx.experiments import regime_reference, regime_report, regime_study
 from ctx.experiments.regime_study import Job, choose_default, chosen_setting, eligible, paired
 from ctx.experiments.regimes import REGIMES, Regime, regime_config
 
@@ -236,6 +237,21 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     regime_study.study(list(regimes), results, runs, "CMD")  # nothing left: trains nothing
     assert len(json.loads((results / "regimes.json").read_text())["runs"]) == n_before
 
+    # the reference runs of the chosen regime: the study's seed-0 final runs again, with anchors
+    ref, ref_runs = tmp_path / "reference", tmp_path / "ref_runs"
+    manifest = regime_reference.build_reference(
+        regime_reference.resolve_regime("chosen", results), results, ref_runs, ref, "REF", 8
+    )
+    assert manifest["regime"] == default and manifest["setting"]["alpha"] == 0.1
+    assert set(manifest["study_test_miou"]) == {"ce", "contextrast"}
+    for variant in ("ce", "contextrast"):
+        shipped = torch.load(ref / variant / "model.pt", weights_only=True)
+        pa = "" if variant == "ce" else f"_a0.1_w{data['chosen'][default]['warmup']:g}"
+        study_run = runs / "final" / default / f"{variant}{pa}_seed0" / "checkpoint.pt"
+        trained = torch.load(study_run, weights_only=True)["model"]
+        assert all(torch.equal(shipped["model"][k], trained[k]) for k in trained)
+        assert torch.load(ref / variant / "anchors.pt", weights_only=True)["anchors"]
+
 
 def _tiny_test(model, cfg):
     from ctx.data import NUM_CLASSES
@@ -271,3 +287,21 @@ def test_experiments_cli_bad_input_is_one_line(args, words, tmp_path):
         cli.main(["regimes", "--results-dir", str(tmp_path), *args])
     assert str(e.value).startswith("error: ") and words in str(e.value)
     assert not (tmp_path / "regimes.json").exists(), "nothing runs or is written first"
+
+
+def test_reference_jobs_need_a_chosen_setting(tmp_path):
+    rows = _tuning_rows("default", {0: 71.0, 1: 73.0}, _full_grid(75.0))
+    ce, cx = regime_reference.reference_jobs(rows, "default")
+    assert (ce.variant, ce.seed, ce.phase) == ("ce", 0, "final")
+    assert (cx.variant, cx.seed, cx.alpha) == (
+        "contextrast",
+        0,
+        chosen_setting(rows, "default")["alpha"],
+    )
+    with pytest.raises(ValueError, match="regimes --regimes default"):
+        regime_reference.reference_jobs(rows[:-1], "default")
+    with pytest.raises(ValueError, match="unknown regime 'tiny'"):
+        regime_reference.reference_jobs(rows, "tiny")
+    with pytest.raises(ValueError, match="--regime"):  # no results file: nothing chosen yet
+        regime_reference.resolve_regime("chosen", tmp_path)
+    assert regime_reference.resolve_regime("scarce", tmp_path) == "scarce"

@@ -4,6 +4,7 @@
     python -m ctx.experiments ablation --quick --results-dir /tmp/q   # smoke test (CI)
     python -m ctx.experiments tune --steps 2000       # PA settings on the validation scenes
     python -m ctx.experiments reference               # data/reference/ from the seed-0 runs
+    python -m ctx.experiments reference --regime chosen   # ... from the regime study's choice
     python -m ctx.experiments report                  # results/ablation.md and .png again
     python -m ctx.experiments regimes --threads 1     # the regime study (regime_study)
     python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
@@ -24,7 +25,7 @@ from pathlib import Path
 from ctx.engine.config import TrainConfig, validate_config
 from ctx.engine.device import resolve_device
 from ctx.engine.interrupt import Interrupted
-from ctx.experiments import diagnosis, regime_report, regime_study
+from ctx.experiments import diagnosis, regime_reference, regime_report, regime_study
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
 from ctx.experiments.regimes import REGIMES
@@ -82,6 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         help="regimes: the regimes this worker takes jobs of (default: all, cheap first)",
     )
     p.add_argument("--max-jobs", type=int, default=None, help="regimes: stop after N runs")
+    p.add_argument(
+        "--regime",
+        default=None,
+        help="reference: train and export this regime's seed-0 ce and contextrast runs at its "
+        "chosen PA setting ('chosen': the study's default regime); default: export the "
+        "ablation's seed-0 runs from --runs-dir",
+    )
     p.add_argument(
         "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
     )
@@ -158,5 +166,18 @@ def _run(
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
+    elif args.regime is not None:
+        regime_reference.build_reference(
+            regime_reference.resolve_regime(args.regime, args.results_dir),
+            args.results_dir,
+            ROOT / "runs" / "reference" if args.runs_dir == DEFAULT_RUNS else args.runs_dir,
+            args.reference_dir,
+            command,
+            test_scenes,
+            device=args.device,
+            threads=args.threads,
+            progress=sys.stderr.isatty(),
+        )
     else:
-        export_reference(args.runs_dir, args.reference_dir, command)
+        sources = {v: args.runs_dir / f"{v}_seed0" for v in ("ce", "contextrast")}
+        export_reference(sources, args.reference_dir, command, {"seed": 0}, test_scenes)
