@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ctx.engine.loop import train_or_load
 from ctx.experiments.recorder import AnchorRecorder
-from ctx.experiments.regime_study import Job, chosen_setting, load_results
+from ctx.experiments.regime_study import Job, chosen_setting, claim, load_results
 from ctx.experiments.regimes import REGIMES
 from ctx.reference import export_reference
 
@@ -67,7 +67,10 @@ def build_reference(
     sources = {}
     for job in jobs:
         cfg = job.config(runs_dir, **run)
-        train_or_load(cfg, on_epoch_end=AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt"))
+        with claim(Path(cfg.out)) as mine:  # a study worker may share runs_dir
+            if not mine:
+                raise ValueError(f"another process is training {cfg.out}: run again after it")
+            train_or_load(cfg, on_epoch_end=AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt"))
         sources[job.variant] = Path(cfg.out)
     study = {
         r["variant"]: r["miou"]
