@@ -237,11 +237,17 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     regime_study.study(list(regimes), results, runs, "CMD")  # nothing left: trains nothing
     assert len(json.loads((results / "regimes.json").read_text())["runs"]) == n_before
 
-    # the reference runs of the chosen regime: the study's seed-0 final runs again, with anchors
-    ref, ref_runs = tmp_path / "reference", tmp_path / "ref_runs"
+    # the reference runs of the chosen regime are the study's seed-0 final runs, which recorded
+    # their anchors: exported without training; elsewhere trained again to the same weights
+    ref = tmp_path / "reference"
+    finished = {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")}
     manifest = regime_reference.build_reference(
-        regime_reference.resolve_regime("chosen", results), results, ref_runs, ref, "REF", 8
+        regime_reference.resolve_regime("chosen", results), results, runs, ref, "REF", 8
     )
+    assert finished == {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoint.pt")}
+    again = regime_reference.build_reference(default, results, tmp_path / "r2", ref, "REF", 8)
+    assert again["runs"]["contextrast"]["test"] == manifest["runs"]["contextrast"]["test"]
+    assert not (runs / "final" / default / "ce_seed1" / "anchors.pt").exists()  # seed 0 only
     assert manifest["regime"] == default and manifest["setting"]["alpha"] == 0.1
     assert set(manifest["study_test_miou"]) == {"ce", "contextrast"}
     for variant in ("ce", "contextrast"):
@@ -302,6 +308,9 @@ def test_reference_jobs_need_a_chosen_setting(tmp_path):
         regime_reference.reference_jobs(rows[:-1], "default")
     with pytest.raises(ValueError, match="unknown regime 'tiny'"):
         regime_reference.reference_jobs(rows, "tiny")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ValueError, match="0 of its 2 evaluations"):
+        regime_reference.check_snapshots(tmp_path / "run", [{"step": 4}, {"step": 8}])
     with pytest.raises(ValueError, match="--regime"):  # no results file: nothing chosen yet
         regime_reference.resolve_regime("chosen", tmp_path)
     assert regime_reference.resolve_regime("scarce", tmp_path) == "scarce"

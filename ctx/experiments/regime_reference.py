@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ctx.engine.loop import train_or_load
-from ctx.experiments.recorder import AnchorRecorder
-from ctx.experiments.regime_study import Job, chosen_setting, claim, load_results
+from ctx.experiments.regime_study import Job, chosen_setting, claim, load_results, recorder
 from ctx.experiments.regimes import REGIMES
 from ctx.reference import export_reference
 
@@ -34,6 +35,19 @@ def reference_jobs(tuning: list[dict], regime: str) -> list[Job]:
         Job("final", regime, "ce", 0),
         Job("final", regime, "contextrast", 0, setting["alpha"], setting["warmup"]),
     ]
+
+
+def check_snapshots(run_dir: Path, history: list[dict]) -> None:
+    """Raise unless run_dir/anchors.pt holds the anchors of every evaluation in `history` (a run
+    trained without the recorder can't be replayed by notebook 05)."""
+    path = run_dir / "anchors.pt"
+    steps = torch.load(path, weights_only=True)["step"] if path.exists() else []
+    want = [h["step"] for h in history]
+    if steps != want:
+        raise ValueError(
+            f"{run_dir} has anchor snapshots at {len(steps)} of its {len(want)} evaluations "
+            "(trained without the anchor recorder): delete the folder and run again"
+        )
 
 
 def resolve_regime(name: str, results_dir: Path) -> str:
@@ -70,7 +84,8 @@ def build_reference(
         with claim(Path(cfg.out)) as mine:  # a study worker may share runs_dir
             if not mine:
                 raise ValueError(f"another process is training {cfg.out}: run again after it")
-            train_or_load(cfg, on_epoch_end=AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt"))
+            result = train_or_load(cfg, on_epoch_end=recorder(job, cfg))
+        check_snapshots(Path(cfg.out), result.history)
         sources[job.variant] = Path(cfg.out)
     study = {
         r["variant"]: r["miou"]

@@ -29,6 +29,7 @@ import torch
 
 from ctx.engine.config import TrainConfig
 from ctx.engine.loop import train_or_load
+from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, paired_diffs, t_interval
 from ctx.experiments.variants import VARIANTS, evaluate_on_test
@@ -263,10 +264,19 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
+def recorder(job: Job, cfg: TrainConfig) -> AnchorRecorder | None:
+    """Seed-0 final ce and contextrast runs record their anchors after every evaluation (eval
+    mode, no RNG: the weights are unchanged), so whichever regime Rule 2 picks, its reference
+    runs are the study's own (`python -m ctx.experiments reference --regime chosen`)."""
+    if (job.phase, job.seed) == ("final", 0) and job.variant in ("ce", "contextrast"):
+        return AnchorRecorder(cfg, Path(cfg.out) / "anchors.pt")
+    return None
+
+
 def run_job(job: Job, runs_dir: Path, **run) -> dict:
     """Train (or resume) one job and return its results row (test metrics for final jobs only)."""
     cfg = job.config(runs_dir, **run)
-    result = train_or_load(cfg)
+    result = train_or_load(cfg, on_epoch_end=recorder(job, cfg))
     last = result.history[-1]
     device = next(result.model.parameters()).device
     row = {
