@@ -130,7 +130,7 @@ def test_stages_reading_says_where_the_ranking_is_a_tie():
     assert "11/0/0/0 % at stages 1–4" in text
     assert "At stages 2, 3 and 4 every error has D = 1" in text
     assert "At stage 1 BANE leaves the deeper errors out, but every pick has D = 1" in text
-    assert "52/58/80/100 % at stages 1–4 of the errors, not 50%" in text
+    assert "BANE keeps is 52/58/80/100 % at stages 1–4, not 50%" in text
     deeper = stages_reading([row(30.0, 1.4, 50), row(0.0, 1.0, 60)], 0.5)
     assert "At stage 1 the picks reach past the rim" in deeper and "At stage 2 every" in deeper
 
@@ -147,8 +147,9 @@ def test_negatives_reading_follows_the_numbers():
     text = negatives_reading(
         [row(0, 0, 100, 6), row(62, 0, 40, 5), row(87, 9, 14, 5), row(95, 100, 5.1, 5.1)], 256
     )
-    assert "`fill` draws 0/62/87/95 % at stages 1–4" in text
+    assert "`fill` draws at random is 0/62/87/95 % at stages 1–4" in text
     assert "At stage 4 every anchor takes every pixel" in text
+    assert "100/40/14/5 % at stages 1–4 with BANE, 6/5/5/5 % at stages 1–4 with" in text
     assert "the same (within half a point) at stage 4." in text
     assert "every anchor" not in negatives_reading([row(10, 50, 30, 5)], 256)
 

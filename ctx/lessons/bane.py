@@ -132,11 +132,12 @@ def _distance_bars(ax: plt.Axes, stats: dict) -> None:
 
 class BaneExplorer(Explorer):
     """The BANE explorer: controls `model` (Dropdown), `k_percent` (IntSlider, K in whole
-    percent; `k` below and `result["k"]` are the fraction), `image` (IntSlider), `cls` (Dropdown of classes) and `stage` (Dropdown: the
-    input resolution or a stage); the figure is `plot_bane_steps`. `scenes`: model name ->
-    `ctx.bane_sets.scene_batch` output. Defaults to the digit map with the most errors
-    (`worst_maps`). `result` is `bane_view`'s dict plus the control values and a `text` table of
-    the three sets."""
+    percent; `k` below and `result["k"]` are the fraction), `image` (IntSlider), `cls` (Dropdown
+    of classes) and `stage` (Dropdown: the input resolution or a stage); the figure is
+    `plot_bane_steps`. `scenes`: model name -> `ctx.bane_sets.scene_batch` output. Defaults to
+    the digit map with the most errors (`worst_maps`). `result` is `bane_view`'s dict plus the
+    control values and a `text`: the table of the three sets, or for an empty map
+    `empty_map_message`."""
 
     def __init__(
         self,
@@ -237,8 +238,8 @@ def stages_reading(rows: list[dict], k: float) -> str:
         text += f"At {_stages(ranked)} the picks reach past the rim: there the ranking chooses. "
     kept = [r["picked %"] for r in rows]
     return text + (
-        f"BANE keeps {_by_stage(kept)} of the errors, not {k:.0%}: ceil(K·n) keeps the one "
-        "pixel of a one-pixel map, and coarse maps hold few pixels."
+        f"The share of the errors BANE keeps is {_by_stage(kept)}, not {k:.0%}: ceil(K·n) keeps "
+        "the one pixel of a one-pixel map, and coarse maps hold few pixels."
     )
 
 
@@ -247,8 +248,8 @@ def negatives_reading(rows: list[dict], max_negatives: int = 256) -> str:
     at random, where no choice is made at all, and how the negatives compare with
     `negatives="random"`."""
     text = (
-        f"`fill` draws {_by_stage([r['fill %'] for r in rows])} of each anchor's negatives "
-        "at random. "
+        "The share of each anchor's negatives that `fill` draws at random is "
+        f"{_by_stage([r['fill %'] for r in rows])}. "
     )
     every = [i for i, r in enumerate(rows, 1) if r["all taken %"] == 100]
     if every:
@@ -259,9 +260,9 @@ def negatives_reading(rows: list[dict], max_negatives: int = 256) -> str:
     gaps = [r["wrong % BANE"] - r["wrong % random"] for r in rows]
     same = [i for i, gap in enumerate(gaps, 1) if abs(gap) < 0.5]
     text += (
-        f"With BANE, {_by_stage([r['wrong % BANE'] for r in rows])} of the negatives are "
-        f'misclassified pixels, with `negatives="random"` '
-        f"{_by_stage([r['wrong % random'] for r in rows])}"
+        "The share of misclassified pixels among the negatives is "
+        f"{_by_stage([r['wrong % BANE'] for r in rows])} with BANE, "
+        f'{_by_stage([r["wrong % random"] for r in rows])} with `negatives="random"`'
     )
     if same:
         text += f": the same (within half a point) at {_stages(same)}"

@@ -339,7 +339,7 @@ def plot_anchor_similarity(
         c = len(sim)
         axes[0, i].set_xticks(range(c), class_names[:c], rotation=90, fontsize=6)
         axes[0, i].set_yticks(range(c), class_names[:c] if i == 0 else [], fontsize=6)
-        axes[0, i].set_title(f"stage {i + 1} (rows) vs {n + 1}", fontsize=9)
+        axes[0, i].set_title(f"stage {i + 1} (rows) vs stage {n + 1}", fontsize=9)
     fig.colorbar(im, ax=axes[0, -1], shrink=0.8, label="cosine")
     return fig
 
@@ -440,8 +440,9 @@ def fusion_reading(rows: list[dict], samples: int) -> str:
             says = f"fusion lowers the loss by {-r['fused − own']:.3f} on all {samples} samples"
         else:
             says = (
-                f"no effect beyond sampling noise ({r['fused − own']:+.3f} on average, "
-                f"{r['min']:+.3f} to {r['max']:+.3f} over {samples} samples)"
+                f"the difference changes sign between samples ({r['fused − own']:+.3f} on "
+                f"average, {r['min']:+.3f} to {r['max']:+.3f} over {samples} samples): within "
+                "sampling noise"
             )
         parts.append(f"stage {r['stage']}: {says}")
     return "; ".join(parts) + "."
