@@ -1,7 +1,9 @@
 """BANE's negatives beside the alternatives, on a batch of scenes (taught in notebook 03): which
-pixels each set picks (`negative_sets`: BANE, every error, random) and how far from the boundary
-they lie (`compare_negative_sets`, `bane_view`, `bane_by_stage`). Tensors in, tensors and rows of
-numbers out; the figures and the explorer are in `ctx.lessons.bane`.
+pixels each set picks (`negative_sets`: BANE, every error, random of the same count), how far from
+the boundary they lie (`compare_negative_sets`, `bane_view`, `bane_by_stage`), and what each
+anchor's negatives are once the PA loss has drawn them (`loss_negatives`, `negatives_by_stage`:
+BANE's picks topped up at random by `fill`, against `negatives="random"`). Tensors in, tensors and
+rows of numbers out; the figures, the explorer and the printed readings are in `ctx.lessons.bane`.
 
 A scene batch (`scene_batch`) is a reference run's predictions on validation scenes at the input
 resolution and at each stage's (`stage_maps`, `stage_choices`).
@@ -18,7 +20,13 @@ import torch
 from ctx.data import NUM_CLASSES
 from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
 from ctx.metrics import boundary_band
-from ctx.negatives import boundary_negatives, distance_transform, error_maps, selection_stats
+from ctx.negatives import (
+    boundary_negatives,
+    distance_transform,
+    error_maps,
+    sample_pixels,
+    selection_stats,
+)
 
 if TYPE_CHECKING:
     from ctx.reference import ReferenceRun
@@ -120,9 +128,10 @@ def random_like(
     ignore_index: int = IGNORE_INDEX,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Random negatives matched in number to a selection: for each (image, class n) map of
-    `selected` [B,C,H,W] with m pixels, m pixels drawn uniformly from the pixels labelled n
-    (what `negatives="random"` would draw, ignoring the prediction). Returns bool [B,C,H,W]."""
+    """Random pixels matched in number to a selection: for each (image, class n) map of
+    `selected` [B,C,H,W] with m pixels, m pixels drawn uniformly from the pixels labelled n,
+    ignoring the prediction. A control for the selection's place, not what
+    `negatives="random"` draws (that is `loss_negatives(...)["random"]`). Returns bool [B,C,H,W]."""
     check_labels(labels, num_classes, ignore_index)
     b, c, h, w = selected.shape
     if (b, h, w) != tuple(labels.shape) or c != num_classes:
@@ -152,7 +161,8 @@ def negative_sets(
     which become negatives of every other anchor m != n):
     "BANE" = `boundary_negatives` (the lowest-k fraction of each error map's distances),
     "every error" = `error_maps` (all misclassified pixels, the closest peer's hard examples),
-    "random" = as many pixels per map as BANE picks, drawn at random from the class (`random_like`).
+    "random" = as many pixels per map as BANE picks, drawn at random from the class (`random_like`;
+    a same-count control, not `negatives="random"`).
     `seed` seeds one generator for BANE's tie-breaks and the random draw."""
     g = torch.Generator(device=labels.device).manual_seed(seed)
     errors = error_maps(pred, labels, num_classes, ignore_index)
@@ -189,24 +199,137 @@ def compare_negative_sets(
     misclassified pixels; `edge px`, the mean distance to the nearest pixel of another label
     (`edge_distance`); `band %`, the share inside `ctx.metrics.boundary_band` (2 px of a label
     change). Distances of +inf count as the image side; an empty set gives NaN."""
+    measures = _pixel_measures(pred, labels, num_classes, ignore_index)
+    return [_weighted_row(name, sel.any(1), measures) for name, sel in sets.items()]
+
+
+def _pixel_measures(
+    pred: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int
+) -> dict[str, torch.Tensor]:
+    """Per pixel [B,H,W]: "wrong" (misclassified), "D" (distance to the edge of its error
+    region, 0 off the errors), "edge" (`edge_distance`) and "band" (`boundary_band`, 2 px);
+    +inf distances count as the image side."""
     side = float(max(labels.shape[-2:]))
-    edge = torch.nan_to_num(edge_distance(labels, num_classes, ignore_index), posinf=side)
     errors = error_maps(pred, labels, num_classes, ignore_index)
-    dist = torch.nan_to_num(distance_transform(errors).sum(1), posinf=side)
-    wrong = errors.any(1)
-    band = boundary_band(labels, 2, ignore_index)
+    return {
+        "wrong": errors.any(1),
+        "D": torch.nan_to_num(distance_transform(errors).sum(1), posinf=side),
+        "edge": torch.nan_to_num(edge_distance(labels, num_classes, ignore_index), posinf=side),
+        "band": boundary_band(labels, 2, ignore_index),
+    }
+
+
+def _weighted_row(name: str, weight: torch.Tensor, measures: dict[str, torch.Tensor]) -> dict:
+    """`compare_negative_sets`' row of a set given as weight [B,H,W]: how many times each pixel
+    is taken (0/1 for a pixel set, the number of anchors for each anchor's negatives)."""
+    w = weight.double()
+    n = float(w.sum())
+    wrong = w * measures["wrong"]
+    n_wrong = float(wrong.sum())
+
+    def share(x: torch.Tensor, of: float) -> float:
+        return float(x.sum()) / of if of else math.nan
+
+    return {
+        "set": name,
+        "pixels": round(n),
+        "wrong %": 100.0 * share(wrong, n),
+        "D px": share(wrong * measures["D"], n_wrong),
+        "edge px": share(w * measures["edge"], n),
+        "band %": 100.0 * share(w * measures["band"], n),
+    }
+
+
+@torch.no_grad()
+def loss_negatives(
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int = NUM_CLASSES,
+    k: float = 0.5,
+    max_negatives: int = 256,
+    fill: bool = True,
+    ignore_index: int = IGNORE_INDEX,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Each anchor's negatives as the PA loss draws them on one batch (pred, labels [B,H,W] at a
+    stage's size), drawn by `ctx.negatives.sample_pixels` as `ContextrastLoss` draws them:
+    "bane" with `negatives="bane"` (BANE's picks first, a random subset if more than
+    `max_negatives`, topped up at random to `max_negatives` when `fill`), "random" with
+    `negatives="random"` (no hard pixel: `max_negatives` pixels drawn uniformly from the pixels of
+    the other classes). Each is bool [C,B,H,W], row m the negatives of anchor m (empty for a class
+    absent from the batch, which has no anchor); "hard" [B,H,W] is BANE's picks."""
+    g = torch.Generator(device=labels.device).manual_seed(seed)
+    hard = boundary_negatives(pred, labels, num_classes, k, ignore_index, generator=g).any(1)
+    valid = labels[labels != ignore_index]
+    present = torch.bincount(valid.flatten(), minlength=num_classes) > 0
+    out = {"hard": hard}
+    for name, h in (("bane", hard), ("random", None)):
+        s = sample_pixels(
+            labels,
+            num_classes,
+            h,
+            max_negatives=max_negatives,
+            fill=fill,
+            ignore_index=ignore_index,
+            generator=g,
+        )
+        if s.neg_idx is None:  # no cap was hit: the mask is every candidate
+            mask = s.neg_ok
+        else:
+            mask = s.neg_ok.new_zeros(num_classes, labels.numel())
+            mask.scatter_(1, s.neg_idx, s.neg_ok)
+        out[name] = mask.view(num_classes, *labels.shape) & present.view(-1, 1, 1, 1)
+    return out
+
+
+@torch.no_grad()
+def negatives_by_stage(
+    scenes: dict,
+    k: float = 0.5,
+    max_negatives: int = 256,
+    batch: int = 16,
+    num_classes: int = NUM_CLASSES,
+    seed: int = 0,
+) -> list[dict]:
+    """What the PA loss's anchors get as negatives at each stage of a scene batch
+    (`scene_batch`), in batches of `batch` scenes as in training (`loss_negatives`). One row per
+    stage: `anchors` (present classes, summed over batches); `hard/anchor`, BANE's picks among an
+    anchor's negatives (mean); `fill %`, the share of the negatives that `fill` drew at random;
+    `all taken %`, the share of anchors whose every candidate (pixel of another class) is a
+    negative, so that no choice is made at all; `wrong %` and `band %` (as in
+    `compare_negative_sets`, counted once per anchor) of the negatives with BANE and with
+    `negatives="random"`."""
     rows = []
-    for name, sel in sets.items():
-        pix = sel.any(1)
-        n, n_wrong = int(pix.sum()), int((pix & wrong).sum())
+    for label, stage in stage_choices(scenes)[1:]:
+        pred, labels = stage_maps(scenes, stage)
+        acc = {"anchors": 0, "negatives": 0, "hard": 0, "all taken": 0}
+        weights, measures = {"bane": [], "random": []}, []
+        for i in range(0, len(labels), batch):
+            p, y = pred[i : i + batch], labels[i : i + batch]
+            neg = loss_negatives(p, y, num_classes, k, max_negatives, seed=seed + i)
+            valid = y != IGNORE_INDEX
+            for m in y[valid].unique().tolist():
+                acc["anchors"] += 1
+                acc["negatives"] += int(neg["bane"][m].sum())
+                acc["hard"] += int((neg["bane"][m] & neg["hard"]).sum())
+                acc["all taken"] += int(((y != m) & valid).sum()) <= max_negatives
+            for name in weights:
+                weights[name].append(neg[name].sum(0))
+            measures.append(_pixel_measures(p, y, num_classes, IGNORE_INDEX))
+        cat = {key: torch.cat([m[key] for m in measures]) for key in measures[0]}
+        sets = {name: _weighted_row(name, torch.cat(w), cat) for name, w in weights.items()}
+        n, neg_total = max(acc["anchors"], 1), acc["negatives"]
         rows.append(
             {
-                "set": name,
-                "pixels": n,
-                "wrong %": 100.0 * n_wrong / n if n else math.nan,
-                "D px": float(dist[pix & wrong].mean()) if n_wrong else math.nan,
-                "edge px": float(edge[pix].mean()) if n else math.nan,
-                "band %": 100.0 * float(band[pix].float().mean()) if n else math.nan,
+                "resolution": label,
+                "anchors": acc["anchors"],
+                "hard/anchor": acc["hard"] / n,
+                "fill %": 100.0 * (1 - acc["hard"] / neg_total) if neg_total else math.nan,
+                "all taken %": 100.0 * acc["all taken"] / n,
+                "wrong % BANE": sets["bane"]["wrong %"],
+                "wrong % random": sets["random"]["wrong %"],
+                "band % BANE": sets["bane"]["band %"],
+                "band % random": sets["random"]["band %"],
             }
         )
     return rows
@@ -267,9 +390,11 @@ def bane_by_stage(
 ) -> tuple[list[dict], dict[tuple[str, str | int], dict]]:
     """BANE at every resolution of several models' scene batches (name -> `scene_batch`).
     Returns (rows, stats): one row per (model, resolution) with `errors` (misclassified pixels),
-    `picked` (BANE's selection, ceil(k·n) per map), `D picked` / `D other` (mean distance to
-    the error's edge, `selection_stats`), and stats keyed by (name, stage) for
-    `plot_distance_histograms`."""
+    `D>1 %` (the share of them deeper than the rim of their error region, D > 1: the only ones
+    BANE's distance ranking can leave out), `picked` (BANE's selection, ceil(k·n) per map) and
+    `picked %` (of the errors; above k where maps hold a pixel or two), `D picked` / `D other`
+    (mean distance to the error's edge, `selection_stats`; "–" when every error is picked), and
+    stats keyed by (name, stage) for `plot_distance_histograms`."""
     rows, stats = [], {}
     for name, sc in scenes.items():
         for label, stage in stage_choices(sc):
@@ -277,16 +402,23 @@ def bane_by_stage(
             g = torch.Generator(device=labels.device).manual_seed(seed)
             errors = error_maps(pred, labels, num_classes)
             picked = boundary_negatives(pred, labels, num_classes, k, generator=g)
-            st = selection_stats(picked, errors, distance_transform(errors))
+            distance = distance_transform(errors)
+            st = selection_stats(picked, errors, distance)
             stats[name, stage] = st
+            n_err, n_pick = int(st["errors"].sum()), int(st["selected"].sum())
+            other = st["mean_unselected"]
             rows.append(
                 {
                     "model": name,
                     "resolution": label,
-                    "errors": int(st["errors"].sum()),
-                    "picked": int(st["selected"].sum()),
+                    "errors": n_err,
+                    "D>1 %": 100.0 * int((errors & (distance > 1)).sum()) / n_err
+                    if n_err
+                    else math.nan,
+                    "picked": n_pick,
+                    "picked %": 100.0 * n_pick / n_err if n_err else math.nan,
                     "D picked": st["mean_selected"],
-                    "D other": st["mean_unselected"],
+                    "D other": "–" if math.isnan(other) else other,
                 }
             )
     return rows, stats

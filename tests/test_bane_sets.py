@@ -17,7 +17,9 @@ from ctx.bane_sets import (  # noqa: E402
     bane_by_stage,
     compare_negative_sets,
     edge_distance,
+    loss_negatives,
     negative_sets,
+    negatives_by_stage,
     random_like,
     scene_batch,
     stage_choices,
@@ -119,3 +121,44 @@ def test_bane_by_stage_and_worst_digit_map(refs):
     assert rows[0]["errors"] == errors and rows[0]["picked"] >= errors / 2
     digits = worst_maps(pred, labels, top=3, classes=range(1, NUM_CLASSES))
     assert digits and all(c != 0 for _, c, _ in digits)
+
+
+def test_loss_negatives_draws_what_the_loss_draws():
+    pred, labels = square()  # 16 class-1 pixels, all wrong; 20 background pixels
+    neg = loss_negatives(pred, labels, 3, k=0.5, max_negatives=4)
+    assert int(neg["hard"].sum()) == 8 and not (neg["hard"] & (labels != 1)).any()
+    for name in ("bane", "random"):
+        assert neg[name].shape == (3, 1, 6, 6)
+        assert neg[name].flatten(1).sum(1).tolist() == [4, 4, 0]  # class 2 has no anchor
+        for m in (0, 1):
+            assert not (neg[name][m] & (labels == m)).any()  # never the anchor's own class
+    assert not (neg["bane"][0] & ~neg["hard"]).any()  # 8 hard candidates fill the 4 places
+    assert not (neg["bane"][1] & neg["hard"]).any()  # no hard pixel is another class than 1
+    every = loss_negatives(pred, labels, 3, k=0.5, max_negatives=100)  # no cap hit
+    assert torch.equal(every["bane"], every["random"])
+    assert torch.equal(every["bane"][0], labels == 1) and torch.equal(every["bane"][1], labels == 0)
+
+
+def test_negatives_by_stage_rows(refs):
+    scenes = scene_batch(refs["contextrast"], 4)
+    rows = negatives_by_stage(scenes, k=0.5, max_negatives=8, batch=2)
+    assert [r["resolution"].split(" (")[0] for r in rows] == [f"stage {i}" for i in range(1, 5)]
+    for r in rows:
+        assert r["anchors"] > 0 and 0 <= r["all taken %"] <= 100
+        assert 0 <= r["fill %"] <= 100 or math.isnan(r["fill %"])
+        assert r["hard/anchor"] <= 8
+    uncapped = negatives_by_stage(scenes, k=0.5, max_negatives=10**6, batch=2)
+    for r in uncapped:  # every anchor takes every candidate: BANE changes nothing
+        assert r["all taken %"] == 100
+        assert r["wrong % BANE"] == pytest.approx(r["wrong % random"], nan_ok=True)
+        assert r["band % BANE"] == pytest.approx(r["band % random"], nan_ok=True)
+
+
+def test_bane_by_stage_shares_and_empty_other():
+    pred, labels = square()
+    scenes = {"images": None, "labels": labels, "pred": pred, "stages": []}
+    rows, _ = bane_by_stage({"sq": scenes}, k=0.5)
+    assert rows[0]["D>1 %"] == pytest.approx(100 * 4 / 16)  # the inner 2x2 has D = 2
+    assert rows[0]["picked %"] == 50.0 and rows[0]["D other"] == pytest.approx(1.5)
+    rows, _ = bane_by_stage({"sq": scenes}, k=1.0)
+    assert rows[0]["D other"] == "–"  # every error picked: no other errors

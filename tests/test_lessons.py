@@ -213,7 +213,7 @@ def test_fusion_explorer_projects_higher_dimensions():
     assert w.result["stage"] == 2 and w.result["fused"].shape == (3, 6)
     per_stage = [class_anchors(e, y, 3) for e, y in zip(embs, labels, strict=True)]
     fig = plot_anchor_similarity([a for a, _ in per_stage], [p for _, p in per_stage], NAMES3)
-    assert len(fig.axes) == 4  # three panels and a colour bar
+    assert len(fig.axes) == 3  # stages 1 and 2 against the last, and a colour bar
 
 
 def test_errors_in_callbacks_are_raised_and_kept():

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ctx.bane_sets import bane_view, stage_choices, stage_maps, worst_maps
 from ctx.data import CLASS_NAMES, NUM_CLASSES
@@ -36,7 +37,8 @@ def plot_bane_steps(
     """BANE on one map in two rows. Top: the image, ground truth and prediction at the map's
     resolution, the distance transform D^n. Bottom: the three negative sets as overlays on the
     image in grey (every error B^n, BANE's lowest-k picks, random pixels of class n, same count) and
-    the histogram of D^n for BANE's picks versus the other errors."""
+    the histogram of D^n for BANE's picks versus the other errors. An empty map (no error) says
+    so in its panels and title (`empty_map_message`)."""
     img = scenes["images"][image]
     name = class_name(cls)
     fig, axes = figure(12, 6.2, 2, 4, layout=None)
@@ -44,33 +46,64 @@ def plot_bane_steps(
     show_map(axes[0, 1], label_to_rgb(view["labels"]), "ground truth $y$")
     show_map(axes[0, 2], label_to_rgb(view["pred"]), r"prediction $\hat{y}$")
     class_legend(axes[0, 2], ["bg", *CLASS_NAMES[1:]], fontsize=7)
-    d = view["distance"].clone()
-    d[~view["errors"] | torch.isinf(d)] = math.nan  # blank off the error map
-    shown = axes[0, 3].imshow(d.numpy(), cmap="viridis")
-    axes[0, 3].set_title(f"distance $D^n$, n = {name}")
-    axes[0, 3].set_xticks([])
-    axes[0, 3].set_yticks([])
-    fig.colorbar(shown, ax=axes[0, 3], fraction=0.046, pad=0.04)
+    _distance_map(fig, axes[0, 3], view, name)
     n = view["n_errors"]
     titles = {
         "every error": f"every error $B^n$: {n} px",
         "BANE": f"BANE, K={k:.0%}: {view['count']} px",
-        "random": f"random {name} px: {int(view['random'].sum())}",
+        "random": f"random {name} px, same count: {int(view['random'].sum())}",
     }
     grey = img.float().mean(0, keepdim=True).expand(3, -1, -1)  # so the masks' colours stand out
     for ax, key in zip(axes[1, :3], ("every error", "BANE", "random"), strict=True):
         overlay(ax, grey, view[key], colour=COLOURS[key], alpha=0.85)
         ax.set_title(titles[key])
-    _distance_bars(axes[1, 3], view["stats"])
-    axes[1, 3].set_xlabel("distance to the error's edge (px)")
     axes[1, 3].set_title("$D^n$ of the errors (last bin: ≥)")
-    if n == 0:
-        title += f"{': ' if title else ''}no {name} pixel is misclassified here"
+    if n:
+        _distance_bars(axes[1, 3], view["stats"])
+        axes[1, 3].set_xlabel("distance to the error's edge (px)")
+    else:
+        _say(axes[1, 3], "no errors:\nnothing to rank")
+        title += f"{': ' if title else ''}{empty_map_message(view, image, cls)}"
     if title:
         fig.suptitle(title)
     # a fixed layout: a layout engine would double the drawing time of every widget update
-    fig.subplots_adjust(left=0.02, right=0.97, bottom=0.09, top=0.88, wspace=0.45, hspace=0.28)
+    fig.subplots_adjust(left=0.02, right=0.95, bottom=0.09, top=0.88, wspace=0.45, hspace=0.28)
     return fig
+
+
+def empty_map_message(view: dict, image: int, cls: int) -> str:
+    """Why a `bane_view` map has no error pixel: the class is absent, or every pixel is right."""
+    name, n = class_name(cls), int((view["labels"] == cls).sum())
+    if n == 0:
+        return f"no {name} in image {image} at this resolution: no error map, BANE picks nothing"
+    return (
+        f"all {n} {name} px of image {image} are right: the error map is empty, BANE picks nothing"
+    )
+
+
+def _say(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _distance_map(fig: plt.Figure, ax: plt.Axes, view: dict, name: str) -> None:
+    """D^n on the error map (blank elsewhere), coloured from 1 px with whole-pixel ticks."""
+    d = view["distance"].clone()
+    d[~view["errors"] | torch.isinf(d)] = math.nan  # blank off the error map
+    ax.set_title(f"distance $D^n$, n = {name}")
+    if view["n_errors"] == 0 or torch.isnan(d).all():
+        show_map(ax, np.ones((*d.shape, 3)), ax.get_title())
+        _say(ax, "no error pixel:\n$D^n$ is empty")
+        return
+    top = max(2.0, math.ceil(float(d[~torch.isnan(d)].max())))
+    shown = ax.imshow(d.numpy(), cmap="viridis", vmin=1, vmax=top, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    bar.locator = MaxNLocator(integer=True, nbins=4)
+    bar.update_ticks()
+    bar.set_label("px", fontsize=8)
 
 
 def plot_distance_histograms(stats: dict[str, dict], title: str = "") -> plt.Figure:
@@ -99,11 +132,12 @@ def _distance_bars(ax: plt.Axes, stats: dict) -> None:
 
 class BaneExplorer(Explorer):
     """The BANE explorer: controls `model` (Dropdown), `k_percent` (IntSlider, K in whole
-    percent; `k` below and `result["k"]` are the fraction), `image` (IntSlider), `cls` (Dropdown of classes) and `stage` (Dropdown: the
-    input resolution or a stage); the figure is `plot_bane_steps`. `scenes`: model name ->
-    `ctx.bane_sets.scene_batch` output. Defaults to the digit map with the most errors
-    (`worst_maps`). `result` is `bane_view`'s dict plus the control values and a `text` table of
-    the three sets."""
+    percent; `k` below and `result["k"]` are the fraction), `image` (IntSlider), `cls` (Dropdown
+    of classes) and `stage` (Dropdown: the input resolution or a stage); the figure is
+    `plot_bane_steps`. `scenes`: model name -> `ctx.bane_sets.scene_batch` output. Defaults to
+    the digit map with the most errors (`worst_maps`). `result` is `bane_view`'s dict plus the
+    control values and a `text`: the table of the three sets, or for an empty map
+    `empty_map_message`."""
 
     def __init__(
         self,
@@ -146,4 +180,90 @@ class BaneExplorer(Explorer):
         view = bane_view(self.scenes[model], image, cls, stage, k, seed=self.seed)
         fig = plot_bane_steps(self.scenes[model], view, image, cls, k, title=model)
         values = {"model": model, "image": image, "cls": cls, "stage": stage, "k": k}
-        return {**view, **values, "text": format_table(view["rows"])}, fig
+        text = (
+            format_table(view["rows"]) if view["n_errors"] else empty_map_message(view, image, cls)
+        )
+        return {**view, **values, "text": text}, fig
+
+
+def _by_stage(values: list[float]) -> str:
+    """'a/b/c/d % at stages 1-4' for one percentage per stage."""
+    return "/".join(f"{v:.0f}" for v in values) + f" % at stages 1–{len(values)}"
+
+
+def _stages(numbers: list[int]) -> str:
+    """'stage 2', 'stages 2 and 3', 'stages 2, 3 and 4'."""
+    if len(numbers) == 1:
+        return f"stage {numbers[0]}"
+    return f"stages {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+
+
+def sets_reading(rows: list[dict]) -> str:
+    """What a `compare_negative_sets` table of BANE, every error and random (same count) says,
+    read from its numbers."""
+    r = {row["set"]: row for row in rows}
+    bane, every, rand = r["BANE"], r["every error"], r["random"]
+    nearer = "nearer to" if bane["D px"] < every["D px"] - 0.005 else "no nearer to"
+    band = "more" if bane["band %"] > every["band %"] + 0.5 else "no more"
+    return (
+        f"BANE's picks lie {nearer} the edge of their mistake than the errors as a whole (D "
+        f"{bane['D px']:.2f} vs {every['D px']:.2f} px) and {band} of them sit in the boundary "
+        f"band ({bane['band %']:.0f} vs {every['band %']:.0f} %). The same-count random pixels "
+        f"are {rand['wrong %']:.0f} % misclassified, {rand['band %']:.0f} % in the band, "
+        f"{rand['edge px']:.1f} px from a class edge on average (BANE's: "
+        f"{bane['edge px']:.1f} px)."
+    )
+
+
+def stages_reading(rows: list[dict], k: float) -> str:
+    """What a `bane_by_stage` table says about one model's stages (rows without the input
+    resolution): where the distance ranking has anything to rank, and how much ceil(k·n) keeps."""
+    deep = [r["D>1 %"] for r in rows]
+    flat = [i for i, v in enumerate(deep, 1) if v == 0]
+    text = f"Errors deeper than the rim (D > 1): {_by_stage(deep)}. "
+    if flat:
+        text += (
+            f"At {_stages(flat)} every error has D = 1: the ranking has nothing to rank, the "
+            f"lowest-{k:.0%} cut is a tie broken at random, and BANE's picks are a random subset "
+            "of the errors. "
+        )
+    rim_cut = [i for i, r in enumerate(rows, 1) if r["D>1 %"] > 0 and r["D picked"] <= 1.0]
+    if rim_cut:
+        text += (
+            f"At {_stages(rim_cut)} BANE leaves the deeper errors out, but every pick has D = 1: "
+            "the cut falls inside the tie at D = 1, so which rim pixels it keeps is random. "
+        )
+    ranked = [i for i, r in enumerate(rows, 1) if r["D picked"] > 1.0]
+    if ranked:
+        text += f"At {_stages(ranked)} the picks reach past the rim: there the ranking chooses. "
+    kept = [r["picked %"] for r in rows]
+    return text + (
+        f"The share of the errors BANE keeps is {_by_stage(kept)}, not {k:.0%}: ceil(K·n) keeps "
+        "the one pixel of a one-pixel map, and coarse maps hold few pixels."
+    )
+
+
+def negatives_reading(rows: list[dict], max_negatives: int = 256) -> str:
+    """What a `negatives_by_stage` table says: how much of each anchor's negatives `fill` draws
+    at random, where no choice is made at all, and how the negatives compare with
+    `negatives="random"`."""
+    text = (
+        "The share of each anchor's negatives that `fill` draws at random is "
+        f"{_by_stage([r['fill %'] for r in rows])}. "
+    )
+    every = [i for i, r in enumerate(rows, 1) if r["all taken %"] == 100]
+    if every:
+        text += (
+            f"At {_stages(every)} every anchor takes every pixel of the other classes (a batch "
+            f"holds no more than {max_negatives} of them), so BANE cannot change the negatives. "
+        )
+    gaps = [r["wrong % BANE"] - r["wrong % random"] for r in rows]
+    same = [i for i, gap in enumerate(gaps, 1) if abs(gap) < 0.5]
+    text += (
+        "The share of misclassified pixels among the negatives is "
+        f"{_by_stage([r['wrong % BANE'] for r in rows])} with BANE, "
+        f'{_by_stage([r["wrong % random"] for r in rows])} with `negatives="random"`'
+    )
+    if same:
+        text += f": the same (within half a point) at {_stages(same)}"
+    return text + "."

@@ -1,5 +1,7 @@
-"""Notebook 02: the PA loss on 2-D points (`plot_points`), `TemperatureExplorer` (τ),
-`FusionExplorer` (w_l, w_h) and the cosines between stages' anchors (`plot_anchor_similarity`).
+"""Notebook 02: the PA loss on 2-D points (`plot_points`, coloured by `toy_colours`),
+`TemperatureExplorer` (τ), `FusionExplorer` (w_l, w_h), the loss with own against fused anchors
+on the same sample (`fusion_effect`, `fusion_reading`) and the cosines between stages' anchors
+(`plot_anchor_similarity`, `anchor_agreement`, `agreement_reading`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ctx.anchors import fuse_anchors
 from ctx.data import CLASS_NAMES
 from ctx.labels import IGNORE_INDEX
 from ctx.lessons.base import Explorer, slider
+from ctx.losses import pixel_anchor_loss
 from ctx.plotting import axes_or_new, colour, figure
 
 
@@ -36,6 +39,16 @@ def _circle(ax: plt.Axes) -> None:
     ax.set_yticks([])
 
 
+def toy_colours(num_classes: int) -> list[np.ndarray]:
+    """Colours for a toy's classes 0..num_classes-1: the digits' (classes 1..num_classes), so that
+    the toy's class 0 is not drawn in the background's near-black."""
+    return [colour(c + 1) for c in range(num_classes)]
+
+
+def _palette(colours: Sequence | None, num_classes: int) -> list:
+    return [colour(c) for c in range(num_classes)] if colours is None else list(colours)
+
+
 def plot_points(
     emb: torch.Tensor,
     labels: torch.Tensor,
@@ -43,16 +56,19 @@ def plot_points(
     present: torch.Tensor | None = None,
     class_names: Sequence[str] = CLASS_NAMES,
     ax: plt.Axes | None = None,
+    colours: Sequence | None = None,
 ) -> Figure:
     """2-D embeddings emb [B,2,H,W] on the unit circle, coloured by labels [B,H,W], and the
-    class anchors [C,2] (those `present`, default all) as arrows from the origin."""
+    class anchors [C,2] (those `present`, default all) as arrows from the origin. `colours`: one
+    per class (default `ctx.plotting.colour` of each id; `toy_colours` for a toy)."""
     if emb.shape[1] != 2:
         raise ValueError(f"plot_points draws 2-D embeddings, got D={emb.shape[1]}")
     fig, ax = axes_or_new(ax, 3.8, 3.8)
     z = emb.detach().permute(1, 0, 2, 3).reshape(2, -1)
     y = labels.reshape(-1)
+    pal = _palette(colours, len(class_names))
     _circle(ax)
-    ax.scatter(z[0], z[1], c=[colour(int(c)) for c in y], s=14, alpha=0.6)
+    ax.scatter(z[0], z[1], c=[pal[int(c)] for c in y], s=14, alpha=0.6)
     if anchors is not None:
         shown = torch.ones(len(anchors), dtype=torch.bool) if present is None else present
         for c in torch.nonzero(shown).flatten().tolist():
@@ -60,7 +76,7 @@ def plot_points(
                 "",
                 xy=anchors[c].tolist(),
                 xytext=(0, 0),
-                arrowprops={"arrowstyle": "->", "color": colour(c), "lw": 2},
+                arrowprops={"arrowstyle": "->", "color": pal[c], "lw": 2},
             )
             ax.text(
                 *(1.15 * anchors[c]).tolist(),
@@ -68,7 +84,7 @@ def plot_points(
                 ha="center",
                 va="center",
                 fontsize=8,
-                color=colour(c),
+                color=pal[c],
             )
     return fig
 
@@ -79,7 +95,8 @@ class TemperatureExplorer(Explorer):
     area ∝ weight); higher dimensions as sorted weights.
 
     embs, labels: lists (one per stage) of [B,D,H,W] and [B,H,W]; anchors: per-stage [C,D] or
-    None (class_anchors of each stage). Controls: `tau`, `cls`, and `stage` when several.
+    None (class_anchors of each stage); colours: as in `plot_points`. Controls: `tau`, `cls`, and
+    `stage` when several.
     `result`: {"tau", "cls", "stage", "loss", "weights", "effective_negatives"}. Notebook 02.
     """
 
@@ -93,8 +110,10 @@ class TemperatureExplorer(Explorer):
         num_classes: int = len(CLASS_NAMES),
         class_names: Sequence[str] = CLASS_NAMES,
         tau: float = 0.1,
+        colours: Sequence | None = None,
     ) -> None:
         self.embs, self.labels = [e.float() for e in embs], list(labels)
+        self.colours = colours
         base = stage_anchors(self.embs, self.labels, num_classes)
         self.anchors = [a for a, _ in base] if anchors is None else [a.float() for a in anchors]
         self.present = [p for _, p in base]
@@ -148,7 +167,7 @@ class TemperatureExplorer(Explorer):
         if emb.shape[1] == 2:
             only = torch.zeros(len(self.anchors[s]), dtype=torch.bool)
             only[cls] = True
-            plot_points(emb, lab, self.anchors[s], only, self.class_names, ax=ax_w)
+            plot_points(emb, lab, self.anchors[s], only, self.class_names, ax_w, self.colours)
             z = emb.permute(1, 0, 2, 3).reshape(2, -1)
             y = lab.reshape(-1)
             neg = (y != cls) & (y != IGNORE_INDEX)
@@ -186,8 +205,8 @@ class FusionExplorer(Explorer):
     and the low stage's PA loss with fused anchors against w_h. 2-D embeddings are drawn as they
     are; higher dimensions are projected on the anchors' first two principal axes.
 
-    embs, labels: lists (one per stage, last = the high stage) of [B,D,H,W] and [B,H,W].
-    Controls: `w_h`, and `stage` (the low stage) when there are more than two.
+    embs, labels: lists (one per stage, last = the high stage) of [B,D,H,W] and [B,H,W];
+    colours: as in `plot_points`. Controls: `w_h`, and `stage` (the low stage) when there are more than two.
     `result`: {"w_l", "w_h", "stage", "fused", "loss", "cos_to_low"}. Notebook 02.
     """
 
@@ -201,12 +220,14 @@ class FusionExplorer(Explorer):
         class_names: Sequence[str] = CLASS_NAMES,
         tau: float = 0.1,
         w_h: float = 0.7,
+        colours: Sequence | None = None,
     ) -> None:
         if len(embs) < 2:
             raise ValueError("fusion needs at least two stages (a low one and the last)")
         self.embs, self.labels = [e.float() for e in embs], list(labels)
         self.base = stage_anchors(self.embs, self.labels, num_classes)
         self.class_names, self.tau = class_names, tau
+        self.colours = _palette(colours, num_classes)
         self._curves: dict[int, np.ndarray] = {}
         controls = {
             "w_h": slider(
@@ -252,7 +273,13 @@ class FusionExplorer(Explorer):
             def proj(x):
                 return x
 
-            plot_points(self.embs[s], self.labels[s], ax=ax_p)
+            plot_points(
+                self.embs[s],
+                self.labels[s],
+                class_names=self.class_names,
+                ax=ax_p,
+                colours=self.colours,
+            )
         else:
             mean, basis = pca_basis(torch.cat([low[pl], high[ph]]))
 
@@ -264,7 +291,7 @@ class FusionExplorer(Explorer):
             ax_p.set_ylabel("PC 2")
         pl_, ph_, pf = proj(low), proj(high), proj(fused)
         for c in torch.nonzero(pl | ph).flatten().tolist():
-            col = colour(c)
+            col = self.colours[c]
             if pl[c]:
                 ax_p.scatter(*pl_[c], marker="o", s=50, facecolors="none", edgecolors=[col], lw=1.5)
             if ph[c]:
@@ -299,16 +326,123 @@ def plot_anchor_similarity(
     present: Sequence[torch.Tensor],
     class_names: Sequence[str] = CLASS_NAMES,
 ) -> Figure:
-    """Cosine similarity between each stage's anchors (rows) and the last stage's (columns),
-    one panel per stage; classes absent from either are blank."""
-    n = len(anchors)
+    """Cosine similarity between each lower stage's anchors (rows) and the last stage's
+    (columns), one panel per lower stage (the last against itself would say nothing about
+    agreement); classes absent from either are blank."""
+    n = len(anchors) - 1
+    if n < 1:
+        raise ValueError("plot_anchor_similarity compares stages with the last: give two or more")
     fig, axes = figure(2.6 * n + 0.8, 2.9, 1, n)
-    for i, (a, p) in enumerate(zip(anchors, present, strict=True)):
-        sim = anchor_similarity(a, p, anchors[-1], present[-1]).numpy()
+    for i in range(n):
+        sim = anchor_similarity(anchors[i], present[i], anchors[-1], present[-1]).numpy()
         im = axes[0, i].imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
         c = len(sim)
         axes[0, i].set_xticks(range(c), class_names[:c], rotation=90, fontsize=6)
         axes[0, i].set_yticks(range(c), class_names[:c] if i == 0 else [], fontsize=6)
-        axes[0, i].set_title(f"stage {i + 1} · last", fontsize=9)
+        axes[0, i].set_title(f"stage {i + 1} (rows) vs stage {n + 1}", fontsize=9)
     fig.colorbar(im, ax=axes[0, -1], shrink=0.8, label="cosine")
     return fig
+
+
+def anchor_agreement(anchors: Sequence[torch.Tensor], present: Sequence[torch.Tensor]) -> list:
+    """The numbers behind `plot_anchor_similarity`: per lower stage, the mean cosine between its
+    anchor and the last stage's anchor of the same class (the diagonal) and of other classes
+    (off the diagonal), over the classes present in both."""
+    rows = []
+    for i in range(len(anchors) - 1):
+        sim = anchor_similarity(anchors[i], present[i], anchors[-1], present[-1])
+        diagonal = torch.eye(len(sim), dtype=torch.bool)
+        rows.append(
+            {
+                "stage": i + 1,
+                "same class": float(sim[diagonal].nanmean()),
+                "other classes": float(sim[~diagonal].nanmean()),
+            }
+        )
+    return rows
+
+
+def agreement_reading(rows: list[dict], name: str) -> str:
+    """One sentence per stage on `anchor_agreement` rows: how far the diagonal stands out."""
+
+    def verdict(gap: float) -> str:
+        if gap > 0.2:
+            return "a clear diagonal"
+        return "a faint diagonal" if gap > 0.05 else "no diagonal"
+
+    parts = [
+        f"stage {r['stage']}: {verdict(r['same class'] - r['other classes'])} (same class "
+        f"{r['same class']:.2f}, other classes {r['other classes']:.2f})"
+        for r in rows
+    ]
+    return f"{name}, mean cosine to the last stage's anchors: " + "; ".join(parts) + "."
+
+
+def fusion_effect(
+    embs: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    num_classes: int = len(CLASS_NAMES),
+    tau: float = 0.1,
+    w_l: float = 0.3,
+    w_h: float = 0.7,
+    samples: int = 5,
+    seed: int = 0,
+) -> list[dict]:
+    """Each lower stage's PA loss (`pixel_anchor_loss`, its sampling caps) with its own anchors
+    and with anchors fused with the last stage's, on the same sample: both calls get a generator
+    with the same seed, so the same positives and negatives, and the difference is fusion's alone.
+    Repeated on `samples` samples (seeds seed, seed+1, ...). One row per lower stage: mean `own`
+    and `fused` loss, `fused − own` (mean) with its `min` and `max` over the samples, and
+    `cos(fused, own)`, the mean cosine between a class's fused and own anchor."""
+    base = stage_anchors([e.float() for e in embs], labels, num_classes)
+    a_last, p_last = base[-1]
+    rows = []
+    for i in range(len(embs) - 1):
+        (a, p), e, y = base[i], embs[i].float(), labels[i]
+        fused = fuse_anchors(a, a_last, p, p_last, w_l=w_l, w_h=w_h)
+        pairs = []
+        for s in range(seed, seed + samples):
+            pairs.append(
+                [
+                    float(pixel_anchor_loss(e, y, q, p, tau=tau, generator=_seeded(s)))
+                    for q in (a, fused)
+                ]
+            )
+        own, with_fused = np.array(pairs).T
+        gap = with_fused - own
+        both = p & p_last
+        rows.append(
+            {
+                "stage": i + 1,
+                "own": float(own.mean()),
+                "fused": float(with_fused.mean()),
+                "fused − own": float(gap.mean()),
+                "min": float(gap.min()),
+                "max": float(gap.max()),
+                "cos(fused, own)": float((fused[both] * a[both]).sum(1).mean()),
+            }
+        )
+    return rows
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def fusion_reading(rows: list[dict], samples: int) -> str:
+    """What `fusion_effect` rows show, stage by stage: a change of the same sign on every sample,
+    or one within sampling noise (the sign changes between samples)."""
+    parts = []
+    for r in rows:
+        if r["min"] > 0:
+            says = f"fusion raises the loss by {r['fused − own']:.3f} on all {samples} samples"
+        elif r["max"] < 0:
+            says = f"fusion lowers the loss by {-r['fused − own']:.3f} on all {samples} samples"
+        else:
+            says = (
+                f"the difference changes sign between samples ({r['fused − own']:+.3f} on "
+                f"average, {r['min']:+.3f} to {r['max']:+.3f} over {samples} samples): within "
+                "sampling noise"
+            )
+        parts.append(f"stage {r['stage']}: {says}")
+    return "; ".join(parts) + "."
