@@ -1,7 +1,8 @@
 """The one figure style of the notebooks and the README's figures: class colours (`PALETTE`,
-`colour`, `label_to_rgb`, `class_legend`), images (`to_image`, `overlay`, `show_map`), class
-names in text (`class_name`), plain-text tables (`format_table`), and the figures several
-notebooks share (`plot_scenes`: notebooks 00, 01; `plot_history`: 00, 01, 04 and the README).
+`colour`, `label_to_rgb`, `class_legend`), images (`to_image`, `overlay`, `show_map`), wrong
+pixels (`mark_errors`, `error_handle`), class names in text (`class_name`), plain-text tables
+(`format_table`), and the figures several notebooks share (`plot_scenes`: notebooks 00, 01;
+`plot_history`: 00, 01, 04 and the README).
 
 Every figure, in a widget or not, is made by `figure`: a pyplot figure (so a notebook shows it
 inline at the end of its cell) with a 2-D array of axes. A widget renders its figure to PNG and
@@ -11,18 +12,29 @@ closes it (`ctx.lessons.base.Explorer`). Needs matplotlib only, not the notebook
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.artist import Artist
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ctx.data import CLASS_NAMES
+from ctx.labels import IGNORE_INDEX
 
-# background dark grey, the ten digits in tab10, ignore white
-PALETTE = np.vstack([[0.15, 0.15, 0.15], plt.get_cmap("tab10")(np.arange(10))[:, :3]])
+BACKGROUND = (0.6, 0.6, 0.6)  # a mid grey: reads as "nothing" in a map, and as a dot on white
+DIGIT_SEVEN = (0.0, 0.4, 0.3)  # dark teal instead of tab10's grey, too close to the background
+# class 0 (background), then the ten digits in tab10's colours; ignore pixels are white
+PALETTE = np.vstack(
+    [BACKGROUND, plt.get_cmap("tab10")(np.arange(7))[:, :3], DIGIT_SEVEN]
+    + [plt.get_cmap("tab10")(np.arange(8, 10))[:, :3]]
+)
+ERROR_COLOUR = (0.0, 0.0, 0.0)  # outline and hatch of wrong pixels: no class colour is near black
+IGNORE_COLOUR = (1.0, 1.0, 1.0)
 
 
 def plot_style() -> None:
@@ -54,7 +66,8 @@ def colour(c: int) -> np.ndarray:
 def label_to_rgb(labels: torch.Tensor | np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
     """[H,W] class ids -> [H,W,3] colours (ignore pixels white)."""
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(np.int64)
-    out = np.ones((*lab.shape, 3))
+    out = np.empty((*lab.shape, 3))
+    out[:] = IGNORE_COLOUR
     valid = (lab >= 0) & (lab < len(palette))
     out[valid] = palette[lab[valid]]
     return out
@@ -69,12 +82,16 @@ def to_image(image: torch.Tensor) -> np.ndarray:
 
 
 def class_legend(
-    ax: plt.Axes, class_names: Sequence[str] = CLASS_NAMES, palette: np.ndarray = PALETTE, **kwargs
+    ax: plt.Axes,
+    class_names: Sequence[str] = CLASS_NAMES,
+    palette: np.ndarray = PALETTE,
+    extra: Sequence[Artist] = (),
+    **kwargs,
 ) -> None:
-    """A legend of class colours on `ax`."""
+    """A legend of class colours on `ax`, followed by the `extra` handles (e.g. `error_handle()`)."""
     handles = [Patch(color=palette[i], label=n) for i, n in enumerate(class_names)]
     ax.legend(
-        handles=handles,
+        handles=[*handles, *extra],
         **{
             "loc": "center left",
             "bbox_to_anchor": (1.01, 0.5),
@@ -101,6 +118,44 @@ def overlay(
     ax.imshow(img * (1 - m) + np.asarray(colour) * m, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def error_handle(label: str = "wrong pixels") -> Patch:
+    """The legend entry of `mark_errors`' outline and hatch."""
+    return Patch(facecolor="none", edgecolor=ERROR_COLOUR, hatch="////", label=label)
+
+
+def error_edges(wrong: np.ndarray) -> np.ndarray:
+    """The pixel edges between a wrong and a right pixel (or the image border) of a bool mask
+    [H,W], as line segments [n,2,2] of (x, y) points in `imshow` coordinates (pixel (r, c) spans
+    c - 0.5 .. c + 0.5 across and r - 0.5 .. r + 0.5 down)."""
+    m = np.pad(np.asarray(wrong, dtype=bool), 1)
+    vertical = m[1:-1, 1:] != m[1:-1, :-1]  # [H,W+1]: an edge left of column c (c = 0..W)
+    horizontal = m[1:, 1:-1] != m[:-1, 1:-1]  # [H+1,W]: an edge above row r (r = 0..H)
+    r, c = np.nonzero(vertical)
+    v = np.stack([np.stack([c - 0.5, r - 0.5], 1), np.stack([c - 0.5, r + 0.5], 1)], 1)
+    r, c = np.nonzero(horizontal)
+    h = np.stack([np.stack([c - 0.5, r - 0.5], 1), np.stack([c + 0.5, r - 0.5], 1)], 1)
+    return np.concatenate([v, h]).astype(float).reshape(-1, 2, 2)
+
+
+def mark_errors(
+    ax: plt.Axes,
+    pred: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    lw: float = 0.9,
+) -> Patch:
+    """Outline and hatch the wrong pixels (`pred` != `labels`, ignore pixels excluded; both
+    [H,W]) on the image drawn on `ax`, in `ERROR_COLOUR`, which no class has; returns the legend
+    handle (`error_handle`). Notebooks 00, 01 and 04."""
+    pred, labels = (
+        np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t) for t in (pred, labels)
+    )
+    wrong = (pred != labels) & (labels != IGNORE_INDEX)
+    if wrong.any():
+        ax.contourf(wrong.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
+        ax.add_collection(LineCollection(error_edges(wrong), colors=[ERROR_COLOUR], linewidths=lw))
+    return error_handle()
 
 
 def show_map(ax: plt.Axes, rgb: np.ndarray, title: str) -> None:
@@ -145,8 +200,10 @@ def plot_scenes(
     preds: torch.Tensor | None = None,
     titles: Sequence[str] | None = None,
     size: float = 2.0,
+    errors: bool = False,
 ) -> plt.Figure:
-    """Rows: images [N,3,H,W], labels [N,H,W], and predictions [N,H,W] if given; a class legend."""
+    """Rows: images [N,3,H,W], labels [N,H,W], and predictions [N,H,W] if given; a class legend.
+    `errors`: outline and hatch the predictions' wrong pixels (`mark_errors`)."""
     rows = [("image", images), ("labels", labels)] + (
         [("prediction", preds)] if preds is not None else []
     )
@@ -161,27 +218,65 @@ def plot_scenes(
             )
             ax.set_xticks([])
             ax.set_yticks([])
+            if name == "prediction" and errors:
+                mark_errors(ax, data[i], labels[i])
             if i == 0:
                 ax.set_ylabel(name)
             if r == 0 and titles is not None:
                 ax.set_title(titles[i], fontsize=9)
-    class_legend(axes[0, -1])
+    class_legend(axes[0, -1], extra=[error_handle()] if errors and preds is not None else ())
     return fig
+
+
+METRIC_NAMES = {"miou": "mIoU", "boundary_miou": "boundary mIoU", "pixel_acc": "pixel accuracy"}
+MARKERS_UP_TO = 40  # a run with at most this many evaluations gets a marker at each
+LOG_X_FROM = 5.0  # log x axis when the longest run's last x is this many times the shortest's
 
 
 def plot_history(
-    histories: dict[str, list[dict]], key: str = "miou", x: str = "step", ax: plt.Axes | None = None
+    histories: dict[str, list[dict]],
+    key: str = "miou",
+    x: str = "step",
+    ax: plt.Axes | None = None,
+    xscale: str | None = None,
 ) -> plt.Figure:
-    """Validation `key` (percent) against `x` ("step" or "minutes") for several named runs."""
-    fig, ax = axes_or_new(ax, 5, 3.2, layout="tight")
+    """Validation `key` (percent) against `x` ("step" or "minutes") for several named runs, on
+    a full-width figure. A run with few evaluations gets a marker at each; `xscale` ("linear" or
+    "log") defaults to log when the runs' lengths differ by `LOG_X_FROM` times or more, so a
+    short run is not squeezed into the first pixels of a long one's axis."""
+    fig, ax = axes_or_new(ax, 9.5, 3.4, layout="tight")
+    ends, xs_all = [], []
     for name, hist in histories.items():
         xs = [h["train_seconds"] / 60 if x == "minutes" else h["step"] for h in hist]
-        ax.plot(xs, [h["val"][key] for h in hist], marker=".", label=name)
-    ax.set_xlabel("training minutes" if x == "minutes" else "step")
-    ax.set_ylabel(f"validation {key.replace('_', ' ')} (%)")
+        marker = "o" if len(hist) <= MARKERS_UP_TO else None
+        ax.plot(xs, [h["val"][key] for h in hist], marker=marker, ms=3.5, label=name)
+        ends += xs[-1:]
+        xs_all += [v for v in xs if v > 0]
+    if xscale is None:
+        positive = [e for e in ends if e > 0]
+        long = len(positive) > 1 and max(positive) >= LOG_X_FROM * min(positive)
+        xscale = "log" if long else "linear"
+    unit = "training minutes" if x == "minutes" else "step"
+    if xscale == "log":
+        ax.set_xscale("log")
+        ticks = log_ticks(min(xs_all), max(xs_all))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        unit += " (log scale)"
+    ax.set_xlabel(unit)
+    ax.set_ylabel(f"validation {METRIC_NAMES.get(key, key.replace('_', ' '))} (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """The 1-2-5 values (..., 0.5, 1, 2, 5, 10, ...) from `lo` to `hi` (both > 0); if there is
+    none, the nearest below and above: readable ticks for a log axis."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks = [m * 10.0**e for e in range(first, last + 1) for m in (1, 2, 5)]
+    inside = [t for t in ticks if lo <= t <= hi]
+    return inside or [t for t in ticks if t <= hi][-1:] + [t for t in ticks if t >= lo][:1]
 
 
 def axes_or_new(

@@ -5,23 +5,22 @@
 from __future__ import annotations
 
 import ipywidgets as widgets
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
 from ctx.analysis import predict, scene_scores
 from ctx.data import CLASS_NAMES
-from ctx.labels import IGNORE_INDEX
 from ctx.lessons.base import Explorer, slider
-from ctx.plotting import class_legend, figure, label_to_rgb, to_image
+from ctx.plotting import class_legend, error_handle, figure, label_to_rgb, mark_errors, to_image
 
 
 class SceneBrowser(Explorer):
     """Pick a scene: its image, its labels and each predictor's prediction, side by side.
 
     images [N,3,H,W], labels [N,H,W]; `predictors` maps a name to a model (run on the fly) or to
-    precomputed predictions [N,H,W]. Controls: `index`, `errors` (tint wrong pixels).
+    precomputed predictions [N,H,W]. Controls: `index`, `errors` (outline and hatch the wrong
+    pixels, `ctx.plotting.mark_errors`, with a legend entry).
     `result`: {"index", "scores": {name: {"miou", "boundary_miou", "pixel_acc"}}}. Notebooks 00, 04.
     """
 
@@ -43,7 +42,7 @@ class SceneBrowser(Explorer):
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
         controls = {
             "index": slider(widgets.IntSlider, "scene", min=0, max=len(images) - 1, value=index),
-            "errors": widgets.Checkbox(value=False, description="tint wrong pixels"),
+            "errors": widgets.Checkbox(value=False, description="mark wrong pixels"),
         }
         super().__init__(self.draw, controls)
 
@@ -69,16 +68,12 @@ class SceneBrowser(Explorer):
         for ax, name in zip(axes[2:], names, strict=True):
             pred = self.prediction(name, index)
             scores[name] = scene_scores(pred, self.labels[index], self.num_classes)
-            rgb = label_to_rgb(pred)
+            ax.imshow(label_to_rgb(pred))
             if errors:
-                wrong = (
-                    (pred != self.labels[index]) & (self.labels[index] != IGNORE_INDEX)
-                ).numpy()
-                rgb[wrong] = 0.35 * rgb[wrong] + 0.65 * np.array([1.0, 0.0, 0.3])
-            ax.imshow(rgb)
+                mark_errors(ax, pred, self.labels[index])
             ax.set_title(f"{name}\nmIoU {scores[name]['miou']:.1f} %", fontsize=9)
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        class_legend(axes[-1])
+        class_legend(axes[-1], extra=[error_handle()] if errors else ())
         return {"index": index, "scores": scores}, fig
