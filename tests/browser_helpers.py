@@ -54,6 +54,19 @@ USER_SETTINGS = {
 STDERR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 ERROR_TEXT = r"Traceback|\b\w*(Error|Exception)\b:"
 IDLE = re.compile(r"\|\s*Idle$")  # the status bar's kernel item: "Python 3 (ipykernel) | Idle"
+# A widget's output is a bare text node (no element inside) while the widget manager looks for its
+# model ("Loading widget...") and after it gave up ("Error displaying widget: model not found" and
+# the like); the patterns are JS and Python regexes, `BARE` lists those texts under `root`. A widget
+# shown as its Python repr (`VBox(children=(...`) in a text/plain output means the widget
+# extension is missing.
+WIDGET_ERROR = r"^Error displaying widget"
+PENDING = r"^(Loading widget\.\.\.)?$"
+BARE = (
+    "[...root.querySelectorAll('.jp-OutputArea-output:not(.lm-mod-hidden)')]"
+    ".filter(e => !e.childElementCount).map(e => e.textContent.trim())"
+)
+TEXT = ".jp-OutputArea-output[data-mime-type='text/plain']"
+WIDGET_REPR = r"^\s*\w+\((children|value|description|options|layout)="
 
 
 def free_port() -> int:
@@ -180,7 +193,7 @@ def _menu(page: Page, menu: str, command: str) -> None:
     page.locator(f"li.lm-Menu-item[data-command='{command}']").click()
 
 
-def run_all_cells(page: Page) -> None:
+def run_all_cells(page: Page, timeout_ms: float = RUN_MS) -> None:
     """Clear all outputs (a committed execution count would look like a finished run), Run menu
     -> Run All Cells, then wait until no cell is queued or running and either the last code cell
     has run or an error stopped the run; then for an idle kernel."""
@@ -195,7 +208,7 @@ def run_all_cells(page: Page) -> None:
             return error || /\\d/.test(prompts.at(-1)?.textContent ?? '');
         }""",
         arg=[STDERR, ERROR_TEXT],
-        timeout=RUN_MS,
+        timeout=timeout_ms,
     )
     wait_idle(page)
 
@@ -206,10 +219,84 @@ def unrun_cells(page: Page) -> int:
     return sum(not re.search(r"\d", p) for p in prompts)
 
 
-def error_outputs(page: Page) -> list[str]:
-    """Texts of the outputs (cells' and widgets') that show an error."""
-    texts = page.locator(STDERR).all_inner_texts()
-    return [t for t in texts if re.search(ERROR_TEXT, t)]
+def console_errors(page: Page) -> list[str]:
+    """A list that collects, from now on, the page's console errors (the widget manager logs
+    each widget it fails to show there) and its uncaught exceptions."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught exception: {e}"))
+    return errors
+
+
+def wait_for_widgets(page: Page) -> None:
+    """Wait (at most WAIT_MS) until no widget is still loading (see PENDING): its model found,
+    or "Error displaying widget..." in its place."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    pending = (
+        f"(p) => {{ const root = document; return !{BARE}.some(t => new RegExp(p).test(t)); }}"
+    )
+    with suppress(PlaywrightTimeout):
+        page.wait_for_function(pending, arg=PENDING, timeout=WAIT_MS)
+
+
+def _cells(page: Page) -> list[dict]:
+    """Per cell, in notebook order: its prompt ("[3]:"), the texts of its stderr outputs, of its
+    text/plain outputs and of its bare outputs (see BARE)."""
+    return page.evaluate(
+        f"""([stderr, text]) => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(
+            root => ({{
+                prompt: root.querySelector('.jp-InputArea-prompt')?.textContent ?? '',
+                stderr: [...root.querySelectorAll(stderr)].map(e => e.innerText),
+                text: [...root.querySelectorAll(text)].map(e => e.innerText),
+                bare: {BARE},
+            }}))""",
+        [STDERR, TEXT],
+    )
+
+
+def _cell_problems(cell: dict) -> list[str]:
+    errors = [t for t in cell["stderr"] if re.search(ERROR_TEXT, t)]
+    errors += [t for t in cell["bare"] if re.search(WIDGET_ERROR, t)]
+    errors += [
+        f"a widget never shown ({t or 'empty'})" for t in cell["bare"] if re.search(PENDING, t)
+    ]
+    texts = cell["text"]
+    errors += [f"a widget shown as text: {t[:300]}" for t in texts if re.search(WIDGET_REPR, t)]
+    return errors
+
+
+def _prompt(cell: dict) -> str:
+    return cell["prompt"].strip().rstrip(":")
+
+
+def page_problems(page: Page, console: list[str]) -> list[str]:
+    """Every error the page shows, each headed by its cell ("cell <index in the notebook>
+    [<prompt>]"): error outputs (cells' and widgets'), widgets that failed to show or show as
+    text, outputs that never rendered; then what `console` (from `console_errors`) collected."""
+    return [
+        f"cell {i} {_prompt(cell)}: {error}"
+        for i, cell in enumerate(_cells(page))
+        for error in _cell_problems(cell)
+    ] + console
+
+
+def stderr_notes(page: Page) -> list[str]:
+    """The stderr outputs that are not errors (warnings, progress), each headed by its cell."""
+    return [
+        f"cell {i} {_prompt(cell)}: {t}"
+        for i, cell in enumerate(_cells(page))
+        for t in cell["stderr"]
+        if not re.search(ERROR_TEXT, t)
+    ]
+
+
+def shoot_widgets(page: Page, prefix: Path) -> int:
+    """Screenshot each cell output that holds a widget, to `prefix`_widget_<n>.png; how many."""
+    outputs = page.locator(".jp-Cell-outputArea > .jp-OutputArea-child:has(.jupyter-widgets)")
+    for n, output in enumerate(outputs.all(), 1):
+        output.screenshot(path=f"{prefix}_widget_{n}.png")
+    return outputs.count()
 
 
 def slider_handle(page: Page, label: str) -> Locator:
