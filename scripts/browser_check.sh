@@ -7,7 +7,8 @@
 #   JOBS=1 bash scripts/browser_check.sh -k 05    # one at a time, only 05 (more pytest arguments)
 #
 # Leaves screenshots and artifacts/browser/<notebook>.json behind, and ends with a table: per
-# notebook the seconds to open it and to run it, widgets shown, problems (each listed under it).
+# notebook the seconds to open it and to run it, widget outputs, explorers moved, problems (each
+# listed under it).
 # Needs chromium (apt-get install chromium) and playwright (in the dev extra).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,14 +28,15 @@ import sys
 from pathlib import Path
 
 rows = {Path(p).stem: json.loads(p.read_text()) for p in Path("artifacts/browser").glob("*.json")}
-print(f"\n{'notebook':<40} {'open s':>7} {'run s':>7} {'widgets':>8} {'problems':>9}")
+cols = (("open_s", "open s"), ("run_s", "run s"), ("widgets", "widgets"), ("explorers_moved", "moved"))
+print(f"\n{'notebook':<40}" + "".join(f"{h:>9}" for _, h in cols) + f"{'problems':>9}")
 for path in sorted(Path("notebooks").glob("*.ipynb")):
     r = rows.get(path.stem)
     if r is None:
         print(f"{path.name:<40} not run (deselected or skipped)")
         continue
-    cells = [f"{r.get(k, '-')!s:>{w}}" for k, w in (("open_s", 7), ("run_s", 7), ("widgets", 8))]
-    print(f"{path.name:<40} {' '.join(cells)} {len(r['problems']):>9}")
+    row = "".join(f"{r.get(k, '-')!s:>9}" for k, _ in cols)
+    print(f"{path.name:<40}{row}{len(r['problems']):>9}")
     if "failure" in r:
         print("    failed: " + r["failure"].splitlines()[0])
     for problem in r["problems"]:

@@ -314,12 +314,40 @@ def figure_src(figure: Locator) -> str:
 def nudge(handle: Locator, figure: Locator, steps: int = 3) -> None:
     """Move a slider `steps` steps with the keyboard (right, or left from its maximum), waiting
     after each step for `figure` to be redrawn (each key press is one change of the value)."""
-    value, top = (float(handle.get_attribute(a) or 0) for a in ("aria-valuenow", "aria-valuemax"))
-    key = "ArrowLeft" if value >= top else "ArrowRight"
+    key = _step_key(handle)
     for _ in range(steps):
         before = figure_src(figure)
         handle.press(key)  # focuses the handle first
         _wait_for_change(figure, before)
+
+
+def _step_key(handle: Locator) -> str:
+    """The arrow key that moves a slider's handle one step: right, or left from its maximum."""
+    value, top = (float(handle.get_attribute(a) or 0) for a in ("aria-valuenow", "aria-valuemax"))
+    return "ArrowLeft" if value >= top else "ArrowRight"
+
+
+def poke_explorers(page: Page) -> int:
+    """Move the first slider of each explorer (a cell's output holding a slider and a figure
+    inside an Output widget) one step, and wait for a new figure (a new image element: a redraw
+    may give the same pixels) or stderr in the Output widget; then for an idle kernel. Returns
+    how many explorers it moved."""
+    handles, figures = ".noUi-handle[role=slider]", ".widget-output img"
+    # Explorers are found by their cell's index: a failed redraw removes the figure.
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    explorers = cells.evaluate_all(
+        "(cells, [h, f]) => cells.flatMap((c, i) => "
+        "c.querySelector(h) && c.querySelector(f) ? [i] : [])",
+        [handles, figures],
+    )
+    for i in explorers:
+        cell = cells.nth(i)
+        handle = cell.locator(handles).first
+        cell.locator(figures).evaluate_all("images => images.forEach(i => i.dataset.old = 1)")
+        handle.press(_step_key(handle))
+        cell.locator(f"{figures}:not([data-old]), .widget-output {STDERR}").first.wait_for()
+        wait_idle(page)
+    return len(explorers)
 
 
 def _wait_for_change(figure: Locator, before: str) -> None:

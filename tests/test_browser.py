@@ -1,8 +1,9 @@
 """End to end in JupyterLab, in headless Chromium: a notebook opens, Run All on a fresh kernel
 runs every cell, and the page then shows no error: no error output (a cell's or a widget's), no
-widget that failed to show ("Error displaying widget...", or a widget shown as its text repr), no
-console error and no uncaught exception. Notebook 03's BANE explorer is also checked as real
-widgets (sliders, dropdowns, a figure inside an Output widget) whose K slider redraws the figure.
+widget that failed to show ("Error displaying widget...", still loading, or shown as its text
+repr), no console error and no uncaught exception. Then the first slider of each explorer moves one
+step, and the redraws must show no error either. Notebook 03's BANE explorer is also checked as
+real widgets (sliders, dropdowns, a figure inside an Output widget) whose K slider redraws it.
 
 CI runs notebook 03 (and the notebooks in CI_NOTEBOOKS); `CTX_BROWSER_ALL=1` runs every
 notebooks/*.ipynb (`bash scripts/browser_check.sh`). Each run leaves screenshots and
@@ -30,6 +31,7 @@ from browser_helpers import (
     nudge,
     open_notebook,
     page_problems,
+    poke_explorers,
     run_all_cells,
     shoot_widgets,
     slider_handle,
@@ -67,11 +69,12 @@ def _page_report(page: Page, console: list[str]) -> dict:
 
 
 @contextmanager
-def run_in_lab(notebook: str, tmp: Path, run_ms: float) -> Iterator[tuple[Page, list[str]]]:
+def run_in_lab(notebook: str, tmp: Path, run_ms: float) -> Iterator[tuple[Page, list[str], dict]]:
     """Open `notebook` in a private JupyterLab, Run All on a fresh kernel, screenshot the page and
-    each widget; yields (page, the page's console errors, a list that grows). Writes
-    artifacts/browser/<stem>.json (open and run seconds, problems, stderr notes) and, on an
-    exception in the run or in the caller's checks, <stem>_failure.png."""
+    each widget; yields (page, the page's console errors: a list that grows, the record).
+    Writes the record to artifacts/browser/<stem>.json (open and run seconds, widget outputs,
+    what the caller adds, problems, stderr notes) and, on an exception in the run or in the
+    caller's checks, <stem>_failure.png."""
     require_browser()
     assert (ROOT / notebook).is_file(), f"{notebook} is missing"
     stem = Path(notebook).stem
@@ -90,7 +93,7 @@ def run_in_lab(notebook: str, tmp: Path, run_ms: float) -> Iterator[tuple[Page, 
             record["run_s"] = round(time.monotonic() - start - record["open_s"], 1)
             page.screenshot(path=SHOTS / f"{stem}_run_all.png")
             record["widgets"] = shoot_widgets(page, SHOTS / stem)
-            yield page, console
+            yield page, console, record
         except Exception as e:
             record["failure"] = f"{type(e).__name__}: {e}"[:2000]
             page.screenshot(path=SHOTS / f"{stem}_failure.png")
@@ -110,7 +113,7 @@ def assert_clean(page: Page, console: list[str]) -> None:
 def test_bane_explorer_in_jupyterlab(tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    with run_in_lab(NOTEBOOK, tmp_path, RUN_MS) as (page, console):
+    with run_in_lab(NOTEBOOK, tmp_path, RUN_MS) as (page, console, _):
         handle = slider_handle(page, K_LABEL)
         explorer = page.locator(".jp-Cell-outputArea").filter(has=handle)
         figure = explorer.locator(".widget-output img").first
@@ -135,5 +138,7 @@ def test_notebook_runs_in_jupyterlab(notebook: str, tmp_path: Path) -> None:
         pytest.skip("test_bane_explorer_in_jupyterlab runs it, with the same checks")
     if not ALL and stem not in CI_NOTEBOOKS:
         pytest.skip("CI runs a subset: CTX_BROWSER_ALL=1 (scripts/browser_check.sh) runs it")
-    with run_in_lab(notebook, tmp_path, NOTEBOOK_RUN_MS) as run:
-        assert_clean(*run)
+    with run_in_lab(notebook, tmp_path, NOTEBOOK_RUN_MS) as (page, console, record):
+        assert_clean(page, console)
+        record["explorers_moved"] = poke_explorers(page)
+        assert_clean(page, console)  # the redraws too
