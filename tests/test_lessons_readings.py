@@ -207,11 +207,13 @@ HEADS = [{"stage": s + 1, "ce": 50.0, "cx": 90.0} for s in range(4)]
 
 
 def test_separation_reading_faces_the_paradox():
-    text = separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 66.0}, rim_share=84.0)
+    errors = {"rim_share_of_errors": 84.0, "rim_error_rate": 10.57, "interior_error_rate": 0.53}
+    text = separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 66.0}, errors)
     assert "better than ce at stages 2, 3, 4 and worse at no stage" in text
     assert "90/90/90/90 % (cx) against 50/50/50/50 % (ce)" in text and "random one" in text
     assert "(-12.00 points)" in text
-    assert "better separated embeddings, worse segmentation" in text and "84 %" in text
+    assert "better separated embeddings, worse segmentation" in text
+    assert "84 % of them lie within 2 px" in text and "0.53 % further inside" in text
     text = separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 78.4})
-    assert "better separated embeddings, equal segmentation" in text and "within 2 px" not in text
+    assert "better separated embeddings, equal segmentation" in text and "diagnosis.md" in text
     assert "paradox" not in separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 80.0})

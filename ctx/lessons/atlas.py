@@ -152,13 +152,14 @@ def separation_reading(
     features: list[dict],
     heads: list[dict],
     miou: dict[str, float],
-    rim_share: float | None = None,
+    errors: dict | None = None,
     margin: float = 1.0,
 ) -> str:
     """The separation tables (`ctx.projection.separation_table` rows, features and heads, two
     runs: the baseline first) set against the runs' segmentation (`miou`: name -> %), in words.
-    A difference within `margin` points counts as equal. `rim_share`: the share (%) of the
-    baseline's errors within 2 px of a class edge (results/regimes/diagnosis.json), if known."""
+    A difference within `margin` points counts as equal. `errors`: where the baseline's test
+    errors sit, if known (results/regimes/diagnosis.json's runs.ce.errors: rim_share_of_errors,
+    rim_error_rate, interior_error_rate, in %)."""
     a, b = list(miou)
     diffs = [r[b] - r[a] for r in features]
     better = [r["stage"] for r, d in zip(features, diffs, strict=True) if d > margin]
@@ -186,11 +187,17 @@ def separation_reading(
     if len(better) > len(worse) and seg < margin:
         text += (
             f"\nThe paradox: better separated embeddings, {'worse' if seg < -margin else 'equal'} "
-            "segmentation. Separation is measured on coarse stage maps, where the interiors of "
-            "digits are already right; the errors that remain sit on the rims of the digits, "
-            "decided by the decoder at full resolution"
+            "segmentation."
         )
-        if rim_share is not None:
-            text += f" ({rim_share:.0f} % of {a}'s test errors lie within 2 px of a class edge)"
-        text += ", which a better separated coarse embedding does not reach."
+        if errors:
+            text += (
+                f" Where the errors sit (results/regimes/diagnosis.json, {a} on the test scenes): "
+                f"{errors['rim_share_of_errors']:.0f} % of them lie within 2 px of a class edge "
+                f"(error rate {errors['rim_error_rate']:.1f} % there, "
+                f"{errors['interior_error_rate']:.2f} % further inside). Those rim pixels are "
+                "decided by the decoder at full resolution, which better separated coarse-stage "
+                "embeddings do not reach."
+            )
+        else:
+            text += " Where the errors sit, and why that matters: results/regimes/diagnosis.md."
     return text

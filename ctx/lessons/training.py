@@ -88,7 +88,7 @@ class LiveCurves:
                 label=f"{name} boundary mIoU",
             )
         ax_loss.set_ylabel("training loss terms (epoch mean)")
-        ax_val.set_ylabel("validation mIoU (%), boundary dashed")
+        ax_val.set_ylabel("validation (%)")
         for ax in (ax_loss, ax_val):
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
