@@ -144,13 +144,25 @@ def _ref(miou, step=6000, **cfg):
 
 def test_reference_setting_reads_the_runs():
     ce, tuned = _ref(78.0, loss="ce"), {"alpha": 0.02, "warmup_steps": 3000}
-    text = reference_setting(ce, _ref(65.5, loss="contextrast"), tuned)
+    text = reference_setting(ce, _ref(65.5, loss="contextrast"), tuned, manifest={})
     assert "α = 0.1, the PA term from the first step: METHOD.md's defaults" in text
     assert "CE 78.00 %, Contextrast 65.50 % (-12.50 points)" in text
     assert "these reference runs do not use it" in text
-    text = reference_setting(ce, _ref(79.0, alpha=0.02, warmup_steps=3000), tuned)
+    text = reference_setting(ce, _ref(79.0, alpha=0.02, warmup_steps=3000), tuned, manifest={})
     assert "tuned on the validation scenes" in text and "do not use it" not in text
     assert "(+1.00 points)" in text
+    # a rebuilt reference: the manifest names the regime and the shipped weights' test scores
+    test = {"ce": {"test": {"miou": 70.0, "scenes": 500}}, "contextrast": {"test": {"miou": 72.5}}}
+    cx = _ref(60.0, alpha=0.05, warmup_steps=1000)
+    text = reference_setting(ce, cx, tuned, {"regime": "scarce", "runs": test})
+    assert (
+        "α = 0.05, the PA term from step 1000: the regime study's setting for its `scarce`" in text
+    )
+    assert (
+        "Test mIoU of the shipped weights (500 scenes): CE 70.00 %, Contextrast 72.50 % (+2.50"
+        in text
+    )
+    assert "do not use it" not in text
 
 
 def test_scene_gains_and_text_show_both_sides():

@@ -288,35 +288,52 @@ def show_ablation(
     return text
 
 
-def reference_setting(ce, cx, tuned: dict | None = None) -> str:
+def reference_manifest() -> dict:
+    """The shipped reference runs' manifest.json (`ctx.reference.reference_dir()`), {} if none."""
+    from ctx.reference import reference_dir
+
+    path = reference_dir() / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def reference_setting(ce, cx, tuned: dict | None = None, manifest: dict | None = None) -> str:
     """Which setting the Contextrast reference run `cx` was trained at and what it costs against
-    the CE reference `ce` (both `load_reference(...)`), read from their configs and histories.
-    `tuned`: the config dict of the validation-tuned ablation (results/ablation.json), named
-    when the reference uses it or to point to it when it does not."""
+    the CE reference `ce` (both `load_reference(...)`), read from their configs, the manifest
+    (`reference_manifest()` when None: its regime, and the test metrics of the shipped weights
+    when it records them) and else the runs' last validation. `tuned`: the config dict of the
+    validation-tuned ablation (results/ablation.json), named when the reference uses it."""
     from ctx.engine.config import TrainConfig
 
+    manifest = reference_manifest() if manifest is None else manifest
     c, default = cx.config, TrainConfig()
     setting = f"α = {c.alpha:g}, " + (
         f"the PA term from step {c.warmup_steps}"
         if c.warmup_steps
         else "the PA term from the first step"
     )
-    same = (c.alpha, c.warmup_steps)
-    if same == (default.alpha, default.warmup_steps):
+    same, is_tuned = (c.alpha, c.warmup_steps), False
+    if manifest.get("regime"):
+        which = f"the regime study's setting for its `{manifest['regime']}` regime"
+    elif same == (default.alpha, default.warmup_steps):
         which = "METHOD.md's defaults"
     elif tuned and same == (tuned["alpha"], tuned["warmup_steps"]):
-        which = "the setting tuned on the validation scenes (results/ablation.json)"
+        which, is_tuned = "the setting tuned on the validation scenes (results/ablation.json)", True
     else:
         which = "neither METHOD.md's defaults nor the tuned setting"
     a, b = ce.history[-1], cx.history[-1]
-    diff = b["val"]["miou"] - a["val"]["miou"]
     text = (
         f"The Contextrast reference was trained at {setting}: {which}; "
         f"{b['step']} steps, seed {c.seed} (CE: {a['step']} steps, seed {ce.config.seed}).\n"
-        f"Final validation mIoU ({c.val_scenes} scenes): CE {a['val']['miou']:.2f} %, "
-        f"Contextrast {b['val']['miou']:.2f} % ({diff:+.2f} points)."
     )
-    if tuned and which != "the setting tuned on the validation scenes (results/ablation.json)":
+    runs = manifest.get("runs", {})
+    if all("test" in runs.get(n, {}) for n in ("ce", "contextrast")):
+        m_ce, m_cx = runs["ce"]["test"]["miou"], runs["contextrast"]["test"]["miou"]
+        where = f"Test mIoU of the shipped weights ({runs['ce']['test']['scenes']} scenes)"
+    else:
+        m_ce, m_cx = a["val"]["miou"], b["val"]["miou"]
+        where = f"Final validation mIoU ({c.val_scenes} scenes)"
+    text += f"{where}: CE {m_ce:.2f} %, Contextrast {m_cx:.2f} % ({m_cx - m_ce:+.2f} points)."
+    if tuned and not is_tuned and not manifest.get("regime"):
         text += (
             f"\nThe tuned setting (α = {tuned['alpha']:g}, {tuned['warmup_steps']} CE-only steps "
             "first) is results/ablation.md's; these reference runs do not use it."
