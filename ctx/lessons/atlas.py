@@ -73,7 +73,7 @@ def _class_points(ax: plt.Axes, xy: np.ndarray, lab: np.ndarray, faded: bool) ->
     """Pixels coloured by class: background small and light (it is most of the pixels), digits
     larger, opaque and edged in white so that each stands out."""
     bg = lab == 0
-    ax.scatter(*xy[bg].T, s=6, color=PALETTE[0], lw=0, alpha=0.25 if faded else 0.4)
+    ax.scatter(*xy[bg].T, s=6, color=PALETTE[0], lw=0, alpha=0.4 if faded else 0.6)
     ax.scatter(
         *xy[~bg].T,
         s=22,
