@@ -2,7 +2,7 @@
 tested on its own, on hand-made inputs):
 
 - predictions and scores of scenes (notebooks 00, 04): `as_float_images`, `predict`,
-  `scene_scores`, `per_scene_scores`;
+  `scene_scores`, `per_scene_scores`, `scene_gains`;
 - receptive fields (01): `receptive_field`, `stage_receptive_fields`, `input_gradient`, `extent`,
   `nearest_cell`, `centre_share`;
 - confusions (01): `confusion`, `row_shares`, `top_confusions`, `band_shares`;
@@ -70,6 +70,26 @@ def per_scene_scores(
     return torch.tensor(
         [scene_scores(p, y, num_classes)[key] for p, y in zip(preds, labels, strict=True)]
     )
+
+
+def scene_gains(a: torch.Tensor, b: torch.Tensor, top: int = 5) -> dict:
+    """How per-scene scores b [N] compare with a [N] (e.g. Contextrast's against CE's mIoU):
+    "gain" b - a [N]; counts "better", "worse", "equal"; "median" gain; "typical", the scene
+    whose gain is nearest the median (the first such); "gains" and "losses", the `top` scenes
+    with the largest gains and the largest losses (largest first)."""
+    gain = (b - a).double()
+    median = float(gain.median())
+    order = gain.argsort(descending=True, stable=True).tolist()
+    return {
+        "gain": gain,
+        "better": int((gain > 0).sum()),
+        "worse": int((gain < 0).sum()),
+        "equal": int((gain == 0).sum()),
+        "median": median,
+        "typical": int((gain - median).abs().argmin()),
+        "gains": [i for i in order[:top] if gain[i] > 0],
+        "losses": [i for i in order[::-1][:top] if gain[i] < 0],
+    }
 
 
 # ------------------------------------------------------------------------- receptive fields (01)

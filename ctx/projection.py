@@ -41,17 +41,44 @@ def nearest_anchor_accuracy(
     return 100.0 * float((cos.argmax(1) == labels)[valid].float().mean())
 
 
-def separation_table(refs: dict[str, ReferenceRun], num_classes: int = NUM_CLASSES) -> list[dict]:
-    """`nearest_anchor_accuracy` of each reference run's probe embeddings, one row per stage
-    with one column per run (refs: name -> load_reference(...))."""
+SPACES = ("embeddings", "features")
+
+
+@torch.no_grad()
+def probe_features(ref: ReferenceRun) -> list[torch.Tensor]:
+    """The encoder's own stage features [N,C_i,h,w] (float32, CPU) of a reference run's probe
+    images: what both runs train, unlike the projection heads (CE never trains them)."""
+    net = ref.model
+    device = next(net.parameters()).device
+    was = net.training
+    x = ref.probe["images"].to(device).float() / 255.0
+    feats = [f.float().cpu() for f in net.eval().stage_features(x)]
+    net.train(was)
+    return feats
+
+
+def separation_table(
+    refs: dict[str, ReferenceRun], space: str = "features", num_classes: int = NUM_CLASSES
+) -> list[dict]:
+    """`nearest_anchor_accuracy` of each reference run's probe pixels at every stage, one row
+    per stage with one column per run (refs: name -> load_reference(...)). space: "features"
+    (the encoder's stage features, `probe_features`: the fair comparison between runs) or
+    "embeddings" (the projection heads' output, which only a contrastive run trains)."""
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     names = list(refs)
-    num_stages = len(refs[names[0]].probe["stages"])
+    stages = {n: refs[n].probe["stages"] for n in names}
+    tensors = {
+        n: probe_features(refs[n])
+        if space == "features"
+        else [st["embeddings"] for st in stages[n]]
+        for n in names
+    }
     rows = []
-    for s in range(num_stages):
+    for s in range(len(stages[names[0]])):
         row: dict = {"stage": s + 1}
-        for name in names:
-            st = refs[name].probe["stages"][s]
-            row[name] = nearest_anchor_accuracy(st["embeddings"], st["labels"], num_classes)
+        for n in names:
+            row[n] = nearest_anchor_accuracy(tensors[n][s], stages[n][s]["labels"], num_classes)
         rows.append(row)
     return rows
 
@@ -154,8 +181,8 @@ class Atlas:
         space: str = "embeddings",
         project: Callable | None = None,
     ) -> None:
-        if space not in {"embeddings", "features"}:
-            raise ValueError(f"space must be 'embeddings' or 'features', got {space!r}")
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         self.refs, self.max_points, self.seed, self.iterations = refs, max_points, seed, iterations
         self.space = space
         self.names = list(refs)
@@ -173,11 +200,7 @@ class Atlas:
         if self.space == "embeddings":
             return probe["stages"][stage]["embeddings"].float()
         if model not in self._features:
-            net = self.refs[model].model
-            device = next(net.parameters()).device
-            with torch.no_grad():
-                x = probe["images"].to(device).float() / 255.0
-                self._features[model] = [f.cpu() for f in net.eval().stage_features(x)]
+            self._features[model] = probe_features(self.refs[model])
         return self._features[model][stage]
 
     def points(self, model: str, stage: int) -> dict:

@@ -63,3 +63,23 @@ def test_umap_known_warnings_silences_only_umaps_two_notes():
             for message, category, module in notes:
                 warnings.warn_explicit(message, category, f"{module}.py", 1, module=module)
     assert [(str(w.message), w.category) for w in seen] == [(m, c) for m, c, _ in notes[2:]]
+
+
+def test_separation_table_on_features_and_on_heads():
+    from lesson_fakes import fake_ref
+
+    from ctx.projection import probe_features, separation_table
+
+    refs = {"ce": fake_ref(0), "contextrast": fake_ref(1)}
+    feats = probe_features(refs["ce"])
+    assert [f.shape[1] for f in feats] == [4, 4, 8, 8]  # the encoder's widths, not D
+    rows = separation_table(refs)
+    want = nearest_anchor_accuracy(feats[2], refs["ce"].probe["stages"][2]["labels"])
+    assert rows[2]["ce"] == pytest.approx(want)
+    heads = separation_table(refs, "embeddings")
+    st = refs["contextrast"].probe["stages"][1]
+    assert heads[1]["contextrast"] == pytest.approx(
+        nearest_anchor_accuracy(st["embeddings"], st["labels"])
+    )
+    with pytest.raises(ValueError, match="space"):
+        separation_table(refs, "logits")

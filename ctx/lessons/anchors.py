@@ -1,5 +1,6 @@
-"""Notebook 05: class anchors during training: similarity matrices, alignment with the last stage,
-PCA trajectories, and `AnchorExplorer` (the numbers are `ctx.analysis`'s).
+"""Notebook 05: class anchors during training: similarity matrices, alignment with the last stage
+(and `alignment_reading`, where it ends, in words), PCA trajectories (first and last snapshot),
+and `AnchorExplorer` (the numbers are `ctx.analysis`'s).
 """
 
 from __future__ import annotations
@@ -89,44 +90,48 @@ def plot_anchor_epoch(anchor_sets: dict[str, dict], epoch: int, stage: int) -> p
     return fig
 
 
-def _trajectory_panel(ax: plt.Axes, a: dict, stage: int, epoch: int | None, title: str) -> None:
+def _trajectory_panel(
+    ax: plt.Axes,
+    a: dict,
+    stage: int,
+    epoch: int | None,
+    title: str,
+    highlight: Sequence[int] = (),
+) -> None:
+    """Each class's anchor from the first snapshot (×) to the last (● `stage`, □ last stage),
+    as an arrow; the whole path only for the classes in `highlight`; ★ at snapshot `epoch`."""
     last = a["anchors"].shape[1] - 1
     stages = [stage] if stage == last else [stage, last]
     coords, ratio = anchor_pca(a["anchors"], a["present"], stages)
     for c in range(coords.shape[2]):
         for j in range(len(stages)):
             xy = coords[:, j, c]
-            style = "-" if j == 0 else ":"
-            ax.plot(
-                xy[:, 0],
-                xy[:, 1],
-                style,
-                color=PALETTE[c],
-                lw=1.2 if j == 0 else 1.0,
-                marker="." if len(xy) == 1 else None,
-            )
-            ax.plot(
-                xy[-1:, 0],
-                xy[-1:, 1],
-                "o" if j == 0 else "s",
-                color=PALETTE[c],
-                ms=5,
-                mfc=PALETTE[c] if j == 0 else "none",
-            )
-            if epoch is not None:
-                ax.plot(xy[epoch, 0], xy[epoch, 1], "*", color=PALETTE[c], ms=11, mec="k", mew=0.5)
-            if j == 0 and np.isfinite(xy[-1]).all():
+            ok = np.isfinite(xy).all(1)
+            if not ok.any():
+                continue
+            ends = xy[ok][[0, -1]]
+            col, style = PALETTE[c], "-" if j == 0 else ":"
+            if c in highlight:
+                ax.plot(*xy.T, style, color=col, lw=1.6, alpha=0.9)
+            else:
                 ax.annotate(
-                    CLASS_NAMES[c] if c else "bg",
-                    xy[-1],
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
+                    "",
+                    ends[1],
+                    ends[0],
+                    arrowprops={"arrowstyle": "->", "color": col, "lw": 0.9, "ls": style},
                 )
+            ax.plot(*ends[0], "x", color=col, ms=4, alpha=0.8)
+            end = "o" if j == 0 else "s"
+            ax.plot(*ends[1], end, color=col, ms=6, mfc=col if j == 0 else "none", mew=1.2)
+            if epoch is not None:
+                ax.plot(xy[epoch, 0], xy[epoch, 1], "*", color=col, ms=11, mec="k", mew=0.5)
+            if j == 0:
+                name = CLASS_NAMES[c] if c else "bg"
+                ax.annotate(name, ends[1], fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"PC1 ({ratio[0]:.0%})")
     ax.set_ylabel(f"PC2 ({ratio[1]:.0%})")
     what = f"stage {stage + 1} (solid, ●)" + (", last stage (dotted, □)" if len(stages) > 1 else "")
-    ax.set_title(f"{title}\n{what}", fontsize=9)
+    ax.set_title(f"{title}\nfirst snapshot × → last: {what}", fontsize=9)
 
 
 def _alignment_panel(
@@ -173,13 +178,16 @@ def plot_alignment_curves(anchor_sets: dict[str, dict]) -> plt.Figure:
     return fig
 
 
-def plot_trajectories(anchor_sets: dict[str, dict], stage: int) -> plt.Figure:
-    """Each model's class anchors of `stage` (and of the last stage) moving during training:
-    PCA of all their snapshots, one line per class from the first epoch to the last (●/□)."""
+def plot_trajectories(
+    anchor_sets: dict[str, dict], stage: int, highlight: Sequence[int] = ()
+) -> plt.Figure:
+    """Each model's class anchors of `stage` (and of the last stage) moving during training, in
+    a PCA of all their snapshots: per class an arrow from the first snapshot (×) to the last
+    (●/□); the full path of the classes in `highlight` (class ids)."""
     names = list(anchor_sets)
     fig, axes = figure(5 * len(names), 4.4, 1, len(names), layout="tight")
     for ax, name in zip(axes[0], names, strict=True):
-        _trajectory_panel(ax, anchor_sets[name], stage, None, name)
+        _trajectory_panel(ax, anchor_sets[name], stage, None, name, highlight)
         ax.grid(alpha=0.3)
     return fig
 
@@ -231,3 +239,22 @@ class AnchorExplorer(Explorer):
             "stage": stage,
         }
         return result, fig
+
+
+def alignment_reading(anchor_sets: dict[str, dict], near: float = 0.7, far: float = 0.3) -> str:
+    """Where each model's lower stages end relative to the last stage's anchors, in words: the
+    mean over classes of cos(a_i^n, a_I^n) at the first and the last snapshot, called "near"
+    (at least `near`), "far" (below `far`) or "partway"."""
+    lines = []
+    for name, a in anchor_sets.items():
+        al = torch.nanmean(stage_alignment(a["anchors"], a["present"]), dim=2)  # [E,S]
+        parts = []
+        for s in range(al.shape[1] - 1):
+            end = float(al[-1, s])
+            call = "near" if end >= near else "far" if end < far else "partway"
+            parts.append(f"stage {s + 1} {float(al[0, s]):+.2f} -> {end:+.2f} ({call})")
+        lines.append(f"{name}: " + "; ".join(parts))
+    return (
+        "mean cos with the last stage's anchor, first -> last snapshot "
+        f"(near: >= {near:g}, far: < {far:g}):\n" + "\n".join(lines)
+    )
