@@ -18,13 +18,13 @@ import torch.nn.functional as F  # noqa: E402
 
 from ctx.analysis import scene_gains  # noqa: E402
 from ctx.engine.config import TrainConfig  # noqa: E402
+from ctx.experiments.ablation_report import plot_ablation  # noqa: E402
 from ctx.lessons.anchors import alignment_reading, plot_trajectories  # noqa: E402
 from ctx.lessons.atlas import separation_reading  # noqa: E402
 from ctx.lessons.training import (  # noqa: E402
     LiveCurves,
     ablation_reading,
     paired_spread,
-    plot_ablation,
     reference_setting,
     scene_gain_text,
     seconds_per_step,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ctx.experiments.stats import mean_std, paired_diffs, pm
+from ctx.experiments.stats import mean_std, paired_diffs, pm, t_interval
 from ctx.experiments.variants import DESCRIPTIONS
 
 
@@ -62,35 +62,48 @@ def report(results: dict, results_dir: Path) -> None:
         f"Reproduce: `{results['command']}`\n\n" + "\n".join(lines) + "\n"
     )
     (results_dir / "ablation.md").write_text(text)
-    _plot(results["runs"], rows, results_dir / "ablation.png")
+    _plot(results, results_dir / "ablation.png")
 
 
-def _plot(runs: list[dict], rows: list[dict], path: Path) -> None:
-    """Left: test mIoU per variant (bars: mean, dots: seeds). Right: per-seed difference to ce."""
-    import matplotlib
+def plot_ablation(results: dict, title: str, level: float = 0.95):
+    """The ablation as dots with `level` t-intervals (no truncated bars): left, each variant's
+    test mIoU (mean over seeds, interval, the seeds as small grey dots); right, its difference
+    to ce paired by seed. Returns the matplotlib Figure."""
+    import numpy as np
 
-    matplotlib.use("Agg", force=False)
+    from ctx.plotting import figure
+
+    rows = summarise(results["runs"])
+    fig, ((ax, ax_d),) = figure(10, 3.4, 1, 2)
+    for i, r in enumerate(rows):
+        seeds = [x["miou"] for x in results["runs"] if x["variant"] == r["variant"]]
+        colour = "C3" if r["variant"] == "contextrast" else "C0"
+        for a, values, mean in ((ax, seeds, r["miou"][0]), (ax_d, r["diffs"], None)):
+            if not values:
+                continue
+            m = np.mean(values) if mean is None else mean
+            lo, hi = t_interval(values, level)
+            if lo == lo:
+                a.errorbar(i, m, yerr=[[m - lo], [hi - m]], fmt="none", ecolor=colour, capsize=4)
+            a.scatter([i] * len(values), values, color="0.6", s=10, zorder=2)
+            a.scatter(i, m, color=colour, s=40, zorder=3)
+    names = [r["variant"] for r in rows]
+    ax_d.axhline(0, color="k", lw=0.8)
+    for a in (ax, ax_d):
+        a.set_xticks(range(len(rows)), names, rotation=20)
+        a.grid(axis="y", alpha=0.3)
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title(f"test mIoU: mean (dot), {level:.0%} interval, seeds (grey)", fontsize=9)
+    ax_d.set_ylabel("Δ test mIoU vs ce, same seed (points)")
+    ax_d.set_title(f"paired by seed: mean, {level:.0%} interval, seeds", fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+def _plot(results: dict, path: Path) -> None:
+    """results/ablation.png: `plot_ablation` saved."""
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(10, 3.4))
-    names = [r["variant"] for r in rows]
-    for i, r in enumerate(rows):
-        color = "C3" if r["variant"] == "contextrast" else "C0"
-        rs = [x for x in runs if x["variant"] == r["variant"]]
-        ax.bar(i, r["miou"][0], color=color, alpha=0.6)
-        ax.scatter([i] * len(rs), [x["miou"] for x in rs], color="k", s=12, zorder=3)
-        if r["paired"] is not None:
-            ax_d.bar(i, r["paired"][0], color=color, alpha=0.6)
-            ax_d.scatter([i] * len(r["diffs"]), r["diffs"], color="k", s=12, zorder=3)
-    ax.set_xticks(range(len(rows)), names, rotation=20)
-    lo = min(x["miou"] for x in runs)
-    ax.set_ylim(max(0, lo - 5), min(100, max(x["miou"] for x in runs) + 3))
-    ax.set_ylabel("test mIoU (%)")
-    ax.set_title("Test mIoU (bars: mean, dots: seeds)")
-    ax_d.axhline(0, color="k", lw=0.8)
-    ax_d.set_xticks(range(len(rows)), names, rotation=20)
-    ax_d.set_ylabel("Δ test mIoU vs ce, same seed")
-    ax_d.set_title("Paired by seed (bars: mean, dots: seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig = plot_ablation(results, "Ablation: test mIoU over seeds")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

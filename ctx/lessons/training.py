@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from ctx.experiments.ablation_report import plot_ablation
 from ctx.lessons.base import figure_png, in_ipython
 from ctx.plotting import figure
 
@@ -212,39 +213,6 @@ def ablation_reading(rows: list[dict], spread: float | None = None, level: float
         + "\n".join(lines)
         + f"\n\nIn all: {summary}."
     )
-
-
-def plot_ablation(results: dict, title: str, level: float = 0.95) -> Figure:
-    """The ablation as dots with `level` t-intervals: left, each variant's test mIoU (mean over
-    seeds, interval, the seeds as small grey dots); right, its difference to ce paired by seed."""
-    from ctx.experiments.ablation_report import summarise
-    from ctx.experiments.stats import t_interval
-
-    rows = summarise(results["runs"])
-    fig, ((ax, ax_d),) = figure(10, 3.4, 1, 2)
-    for i, r in enumerate(rows):
-        seeds = [x["miou"] for x in results["runs"] if x["variant"] == r["variant"]]
-        colour = "C3" if r["variant"] == "contextrast" else "C0"
-        for a, values, mean in ((ax, seeds, r["miou"][0]), (ax_d, r["diffs"], None)):
-            if not values:
-                continue
-            m = np.mean(values) if mean is None else mean
-            lo, hi = t_interval(values, level)
-            if lo == lo:
-                a.errorbar(i, m, yerr=[[m - lo], [hi - m]], fmt="none", ecolor=colour, capsize=4)
-            a.scatter([i] * len(values), values, color="0.6", s=10, zorder=2)
-            a.scatter(i, m, color=colour, s=40, zorder=3)
-    names = [r["variant"] for r in rows]
-    ax_d.axhline(0, color="k", lw=0.8)
-    for a in (ax, ax_d):
-        a.set_xticks(range(len(rows)), names, rotation=20)
-        a.grid(axis="y", alpha=0.3)
-    ax.set_ylabel("test mIoU (%)")
-    ax.set_title(f"test mIoU: mean (dot), {level:.0%} interval, seeds (grey)", fontsize=9)
-    ax_d.set_ylabel("Δ test mIoU vs ce, same seed (points)")
-    ax_d.set_title(f"paired by seed: mean, {level:.0%} interval, seeds", fontsize=9)
-    fig.suptitle(title)
-    return fig
 
 
 def show_ablation(
