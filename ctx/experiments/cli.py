@@ -8,6 +8,7 @@
     python -m ctx.experiments report                  # results/ablation.md and .png again
     python -m ctx.experiments regimes --threads 1     # the regime study (regime_study)
     python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
+    python -m ctx.experiments gallery                 # data/regimes/ from the study's runs (gallery)
 
 The ablation trains each variant x seed into runs/ablation/<variant>_seed<k>/ (a killed run
 resumes), evaluates it on the frozen test scenes and appends it to results/ablation.json; its
@@ -25,7 +26,7 @@ from pathlib import Path
 from ctx.engine.config import TrainConfig, validate_config
 from ctx.engine.device import resolve_device
 from ctx.engine.interrupt import Interrupted
-from ctx.experiments import diagnosis, regime_reference, regime_report, regime_study
+from ctx.experiments import diagnosis, gallery, regime_reference, regime_report, regime_study
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
 from ctx.experiments.regimes import REGIMES
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "task", choices=["ablation", "tune", "reference", "report", "regimes", "diagnose"]
+        "task",
+        choices=["ablation", "tune", "reference", "report", "regimes", "diagnose", "gallery"],
     )
     p.add_argument(
         "--grid",
@@ -92,6 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument(
         "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
+    )
+    p.add_argument("--out", type=Path, default=data_dir() / "regimes", help="gallery: its folder")
+    p.add_argument(
+        "--remake-dir",
+        type=Path,
+        default=None,
+        help="gallery: retrain runs gone from --runs-dir here",
     )
     args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -164,6 +173,9 @@ def _run(
         regime_report.write_report(args.results_dir, regimes_command)
     elif args.task == "diagnose":
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
+    elif args.task == "gallery":
+        runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
+        gallery.export_gallery(args.results_dir, runs, args.out, command, args.remake_dir)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
     elif args.regime is not None:
