@@ -11,7 +11,10 @@
   `plot_anchor_similarity`;
 - `bane` (03): BANE's negatives: `plot_bane_steps`, `plot_distance_histograms`, `BaneExplorer`;
 - `anchors` (05): anchor evolution: similarity matrices, alignment, trajectories, `AnchorExplorer`;
-- `atlas` (06): the embedding atlas: `plot_atlas`, `AtlasExplorer`.
+- `atlas` (06): the embedding atlas: `plot_atlas`, `AtlasExplorer`;
+- `regimes` (07): where contrast helps, from the regime study: the diagnosis, the map of gain vs
+  regime (`gain_map`, `plot_gain_map`), what each mechanism needs (`mechanism_rows`), the slide
+  summary, and `RegimeCompare` (CE vs Contextrast predictions of a regime's shipped runs).
 
 The numbers these show are computed apart from any widget, in `ctx.analysis` (scenes, receptive
 fields, confusions, the PA loss, anchors), `ctx.bane_sets` (03) and `ctx.projection` (06); the

@@ -1,0 +1,500 @@
+"""Notebook 07: where contrast helps, read from the regime study (results/regimes*, protocol in
+results/regimes/PROTOCOL.md). The diagnosis of the default scenes (`diagnosis_rows`,
+`bane_rows`, `plot_diagnosis`, `diagnosis_reading`); the map of Contextrast's gain over CE per
+regime with paired 95 % intervals (`gain_map`, `plot_gain_map`, `map_reading`) — from the
+test runs where phase 2 has all its seeds, else from phase 1's validation runs, labelled so; what
+each mechanism needs to act on (`fusion_coverage`, `mechanism_rows`); a slide summary printed
+from the numbers (`slide_summary`); and `RegimeCompare`, CE's and Contextrast's predictions of a
+regime's scenes side by side, from the runs shipped in data/regimes/ (`ctx.experiments.gallery`).
+
+Every sentence these functions return is built from the numbers it states, so it cannot
+disagree with them; a difference whose interval includes zero is called noise (`verdict`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ctx.analysis import predict, scene_scores
+from ctx.data import NUM_CLASSES
+from ctx.experiments.gallery import load_gallery_model, read_manifest
+from ctx.experiments.regime_study import (
+    FINAL_SEEDS,
+    TUNE_SEEDS,
+    chosen_setting,
+    load_results,
+    paired,
+    tune_jobs,
+)
+from ctx.experiments.regimes import REGIMES
+from ctx.experiments.stats import mean_std, paired_diffs, t_interval
+from ctx.io import read_json
+from ctx.labels import IGNORE_INDEX, resize_labels
+from ctx.lessons.base import Explorer, dropdown, slider
+from ctx.plotting import class_legend, error_handle, figure, label_to_rgb, mark_errors, to_image
+from ctx.resources import data_dir, project_root
+
+RUNS = ("ce", "contextrast")
+NAMES = {"ce": "CE", "contextrast": "Contextrast"}
+SOURCES = {
+    "test": "test, final runs, {n} seeds",
+    "validation": "validation, tuning runs, {n} seeds",
+}
+
+
+def results_dir() -> Path:
+    """The checkout's results/ folder (the regime study's files)."""
+    return project_root() / "results"
+
+
+def gallery_dir() -> Path:
+    """data/regimes/: the regimes' shipped seed-0 runs (`python -m ctx.experiments gallery`)."""
+    return data_dir() / "regimes"
+
+
+def verdict(lo: float, hi: float) -> str:
+    """What a 95 % interval [lo, hi] of a difference says."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "one seed: no interval, so no verdict"
+    if lo > 0:
+        return "the interval lies above zero: a gain"
+    if hi < 0:
+        return "the interval lies below zero: a loss"
+    return "the interval includes zero: within noise"
+
+
+def _f(xs, fmt: str = ".0f") -> str:
+    return "/".join(f"{x:{fmt}}" for x in xs)
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+def load_diagnosis(folder: Path | None = None) -> dict:
+    """results/regimes/diagnosis.json (`python -m ctx.experiments diagnose`)."""
+    return read_json((folder or results_dir()) / "regimes" / "diagnosis.json")
+
+
+def diagnosis_rows(diag: dict) -> list[dict]:
+    """One row per quantity of the diagnosis, one column per run (ce, contextrast)."""
+    runs = {v: diag["runs"][v] for v in RUNS}
+    rows = [
+        ("test mIoU (%)", lambda r: r["test"]["miou"]),
+        ("train mIoU, un-augmented (%)", lambda r: r["train_miou"]),
+        ("train − test gap (points)", lambda r: r["train_test_gap"]),
+        ("error rate within 2 px of an edge (%)", lambda r: r["errors"]["rim_error_rate"]),
+        ("error rate further inside (%)", lambda r: r["errors"]["interior_error_rate"]),
+        ("share of errors on the rim (%)", lambda r: r["errors"]["rim_share_of_errors"]),
+        ("error pixels per test image", lambda r: r["errors"]["errors_per_image"]),
+    ]
+    for key, what in (("separation_features", "encoder features"), ("separation_heads", "heads")):
+        for i in range(len(runs["ce"][key])):
+            rows.append((f"stage {i + 1} separation, {what} (%)", lambda r, k=key, i=i: r[k][i]))
+    return [{"quantity": q} | {NAMES[v]: get(r) for v, r in runs.items()} for q, get in rows]
+
+
+def bane_rows(diag: dict, run: str = "contextrast") -> list[dict]:
+    """What BANE has to act on at each stage of `run` (D = distance to the error region's edge)."""
+    return [
+        {
+            "stage": f"{i + 1} ({s['size'][0]}×{s['size'][1]})",
+            "error px/image": s["errors_per_image"],
+            "errors D>1 %": s["errors_far_pct"],
+            "picks D>1 %": s["picks_far_pct"],
+            "filled at random %": s["fill_pct"],
+            "background among negatives %": s["negatives_background_pct"],
+        }
+        for i, s in enumerate(diag["runs"][run]["bane"])
+    ]
+
+
+def plot_diagnosis(diag: dict) -> Figure:
+    """Left: nearest-anchor separation per stage (encoder features; Contextrast's heads dashed).
+    Right: what BANE acts on per stage in the Contextrast run (percent)."""
+    fig, axes = figure(10, 3.4, 1, 2)
+    ax1, ax2 = axes[0]
+    stages = np.arange(1, len(diag["runs"]["ce"]["separation_features"]) + 1)
+    for v, c in zip(RUNS, ("C0", "C3"), strict=True):
+        ax1.plot(stages, diag["runs"][v]["separation_features"], "o-", color=c, label=NAMES[v])
+    heads = diag["runs"]["contextrast"]["separation_heads"]
+    ax1.plot(stages, heads, "s--", color="C3", alpha=0.5, label="Contextrast, its heads")
+    ax1.set(xlabel="stage", ylabel="% of pixels nearest their class anchor", ylim=(0, 100))
+    ax1.set_title("class separation of the features")
+    bane = diag["runs"]["contextrast"]["bane"]
+    series = {
+        "errors with D > 1": "errors_far_pct",
+        "BANE picks with D > 1": "picks_far_pct",
+        "negatives filled at random": "fill_pct",
+        "background among negatives": "negatives_background_pct",
+    }
+    for (label, key), m in zip(series.items(), "o^sD", strict=True):
+        ax2.plot(stages, [s[key] for s in bane], m + "-", label=label)
+    ax2.set(xlabel="stage", ylabel="%", ylim=(-3, 103))
+    ax2.set_title("what BANE has to act on (Contextrast run)")
+    for ax in (ax1, ax2):
+        ax.set_xticks(stages)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def diagnosis_reading(diag: dict) -> list[str]:
+    """The diagnosis in sentences, each built from the numbers it states."""
+    ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
+    rim = [r["errors"]["rim_share_of_errors"] for r in (ce, cx)]
+    moved = (
+        "does not move errors off the rims"
+        if abs(rim[1] - rim[0]) < 2
+        else ("changes the rim share by more than 2 points")
+    )
+    fce, fcx = ce["separation_features"], cx["separation_features"]
+    up = [i + 1 for i, (a, b) in enumerate(zip(fce, fcx, strict=True)) if b > a]
+    bane = cx["bane"]
+    return [
+        f"Errors sit on the rims: {rim[0]:.0f} % of CE's test errors lie within 2 px of a class "
+        f"edge (error rate {ce['errors']['rim_error_rate']:.1f} % there, "
+        f"{ce['errors']['interior_error_rate']:.2f} % further inside); with the PA term "
+        f"{rim[1]:.0f} %: the PA term {moved}.",
+        f"Encoder features separate better with the PA term at stage(s) {_f(up, 'd')}: "
+        f"{_f(fce)} % (CE) against {_f(fcx)} % (Contextrast, stages 1-4), while test mIoU is "
+        f"{ce['test']['miou']:.2f} % against {cx['test']['miou']:.2f} % (one run each: no "
+        f"interval).",
+        f"BANE's distance ranking has nothing to rank: its picks with D > 1 are "
+        f"{_f([s['picks_far_pct'] for s in bane], '.1f')} % at stages 1-4.",
+        f"Little for BANE to act on past stage 1: {_f([s['errors_per_image'] for s in bane], '.1f')}"
+        f" error pixels per image at stages 1-4, so `fill` tops up "
+        f"{_f([s['fill_pct'] for s in bane])} % of each anchor's negatives at random, and "
+        f"{_f([s['negatives_background_pct'] for s in bane])} % of the negatives are background.",
+    ]
+
+
+# --------------------------------------------------------------------------- the map
+
+
+def _validation_gain(tuning: list[dict], regime: str) -> dict | None:
+    """Rule 1's setting's per-seed validation difference to CE (None while tuning runs)."""
+    c = chosen_setting(tuning, regime)
+    if c is None:
+        return None
+    rows = [r for r in tuning if r["regime"] == regime]
+    ce = {r["seed"]: r["val_miou"] for r in rows if r["variant"] == "ce"}
+    cx = {
+        r["seed"]: r["val_miou"]
+        for r in rows
+        if (r["variant"], r.get("alpha"), r.get("warmup"))
+        == ("contextrast", c["alpha"], c["warmup"])
+    }
+    diffs = paired_diffs(cx, ce)
+    mean, sd = mean_std(diffs)
+    lo, hi = t_interval(diffs)
+    return {
+        "n": len(diffs),
+        "mean": mean,
+        "sd": sd,
+        "lo": lo,
+        "hi": hi,
+        "diffs": diffs,
+        "setting": c,
+    }
+
+
+def gain_map(folder: Path | None = None) -> list[dict]:
+    """Per regime (REGIMES order): Contextrast − CE (mIoU points, paired by seed) with its 95 %
+    t-interval, from the test runs when all final seeds are in, else from the validation runs at
+    Rule 1's setting; `source` None and `status` saying why when neither is there."""
+    folder = folder or results_dir()
+    tuning = load_results(folder / "regimes" / "tuning.json")["runs"]
+    finals = load_results(folder / "regimes.json")["runs"]
+    rows = []
+    for regime in REGIMES:
+        test = paired(finals, regime, "contextrast")
+        row = {"regime": regime, "source": None, "finals": 0 if test is None else test["n"]}
+        if test is not None and test["n"] == len(FINAL_SEEDS):
+            row.update(test, source="test")
+        elif (val := _validation_gain(tuning, regime)) is not None:
+            row.update(val, source="validation")
+        else:
+            done = sum(r["regime"] == regime for r in tuning)
+            row["status"] = f"tuning runs {done} of {len(tune_jobs(regime))}: no numbers yet"
+        if row["source"]:
+            row["label"] = SOURCES[row["source"]].format(n=row["n"])
+            row["status"] = f"{row['mean']:+.2f} [{row['lo']:+.2f}, {row['hi']:+.2f}]"
+        rows.append(row)
+    return rows
+
+
+def plot_gain_map(rows: list[dict]) -> Figure:
+    """Δ mIoU per regime: each seed's difference (grey), the mean and its 95 % interval; filled
+    for test runs, open for validation runs; regimes without numbers are marked as such."""
+    fig, axes = figure(8, 3.6)
+    ax = axes[0, 0]
+    ax.axhline(0, color="0.3", lw=0.8)
+    shown = set()
+    for i, r in enumerate(rows):
+        if r["source"] is None:
+            ax.text(i, 0, "no numbers\nyet", ha="center", va="bottom", fontsize=8, color="0.4")
+            continue
+        ax.scatter([i] * r["n"], r["diffs"], s=14, color="0.6", zorder=2)
+        face = "C3" if r["source"] == "test" else "white"
+        label = None if r["label"] in shown else r["label"]
+        shown.add(r["label"])
+        err = [[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]] if r["n"] > 1 else None
+        ax.errorbar(
+            i, r["mean"], yerr=err, fmt="o", color="C3", mfc=face, capsize=4, zorder=3, label=label
+        )
+    ax.set_xticks(range(len(rows)), [r["regime"] for r in rows])
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    ax.set_ylabel("Δ mIoU (points)\nContextrast − CE, same seed")
+    ax.set_title("Where Contextrast helps: mean and 95 % interval, seeds in grey")
+    if shown:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def map_reading(rows: list[dict]) -> list[str]:
+    """One sentence per regime: the source, the gain, its interval, and what it says."""
+    out = []
+    for r in rows:
+        if r["source"] is None:
+            out.append(f"{r['regime']}: {r['status']}.")
+            continue
+        extra = ""
+        if r["source"] == "validation":
+            s = r["setting"]
+            extra = (
+                f" at α = {s['alpha']:g}, warm-up {s['warmup']:g} (the best of the grid on "
+                f"these same runs, so optimistic)"
+            )
+            if r["finals"]:
+                extra += f"; {r['finals']} of {len(FINAL_SEEDS)} test pairs in so far"
+        out.append(
+            f"{r['regime']} ({r['label']}): {r['mean']:+.2f} points, 95 % interval "
+            f"[{r['lo']:+.2f}, {r['hi']:+.2f}]{extra}: {verdict(r['lo'], r['hi'])}."
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the mechanisms
+
+
+def scene_labels(regime: str, split: str, n: int) -> torch.Tensor:
+    """Labels [n,H,W] of the first `n` scenes of a regime's `split`."""
+    return REGIMES[regime].config().digit_scenes(split, n).labels
+
+
+def fusion_coverage(labels: torch.Tensor, sizes: list, batch: int = 16) -> list[float]:
+    """Per stage but the last: % of the classes present in a batch's stage labels (nearest
+    downsampling to `sizes[i]`) that are also present at the last stage, the ones whose anchor
+    fusion changes (â = a otherwise). labels [N,H,W]; batches of `batch` scenes, as in training."""
+    shares = []
+    for size in sizes[:-1]:
+        hit = total = 0
+        for i in range(0, len(labels), batch):
+            y = labels[i : i + batch]
+            here = _present(resize_labels(y, tuple(size)))
+            last = _present(resize_labels(y, tuple(sizes[-1])))
+            hit += int((here & last).sum())
+            total += int(here.sum())
+        shares.append(100.0 * hit / max(total, 1))
+    return shares
+
+
+def _present(y: torch.Tensor) -> torch.Tensor:
+    valid = y[y != IGNORE_INDEX]
+    return torch.bincount(valid.flatten(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
+
+
+def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
+    """Per mechanism: what it needs to have something to act on, what the default scenes give it
+    (diagnosis numbers; `coverage` from `fusion_coverage`), and whether it acts there."""
+    ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
+    fce, fcx, heads = ce["separation_features"], cx["separation_features"], cx["separation_heads"]
+    up = [i + 1 for i, (a, b) in enumerate(zip(fce, fcx, strict=True)) if b - a > 2]
+    rim = cx["errors"]["rim_share_of_errors"]
+    picks = [s["picks_far_pct"] for s in cx["bane"]]
+    fill = [s["fill_pct"] for s in cx["bane"]]
+    random_from = next((i + 1 for i, f in enumerate(fill) if f > 50), None)
+    return [
+        {
+            "mechanism": "multi-stage anchors",
+            "needs": "coarse features whose classes are not yet apart, and errors they decide",
+            "default scenes": f"encoder separation CE {_f(fce)} %, Contextrast {_f(fcx)} %; "
+            f"{rim:.0f} % of errors on rims",
+            "acts?": (f"yes at stage(s) {_f(up, 'd')} (> 2 points)" if up else "no")
+            + (", but the errors are rim pixels" if rim > 50 else ""),
+        },
+        {
+            "mechanism": "fusion",
+            "needs": "a class at a low stage and at the last, and last-stage anchors that "
+            "separate better",
+            "default scenes": f"{_f(coverage)} % of stage 1-{len(coverage)} classes also at the "
+            f"last; heads separate {heads[0]:.0f} % (stage 1) vs {heads[-1]:.0f} % (last)",
+            "acts?": "yes" if min(coverage) > 50 and heads[-1] > heads[0] else "little",
+        },
+        {
+            "mechanism": "BANE",
+            "needs": "error regions thicker than 1 px (distances to rank) and enough errors "
+            "to fill the negatives",
+            "default scenes": f"picks with D > 1: {_f(picks, '.1f')} %; negatives filled at "
+            f"random: {_f(fill)} %",
+            "acts?": ("no ranking (picks with D > 1 ≤ 1 %)" if max(picks) <= 1 else "ranks")
+            + ("" if random_from is None else f"; random negatives from stage {random_from} on"),
+        },
+    ]
+
+
+def slide_summary(rows: list[dict], diag: dict) -> list[str]:
+    """Bullets for a lecture slide, each read from the map (`gain_map`) and the diagnosis."""
+    test = [r for r in rows if r["source"] == "test"]
+    val = [r for r in rows if r["source"] == "validation"]
+    out = []
+    if test:
+        out += [
+            f"Test ({r['label']}): {r['regime']} {r['status']}: {verdict(r['lo'], r['hi'])}."
+            for r in test
+        ]
+    else:
+        out.append(f"Test split ({len(FINAL_SEEDS)} seeds, paired): no regime measured yet.")
+    if val:
+        noise = all(verdict(r["lo"], r["hi"]).endswith("noise") for r in val)
+        out.append(
+            f"Validation only ({len(TUNE_SEEDS)} seeds, tuning runs, the best of the grid, so "
+            f"optimistic): "
+            + "; ".join(f"{r['regime']} {r['status']}" for r in val)
+            + (": every interval includes zero." if noise else ".")
+        )
+    ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
+    out.append(
+        f"Default scenes: {ce['errors']['rim_share_of_errors']:.0f} % of CE's errors are rim "
+        f"pixels; BANE's picks with D > 1 are at most "
+        f"{max(s['picks_far_pct'] for s in cx['bane']):.1f} %; stage-4 encoder separation "
+        f"{ce['separation_features'][-1]:.0f} → {cx['separation_features'][-1]:.0f} % with test "
+        f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (one run each)."
+    )
+    gains = [r["regime"] for r in test if r["lo"] > 0]
+    claim = (
+        f"Claim: Contextrast beats CE on the test scenes of {', '.join(gains)}."
+        if gains
+        else "Claim: no regime shows a test-split gain yet."
+    )
+    if cx["separation_features"][-1] > ce["separation_features"][-1] + 2:
+        claim += " On the default scenes the PA term separates the deep features"
+        rim = cx["errors"]["rim_share_of_errors"]
+        claim += f", but {rim:.0f} % of the errors are rim pixels," if rim > 50 else ","
+    else:
+        claim += " On the default scenes the PA term does not separate the deep features,"
+    far = max(s["picks_far_pct"] for s in cx["bane"])
+    claim += " and BANE has nothing to rank." if far <= 1 else " and BANE ranks its picks."
+    out.append(claim)
+    return out
+
+
+def regime_rows() -> list[dict]:
+    """The study's regimes and why each exists (ctx.experiments.regimes.REGIMES)."""
+    return [{"regime": r.name, "why": r.why} for r in REGIMES.values()]
+
+
+def shipped_runs(folder: Path | None = None) -> tuple[list[dict], dict]:
+    """(a table row per shipped run of data/regimes/manifest.json, {regime: why not shipped})."""
+    m = read_manifest(Path(folder or gallery_dir()))
+    rows = [
+        {
+            "regime": e["regime"],
+            "run": e["variant"],
+            "phase": e["phase"],
+            "setting": "–"
+            if not e["setting"]
+            else "α={alpha:g}, w={warmup:g}".format(**e["setting"]),
+            "steps": e["steps"],
+            "split": e["split"],
+            "mIoU %": e["miou"],
+            "check": e["check"],
+        }
+        for e in m["runs"]
+    ]
+    return rows, m["skipped"]
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+class RegimeCompare(Explorer):
+    """Pick a regime and a scene: the scene, its labels, and the predictions of the regime's
+    shipped CE and Contextrast runs (seed 0; data/regimes/), wrong pixels outlined and hatched.
+
+    The scenes are the first `scenes` of the split the run's phase may be scored on (validation
+    for tuning runs, test for final runs). Controls: `regime`, `index`, `errors`. `result`:
+    {"regime", "index", "split", "scores": {name: scene_scores}, "wrong": {name: pixels},
+    "text"}."""
+
+    def __init__(self, folder: Path | None = None, scenes: int = 8, regime: str | None = None):
+        self.folder = Path(folder or gallery_dir())
+        manifest = read_manifest(self.folder)
+        self.entries = {(e["regime"], e["variant"]): e for e in manifest["runs"]}
+        regimes = [r for r in dict.fromkeys(e["regime"] for e in manifest["runs"])]
+        if not regimes:
+            raise ValueError(f"{self.folder} ships no runs: run python -m ctx.experiments gallery")
+        self.scenes, self._cache = scenes, {}
+        controls = {
+            "regime": dropdown(regimes, regime or regimes[0], "regime"),
+            "index": slider(widgets.IntSlider, "scene", min=0, max=scenes - 1, value=0),
+            "errors": widgets.Checkbox(value=True, description="mark wrong pixels"),
+        }
+        super().__init__(self.draw, controls)
+
+    def data(self, regime: str) -> dict:
+        """The regime's scenes and both runs' predictions of them (computed once)."""
+        if regime not in self._cache:
+            models = {v: load_gallery_model(self.folder, self.entries[(regime, v)]) for v in RUNS}
+            split = self.entries[(regime, "ce")]["split"]
+            ds = models["ce"][1].digit_scenes(split, self.scenes)
+            self._cache[regime] = {
+                "split": split,
+                "images": ds.images,
+                "labels": ds.labels,
+                "preds": {v: predict(m, ds.images) for v, (m, _) in models.items()},
+            }
+        return self._cache[regime]
+
+    def draw(self, regime: str, index: int, errors: bool) -> tuple[dict, Figure]:
+        d = self.data(regime)
+        labels = d["labels"][index]
+        fig, (axes,) = figure(12, 3.4, 1, 4)
+        axes[0].imshow(to_image(d["images"][index]))
+        axes[0].set_title(f"{regime}: {d['split']} scene {index}")
+        axes[1].imshow(label_to_rgb(labels))
+        axes[1].set_title("labels")
+        scores, wrong, lines = {}, {}, []
+        for ax, v in zip(axes[2:], RUNS, strict=True):
+            pred, e = d["preds"][v][index], self.entries[(regime, v)]
+            miss = (pred != labels) & (labels != IGNORE_INDEX)
+            scores[v], wrong[v] = scene_scores(pred, labels, NUM_CLASSES), int(miss.sum())
+            ax.imshow(label_to_rgb(pred))
+            if errors:
+                mark_errors(ax, pred, labels)
+            ax.set_title(f"{NAMES[v]}: mIoU {scores[v]['miou']:.1f} %\n{wrong[v]} wrong pixels")
+            lines.append(
+                f"{NAMES[v]} ({e['phase']} run, {e['steps']} steps): {e['miou']:.2f} % mIoU on "
+                f"all {e['scenes']} {e['split']} scenes"
+            )
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        class_legend(axes[-1], extra=[error_handle()] if errors else [])
+        text = f"{regime}, shipped seed-0 runs: " + "; ".join(lines) + "."
+        result = {
+            "regime": regime,
+            "index": index,
+            "split": d["split"],
+            "scores": scores,
+            "wrong": wrong,
+            "text": text,
+        }
+        return result, fig

@@ -1,0 +1,251 @@
+"""Notebook 07's helpers (ctx.lessons.regimes): the gain map from validation or test numbers, the
+sentences read from the numbers, fusion coverage by hand, and RegimeCompare driven headlessly."""
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from scipy import stats
+
+from ctx.analysis import predict, scene_scores
+from ctx.data import NUM_CLASSES
+from ctx.engine.config import TrainConfig
+from ctx.experiments import gallery
+from ctx.experiments.regime_study import ALPHAS, FINAL_SEEDS, WARMUPS
+from ctx.io import save_checkpoint, write_json
+from ctx.lessons import regimes as R
+from ctx.model import build_model
+
+CE = {0: 60.0, 1: 50.0}
+BEST = {0: 62.0, 1: 51.0}  # alpha 0.05, warm-up 0.5: +2.0 and +1.0 over CE
+
+
+def _tuning(regime="default"):
+    rows = [
+        {
+            "phase": "tune",
+            "regime": regime,
+            "variant": "ce",
+            "seed": s,
+            "alpha": None,
+            "warmup": None,
+            "val_miou": v,
+        }
+        for s, v in CE.items()
+    ]
+    for a in ALPHAS:
+        for w in WARMUPS:
+            vals = BEST if (a, w) == (0.05, 0.5) else {0: 40.0, 1: 40.0}
+            rows += [
+                {
+                    "phase": "tune",
+                    "regime": regime,
+                    "variant": "contextrast",
+                    "seed": s,
+                    "alpha": a,
+                    "warmup": w,
+                    "val_miou": v,
+                }
+                for s, v in vals.items()
+            ]
+    return rows
+
+
+def _finals(regime, diffs):
+    rows = []
+    for s, d in enumerate(diffs):
+        rows.append({"regime": regime, "variant": "ce", "seed": s, "miou": 70.0 + s})
+        rows.append({"regime": regime, "variant": "contextrast", "seed": s, "miou": 70.0 + s + d})
+    return rows
+
+
+@pytest.fixture
+def results(tmp_path):
+    write_json({"runs": _tuning()}, tmp_path / "regimes" / "tuning.json")
+    return tmp_path
+
+
+def test_verdict_reads_the_interval():
+    assert R.verdict(0.1, 2.0).endswith("a gain")
+    assert R.verdict(-2.0, -0.1).endswith("a loss")
+    assert R.verdict(-0.1, 2.0).endswith("within noise")
+    assert R.verdict(math.nan, math.nan).startswith("one seed")
+
+
+def test_gain_map_from_validation_when_no_test_runs(results):
+    rows = {r["regime"]: r for r in R.gain_map(results)}
+    d = rows["default"]
+    assert d["source"] == "validation" and d["label"] == "validation, tuning runs, 2 seeds"
+    assert d["diffs"] == [2.0, 1.0] and d["mean"] == 1.5
+    half = stats.t.ppf(0.975, 1) * stats.tstd([2.0, 1.0]) / math.sqrt(2)
+    assert (d["lo"], d["hi"]) == pytest.approx((1.5 - half, 1.5 + half))
+    assert rows["scarce"]["source"] is None and "0 of 14" in rows["scarce"]["status"]
+    text = R.map_reading(list(rows.values()))
+    assert text[0].startswith("default (validation, tuning runs, 2 seeds): +1.50 points")
+    assert "α = 0.05, warm-up 0.5" in text[0] and text[0].endswith("within noise.")
+    assert R.plot_gain_map(list(rows.values())).axes[0].get_legend().get_texts()[0].get_text() == (
+        "validation, tuning runs, 2 seeds"
+    )
+
+
+def test_gain_map_from_test_once_every_final_seed_is_in(results):
+    n = len(FINAL_SEEDS)
+    write_json({"runs": _finals("default", [1.0] * (n - 1))}, results / "regimes.json")
+    d = R.gain_map(results)[0]
+    assert d["source"] == "validation" and d["finals"] == n - 1  # partial: still validation
+    assert f"{n - 1} of {n} test pairs in so far" in R.map_reading([d])[0]
+    write_json({"runs": _finals("default", [1.0, 2.0, 1.5, 1.0, 2.0])}, results / "regimes.json")
+    rows = R.gain_map(results)
+    d = rows[0]
+    assert d["source"] == "test" and d["label"] == f"test, final runs, {n} seeds"
+    assert d["mean"] == pytest.approx(1.5) and d["lo"] > 0
+    assert R.map_reading([d])[0].endswith("a gain.")
+    summary = R.slide_summary(rows, R.load_diagnosis())
+    assert summary[0].startswith(f"Test (test, final runs, {n} seeds): default +1.50")
+    assert summary[-1].startswith("Claim: Contextrast beats CE on the test scenes of default.")
+    assert R.plot_gain_map(rows).axes[0].get_legend().get_texts()[0].get_text().startswith("test")
+
+
+def test_slide_summary_without_test_runs_claims_no_gain(results):
+    summary = R.slide_summary(R.gain_map(results), R.load_diagnosis())
+    assert summary[0] == f"Test split ({len(FINAL_SEEDS)} seeds, paired): no regime measured yet."
+    assert "default +1.50" in summary[1] and summary[1].endswith("every interval includes zero.")
+    assert summary[-1].startswith("Claim: no regime shows a test-split gain yet.")
+
+
+def test_diagnosis_sentences_follow_the_numbers():
+    diag = R.load_diagnosis()
+    text = R.diagnosis_reading(diag)
+    ce = diag["runs"]["ce"]
+    assert f"{ce['errors']['rim_share_of_errors']:.0f} % of CE's test errors" in text[0]
+    assert text[0].endswith("does not move errors off the rims.")
+    diag["runs"]["contextrast"]["errors"]["rim_share_of_errors"] = 50.0
+    assert R.diagnosis_reading(diag)[0].endswith("by more than 2 points.")
+    picks = [s["picks_far_pct"] for s in diag["runs"]["contextrast"]["bane"]]
+    assert "/".join(f"{p:.1f}" for p in picks) in text[2]
+    assert len(R.diagnosis_rows(diag)) == 15 and len(R.bane_rows(diag)) == 4
+    assert len(R.plot_diagnosis(diag).axes) == 2
+
+
+def test_mechanism_verdicts_flip_with_the_numbers():
+    diag = R.load_diagnosis()
+    rows = {r["mechanism"]: r for r in R.mechanism_rows(diag, [98.0, 98.0, 98.0])}
+    assert rows["BANE"]["acts?"].startswith("no ranking")
+    assert rows["fusion"]["acts?"] == "yes"
+    for s in diag["runs"]["contextrast"]["bane"]:
+        s["picks_far_pct"] = 30.0
+    rows = {r["mechanism"]: r for r in R.mechanism_rows(diag, [10.0, 98.0, 98.0])}
+    assert rows["BANE"]["acts?"].startswith("ranks") and rows["fusion"]["acts?"] == "little"
+
+
+def test_fusion_coverage_by_hand():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[0, 0:2, 0:2] = 3  # a small digit: at 8x8 yes, at 2x2 (nearest: rows/cols 0, 4) yes
+    labels[1, 1, 1] = 4  # one pixel: at 8x8 yes, at 2x2 no
+    # batch of both: stage 8x8 has {0, 3, 4}, last stage 2x2 has {0, 3}: 2 of 3
+    assert R.fusion_coverage(labels, [(8, 8), (2, 2)], batch=2) == pytest.approx([200 / 3])
+    # one scene a batch: {0,3} -> {0,3} (2 of 2), {0,4} -> {0} (1 of 2): 3 of 4
+    assert R.fusion_coverage(labels, [(8, 8), (2, 2)], batch=1) == pytest.approx([75.0])
+
+
+def _fake_gallery(folder):
+    """Two regimes of tiny untrained runs (different scenes and weights), as the export ships."""
+    runs = []
+    for i, (regime, digits) in enumerate((("default", 2), ("scarce", 4))):
+        cfg = TrainConfig(
+            image_size=16,
+            widths=(4, 4, 8, 8),
+            embed_dim=4,
+            val_scenes=4,
+            min_digits=digits,
+            max_digits=digits,
+            device="cpu",
+        )
+        for j, variant in enumerate(R.RUNS):
+            torch.manual_seed(10 * i + j)
+            model = build_model(cfg.model_config(), NUM_CLASSES)
+            src = folder / "src" / f"{regime}_{variant}.pt"
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "config": asdict(cfg),
+                    "num_classes": NUM_CLASSES,
+                    "step": 1,
+                    "max_steps": 1,
+                },
+                src,
+            )
+            dst = gallery.export_weights(src, folder / f"{regime}_{variant}.pt")
+            runs.append(
+                {
+                    "regime": regime,
+                    "variant": variant,
+                    "phase": "tune",
+                    "setting": {"alpha": 0.05, "warmup": 0.5} if j else None,
+                    "steps": 1,
+                    "file": str(dst),
+                    "split": "val",
+                    "miou": 5.0 + j,
+                    "scenes": 4,
+                    "check": f"python -m ctx.evaluate {dst} --split val",
+                }
+            )
+    write_json({"runs": runs, "skipped": {"crowded": "why"}}, folder / "manifest.json")
+
+
+def test_regime_compare_follows_its_controls(tmp_path):
+    _fake_gallery(tmp_path)
+    w = R.RegimeCompare(tmp_path, scenes=3)
+    assert w.result["regime"] == "default" and w.result["split"] == "val" and w.draws == 1
+    assert "wrong pixels" in [t.get_text() for t in w.figure.axes[-1].get_legend().get_texts()]
+    w.controls["regime"].value = "scarce"
+    assert w.result["regime"] == "scarce" and w.draws == 2
+    model, cfg = gallery.load_gallery_model(tmp_path, {"file": "scarce_contextrast.pt"})
+    scenes = cfg.digit_scenes("val", 3)
+    w.controls["index"].value = 2
+    pred = predict(model, scenes.images[2:3])[0]
+    assert w.result["index"] == 2
+    assert w.result["scores"]["contextrast"] == scene_scores(pred, scenes.labels[2], NUM_CLASSES)
+    assert w.result["wrong"]["contextrast"] == int((pred != scenes.labels[2]).sum())
+    assert "Contextrast (tune run, 1 steps): 6.00 % mIoU on all 4 val scenes" in w.result["text"]
+    w.controls["errors"].value = False
+    texts = [t.get_text() for t in w.figure.axes[-1].get_legend().get_texts()]
+    assert "wrong pixels" not in texts and w.draws == 4
+    assert w.result["wrong"]["contextrast"] == int((pred != scenes.labels[2]).sum())
+
+
+def test_shipped_runs_table(tmp_path):
+    _fake_gallery(tmp_path)
+    rows, skipped = R.shipped_runs(tmp_path)
+    assert [(r["regime"], r["run"], r["setting"]) for r in rows] == [
+        ("default", "ce", "–"),
+        ("default", "contextrast", "α=0.05, w=0.5"),
+        ("scarce", "ce", "–"),
+        ("scarce", "contextrast", "α=0.05, w=0.5"),
+    ]
+    assert skipped == {"crowded": "why"} and rows[1]["mIoU %"] == 6.0
+    assert [r["regime"] for r in R.regime_rows()][:2] == ["default", "scarce"]
+
+
+def test_regime_compare_needs_a_gallery(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ctx.experiments gallery"):
+        R.RegimeCompare(tmp_path)
+    write_json({"runs": [], "skipped": {}}, tmp_path / "manifest.json")
+    with pytest.raises(ValueError, match="ships no runs"):
+        R.RegimeCompare(tmp_path)
+
+
+def test_shipped_manifest_matches_its_files():
+    folder = R.gallery_dir()
+    if not (folder / "manifest.json").exists():
+        pytest.skip("no gallery shipped")
+    m = json.loads((folder / "manifest.json").read_text())
+    for e in m["runs"]:
+        assert e["file"] == f"data/regimes/{e['regime']}_{e['variant']}.pt"
+        assert (folder / f"{e['regime']}_{e['variant']}.pt").exists()
+        assert e["split"] == {"tune": "val", "final": "test"}[e["phase"]]
+        cfg = torch.load(folder / f"{e['regime']}_{e['variant']}.pt", weights_only=True)["config"]
+        assert not Path(cfg["out"]).is_absolute()
