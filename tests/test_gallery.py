@@ -130,12 +130,16 @@ def test_final_runs_replace_the_tuning_runs_once_both_are_in(study, tmp_path):
     assert m["runs"][0]["scenes"] == 500  # the frozen test scenes
 
 
-def test_a_missing_run_is_retrained_and_checked_or_refused(study, tmp_path):
+def test_a_missing_run_is_skipped_or_retrained_and_checked(study, tmp_path):
     runs, results = study
+    out = tmp_path / "g"
+    gallery.export_gallery(results, runs, out, "CMD")
+    assert (out / "default_ce.pt").exists()
     shutil.rmtree(runs / "tune" / "default" / "ce_seed0")
-    with pytest.raises(FileNotFoundError, match="--remake-dir"):
-        gallery.export_gallery(results, runs, tmp_path / "g", "CMD")
-    m = gallery.export_gallery(results, runs, tmp_path / "g", "CMD", tmp_path / "remade")
+    m = gallery.export_gallery(results, runs, out, "CMD")
+    assert m["runs"] == [] and "tune/default/ce_seed0" in m["skipped"]["default"]
+    assert not list(out.glob("*.pt")), "a regime no longer shipped leaves no files behind"
+    m = gallery.export_gallery(results, runs, out, "CMD", tmp_path / "remade")
     ce = m["runs"][0]
     assert ce["remade"] and ce["remade_same_as_study"]  # same config, seed, thread count
     assert (tmp_path / "remade" / "tune" / "default" / "ce_seed0" / "checkpoint.pt").exists()

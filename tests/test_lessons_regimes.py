@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from scipy import stats
+from test_regime_study import _full_grid, _tuning_rows
 
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
 from ctx.engine.config import TrainConfig
 from ctx.experiments import gallery
-from ctx.experiments.regime_study import ALPHAS, FINAL_SEEDS, WARMUPS
+from ctx.experiments.regime_study import FINAL_SEEDS
 from ctx.io import save_checkpoint, write_json
 from ctx.lessons import regimes as R
 from ctx.model import build_model
@@ -24,34 +25,9 @@ BEST = {0: 62.0, 1: 51.0}  # alpha 0.05, warm-up 0.5: +2.0 and +1.0 over CE
 
 
 def _tuning(regime="default"):
-    rows = [
-        {
-            "phase": "tune",
-            "regime": regime,
-            "variant": "ce",
-            "seed": s,
-            "alpha": None,
-            "warmup": None,
-            "val_miou": v,
-        }
-        for s, v in CE.items()
-    ]
-    for a in ALPHAS:
-        for w in WARMUPS:
-            vals = BEST if (a, w) == (0.05, 0.5) else {0: 40.0, 1: 40.0}
-            rows += [
-                {
-                    "phase": "tune",
-                    "regime": regime,
-                    "variant": "contextrast",
-                    "seed": s,
-                    "alpha": a,
-                    "warmup": w,
-                    "val_miou": v,
-                }
-                for s, v in vals.items()
-            ]
-    return rows
+    grid = _full_grid(40.0)
+    grid[(0.05, 0.5)] = BEST
+    return _tuning_rows(regime, CE, grid)
 
 
 def _finals(regime, diffs):

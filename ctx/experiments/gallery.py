@@ -88,8 +88,8 @@ def train_command(cfg: TrainConfig) -> str:
 
 def source_checkpoint(job: Job, row: dict, runs_dir: Path, remake_dir: Path | None) -> dict:
     """Where `job`'s finished checkpoint is: {"path", "remade", "remade_val_miou"}. The study's
-    folder is read if it holds the finished run of the row's config; a missing one is retrained
-    into `remake_dir` (ValueError/FileNotFoundError otherwise)."""
+    folder is read if it holds the finished run of the row's config (ValueError if it holds
+    another); a missing one is retrained into `remake_dir` (FileNotFoundError without one)."""
     want = config_from_dict(row["config"])
     path = runs_dir / job.name / CHECKPOINT
     if path.exists():
@@ -128,9 +128,19 @@ def export_weights(src: Path, dst: Path, config: dict | None = None) -> Path:
     return save_checkpoint(keep, dst)
 
 
-def export_run(job: Job, row: dict, runs_dir: Path, out: Path, remake_dir: Path | None) -> dict:
-    """Ship one run into `out` and return its manifest entry."""
-    src = source_checkpoint(job, row, runs_dir, remake_dir)
+def _sources(jobs: list, runs_dir: Path, remake_dir: Path | None) -> tuple[list[dict], str]:
+    """(`source_checkpoint` of every (job, row), "") or ([], why) when a run is missing."""
+    sources = []
+    for job, row in jobs:
+        try:
+            sources.append(source_checkpoint(job, row, runs_dir, remake_dir))
+        except FileNotFoundError:
+            return [], f"run {job.name} is not in the runs folder (--remake-dir retrains it)"
+    return sources, ""
+
+
+def export_run(job: Job, row: dict, src: dict, out: Path) -> dict:
+    """Ship one run (`src`: its `source_checkpoint`) into `out`; its manifest entry."""
     dst = export_weights(src["path"], out / f"{job.regime}_{job.variant}.pt", row["config"])
     split = SPLIT[job.phase]
     metrics = evaluate_run(dst, split, device="cpu")
@@ -171,23 +181,26 @@ def export_gallery(
     regimes: list[str] | None = None,
 ) -> dict:
     """Ship every ready regime's seed-0 ce and contextrast runs into `out` (module doc) and write
-    `out`/manifest.json; returns the manifest."""
+    `out`/manifest.json; returns the manifest. A regime that is not ready, or one of whose runs
+    is missing (without `remake_dir`), is skipped with the reason."""
     tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     finals = load_results(results_dir / "regimes.json")["runs"]
     runs, skipped = [], {}
     for regime in regimes or list(REGIMES):
         jobs, why = gallery_jobs(tuning, finals, regime)
-        if not jobs:
-            skipped[regime] = why
-            print(f"[gallery] {regime}: skipped, {why}", flush=True)
-        for job, row in jobs:
-            runs.append(export_run(job, row, runs_dir, out, remake_dir))
-            e = runs[-1]
+        sources, missing = _sources(jobs, runs_dir, remake_dir)
+        if not sources:
+            skipped[regime] = missing or why
+            print(f"[gallery] {regime}: skipped, {skipped[regime]}", flush=True)
+        for (job, row), src in zip(jobs, sources, strict=False):
+            runs.append(e := export_run(job, row, src, out))
             print(
-                f"[gallery] {e['file']}: {e['split']} mIoU {e['miou']:.2f} % "
-                f"(study {e['study_miou']:.2f} %)",
+                f"[gallery] {e['file']}: {e['split']} mIoU {e['miou']:.2f} % (study "
+                f"{e['study_miou']:.2f} %)",
                 flush=True,
             )
+    for old in set(out.glob("*.pt")) - {out / Path(e["file"]).name for e in runs}:
+        old.unlink()  # a regime no longer shipped
     manifest = {
         "command": command,
         "seed": SEED,

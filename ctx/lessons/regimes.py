@@ -33,7 +33,6 @@ from ctx.experiments.regime_study import (
     tune_jobs,
 )
 from ctx.experiments.regimes import REGIMES
-from ctx.experiments.stats import mean_std, paired_diffs, t_interval
 from ctx.io import read_json
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.lessons.base import Explorer, dropdown, slider
@@ -178,30 +177,19 @@ def diagnosis_reading(diag: dict) -> list[str]:
 
 
 def _validation_gain(tuning: list[dict], regime: str) -> dict | None:
-    """Rule 1's setting's per-seed validation difference to CE (None while tuning runs)."""
+    """Rule 1's setting's validation difference to CE, paired by seed (`paired` on the tuning
+    rows, validation mIoU in place of test mIoU); None while the regime's tuning runs."""
     c = chosen_setting(tuning, regime)
     if c is None:
         return None
-    rows = [r for r in tuning if r["regime"] == regime]
-    ce = {r["seed"]: r["val_miou"] for r in rows if r["variant"] == "ce"}
-    cx = {
-        r["seed"]: r["val_miou"]
-        for r in rows
-        if (r["variant"], r.get("alpha"), r.get("warmup"))
-        == ("contextrast", c["alpha"], c["warmup"])
-    }
-    diffs = paired_diffs(cx, ce)
-    mean, sd = mean_std(diffs)
-    lo, hi = t_interval(diffs)
-    return {
-        "n": len(diffs),
-        "mean": mean,
-        "sd": sd,
-        "lo": lo,
-        "hi": hi,
-        "diffs": diffs,
-        "setting": c,
-    }
+    setting = ("contextrast", c["alpha"], c["warmup"])
+    rows = [
+        {**r, "miou": r["val_miou"]}
+        for r in tuning
+        if r["regime"] == regime
+        and (r["variant"] == "ce" or (r["variant"], r.get("alpha"), r.get("warmup")) == setting)
+    ]
+    return {**paired(rows, regime, "contextrast"), "setting": c}
 
 
 def gain_map(folder: Path | None = None) -> list[dict]:
@@ -221,7 +209,8 @@ def gain_map(folder: Path | None = None) -> list[dict]:
             row.update(val, source="validation")
         else:
             done = sum(r["regime"] == regime for r in tuning)
-            row["status"] = f"tuning runs {done} of {len(tune_jobs(regime))}: no numbers yet"
+            gpu = " (a GPU regime)" if REGIMES[regime].gpu else ""
+            row["status"] = f"tuning runs {done} of {len(tune_jobs(regime))}{gpu}: no numbers yet"
         if row["source"]:
             row["label"] = SOURCES[row["source"]].format(n=row["n"])
             row["status"] = f"{row['mean']:+.2f} [{row['lo']:+.2f}, {row['hi']:+.2f}]"
