@@ -36,6 +36,8 @@ from ctx.io import read_json
 from ctx.reference import ROOT, export_reference
 from ctx.resources import data_dir
 
+TASKS = ["ablation", "tune", "reference", "report", "regimes", "diagnose", "gallery"]
+
 
 def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:
     """argv minus the given options and their values (the ablation records those per file)."""
@@ -54,10 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "task",
-        choices=["ablation", "tune", "reference", "report", "regimes", "diagnose", "gallery"],
-    )
+    p.add_argument("task", choices=TASKS)
     p.add_argument(
         "--grid",
         nargs="+",
@@ -97,10 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", type=Path, default=data_dir() / "regimes", help="gallery: its folder")
     p.add_argument(
-        "--remake-dir",
-        type=Path,
-        default=None,
-        help="gallery: retrain runs gone from --runs-dir here",
+        "--remake-dir", type=Path, help="gallery: retrain runs gone from --runs-dir here"
     )
     args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
