@@ -161,11 +161,24 @@ def test_cli_gallery_task(study, tmp_path):
     argv = ["gallery", "--results-dir", str(results), "--runs-dir", str(runs), "--out", str(out)]
     cli.main(argv)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["command"].startswith("python -m ctx.experiments gallery --results-dir")
+    assert m["commands"] == ["python -m ctx.experiments " + " ".join(argv)]
     assert [e["file"] for e in m["runs"]] == [
         str(out / "default_ce.pt"),
         str(out / "default_contextrast.pt"),
     ]  # outside the repository: kept as given; inside it, relative (ctx.resources.portable)
+
+
+def test_updating_some_regimes_keeps_the_others(study, tmp_path):
+    runs, results = study
+    out = tmp_path / "g"
+    first = gallery.export_gallery(results, runs, out, "ALL")
+    m = gallery.export_gallery(results, runs, out, "CROWDED", regimes=["crowded"])
+    assert m["runs"] == first["runs"] and m["skipped"] == first["skipped"]
+    assert m["commands"] == ["ALL", "CROWDED"]
+    shutil.rmtree(runs / "tune" / "default" / "ce_seed0")
+    m = gallery.export_gallery(results, runs, out, "DEFAULT", regimes=["default"])
+    assert m["runs"] == [] and list(m["skipped"]) == ["default", "crowded"]
+    assert m["commands"] == ["ALL", "CROWDED", "DEFAULT"]
 
 
 def test_read_manifest_says_how_to_make_it(tmp_path):

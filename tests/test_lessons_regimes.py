@@ -203,6 +203,7 @@ def test_shipped_runs_table(tmp_path):
         ("scarce", "contextrast", "α=0.05, w=0.5"),
     ]
     assert skipped == {"crowded": "why"} and rows[1]["mIoU %"] == 6.0
+    assert rows[0]["source"] == "study run"
     assert [r["regime"] for r in R.regime_rows()][:2] == ["default", "scarce"]
 
 

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=list(REGIMES),
         choices=list(REGIMES),
-        help="regimes: the regimes this worker takes jobs of (default: all, cheap first)",
+        help="regimes: the regimes this worker takes jobs of (default: all, cheap first); "
+        "gallery: the regimes to update",
     )
     p.add_argument("--max-jobs", type=int, default=None, help="regimes: stop after N runs")
     p.add_argument(
@@ -171,7 +172,8 @@ def _run(
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
     elif args.task == "gallery":
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
-        gallery.export_gallery(args.results_dir, runs, args.out, command, args.remake_dir)
+        only = None if args.regimes == list(REGIMES) else args.regimes
+        gallery.export_gallery(args.results_dir, runs, args.out, command, args.remake_dir, only)
     elif args.task == "report":
         report(read_json(args.results_dir / "ablation.json"), args.results_dir)
     elif args.regime is not None:

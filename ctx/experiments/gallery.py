@@ -16,7 +16,8 @@ Each run ships as `<out>/<regime>_<variant>.pt` (the model's state dict in fp16,
 class count; `ctx.engine.checkpoint.load_model` loads it back as fp32). `<out>/manifest.json`
 records per run: regime, variant, phase, setting, steps, source run, the `python -m ctx.train`
 command that trains it, and the mIoU of the shipped weights on the split the protocol allows for
-its phase (validation for tune runs, test for final runs), paths relative to the repository.
+its phase (validation for tune runs, test for final runs), paths relative to the repository;
+and the commands that made it (`--regimes` updates only those regimes of an existing gallery).
 """
 
 from __future__ import annotations
@@ -182,11 +183,17 @@ def export_gallery(
 ) -> dict:
     """Ship every ready regime's seed-0 ce and contextrast runs into `out` (module doc) and write
     `out`/manifest.json; returns the manifest. A regime that is not ready, or one of whose runs
-    is missing (without `remake_dir`), is skipped with the reason."""
+    is missing (without `remake_dir`), is skipped with the reason. `regimes`: update only these
+    in an existing manifest (its `commands` lists every command that made it)."""
     tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     finals = load_results(results_dir / "regimes.json")["runs"]
-    runs, skipped = [], {}
-    for regime in regimes or list(REGIMES):
+    old = {"commands": [], "runs": [], "skipped": {}}
+    if regimes is not None and (out / MANIFEST).exists():
+        old = read_manifest(out)
+    todo = regimes or list(REGIMES)
+    runs = [e for e in old["runs"] if e["regime"] not in todo]
+    skipped = {r: why for r, why in old["skipped"].items() if r not in todo}
+    for regime in todo:
         jobs, why = gallery_jobs(tuning, finals, regime)
         sources, missing = _sources(jobs, runs_dir, remake_dir)
         if not sources:
@@ -199,13 +206,14 @@ def export_gallery(
                 f"{e['study_miou']:.2f} %)",
                 flush=True,
             )
-    for old in set(out.glob("*.pt")) - {out / Path(e["file"]).name for e in runs}:
-        old.unlink()  # a regime no longer shipped
+    for stale in set(out.glob("*.pt")) - {out / Path(e["file"]).name for e in runs}:
+        stale.unlink()  # a regime no longer shipped
+    order = list(REGIMES)
     manifest = {
-        "command": command,
+        "commands": [c for c in old["commands"] if c != command] + [command],
         "seed": SEED,
-        "runs": runs,
-        "skipped": skipped,
+        "runs": sorted(runs, key=lambda e: (order.index(e["regime"]), e["variant"])),
+        "skipped": {r: skipped[r] for r in order if r in skipped},
     }
     write_json(manifest, out / MANIFEST)
     return manifest

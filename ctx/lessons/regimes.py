@@ -391,7 +391,9 @@ def regime_rows() -> list[dict]:
 
 
 def shipped_runs(folder: Path | None = None) -> tuple[list[dict], dict]:
-    """(a table row per shipped run of data/regimes/manifest.json, {regime: why not shipped})."""
+    """(a table row per shipped run of data/regimes/manifest.json, {regime: why not shipped}).
+    `source`: the study's own run, or retrained from its recorded config (= study: the same
+    validation mIoU as the study's row, to the last digit)."""
     m = read_manifest(Path(folder or gallery_dir()))
     rows = [
         {
@@ -404,6 +406,9 @@ def shipped_runs(folder: Path | None = None) -> tuple[list[dict], dict]:
             "steps": e["steps"],
             "split": e["split"],
             "mIoU %": e["miou"],
+            "source": "retrained" + ("; = study" if e.get("remade_same_as_study") else "; ≠ study")
+            if e.get("remade")
+            else "study run",
             "check": e["check"],
         }
         for e in m["runs"]
