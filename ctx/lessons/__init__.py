@@ -3,15 +3,20 @@
 - `base` (all notebooks): `setup()` (FAST, device, seeds, plot style) and `Explorer`, the one
   widget base every explorer below subclasses;
 - `scenes` (00, 04): `SceneBrowser`, a scene beside its labels and each model's prediction;
-- `training` (00, 04): `LiveCurves` (`plot_history` redrawn while training), `train_live`,
-  `show_ablation`;
+- `training` (00, 04): `LiveCurves` (CE term against CE term, α·PA apart, seconds per step),
+  `train_live`, `show_ablation`, and the readings printed from the numbers (`reference_setting`,
+  `scene_gain_text`, `ablation_reading`, `short_run_verdict`);
 - `receptive_field` (01): `ReceptiveFieldExplorer`;
 - `confusion` (01): `plot_confusion`, `ConfusionExplorer`;
 - `pa` (02): the PA loss: `plot_points`, `TemperatureExplorer`, `FusionExplorer`,
-  `plot_anchor_similarity`;
-- `bane` (03): BANE's negatives: `plot_bane_steps`, `plot_distance_histograms`, `BaneExplorer`;
-- `anchors` (05): anchor evolution: similarity matrices, alignment, trajectories, `AnchorExplorer`;
-- `atlas` (06): the embedding atlas: `plot_atlas`, `AtlasExplorer`;
+  `plot_anchor_similarity`, own vs fused anchors on one sample (`fusion_effect`,
+  `fusion_reading`), `anchor_agreement`;
+- `bane` (03): BANE's negatives: `plot_bane_steps`, `plot_distance_histograms`, `BaneExplorer`,
+  and the readings of its limits at coarse stages (`stages_reading`, `negatives_reading`);
+- `anchors` (05): anchor evolution: similarity matrices, alignment (`alignment_reading`),
+  trajectories from start to end, `AnchorExplorer`;
+- `atlas` (06): the embedding atlas: `plot_atlas`, `AtlasExplorer`, and the separation paradox
+  (`separation_reading`: encoder features of both runs, not CE's untrained heads);
 - `regimes` (07): where contrast helps, from the regime study: the diagnosis, the map of gain vs
   regime (`gain_map`, `plot_gain_map`), what each mechanism needs (`mechanism_rows`), the slide
   summary, and `RegimeCompare` (CE vs Contextrast predictions of a regime's shipped runs).
