@@ -9,12 +9,17 @@ worst case: nearly every pixel wrong), interleaved so machine noise hits both al
 parameters, gradients and optimizer state (profiler allocation events on the CPU, torch's peak
 allocation on CUDA); inference of the deployed network vs the same network built without
 projection heads. Medians over repeats.
-Last line: JSON {"step_time_ratio", "peak_memory_ratio", "inference_time_ratio", ...}.
+The opt-in cheaper steps (OPTIONS: same method, a documented [choice] each; results/cheap_step.md
+has their effect on validation mIoU) are timed in the same interleaved loop on the default model
+with the trained weights, each against the same CE step.
+Last line: JSON {"step_time_ratio", "peak_memory_ratio", "inference_time_ratio", ...,
+"<option>_step_time_ratio", "<option>_peak_memory_ratio"}.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -38,15 +43,28 @@ MODELS = {
 # case: one class predicted everywhere, nearly every pixel an error). The wide model has no
 # trained weights here; its untrained step is the pessimistic figure.
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "contextrast" / "model.pt"
+# Opt-in cheaper steps of the same method: (ContextrastLoss keywords, ModelConfig fields), each
+# the TrainConfig setting of the same name (benchmarks/cheap_step.py trains them).
+OPTIONS = {
+    # --embed-pixels sampled: heads and anchors on the pixels the PA loss uses **[choice]**
+    "sampled": ({"embed_pixels": "sampled"}, {}),
+    # --embed-dim 16: a narrower embedding at every stage (fusion needs one D for all stages)
+    "embed16": ({}, {"embed_dim": 16}),
+    "sampled_embed16": ({"embed_pixels": "sampled"}, {"embed_dim": 16}),
+}
 
 
-def setup(name: str, device: torch.device, trained: bool = False):
-    """(model, images [B,3,H,W] float, labels [B,H,W]) of a benchmark case."""
+def setup(name: str, device: torch.device, trained: bool = False, **model_kw):
+    """(model, images [B,3,H,W] float, labels [B,H,W]) of a benchmark case; `model_kw` change
+    the ModelConfig (the trained weights then load into the encoder and decoder only)."""
     cfg, size, batch = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(cfg, NUM_CLASSES)
+    model = build_model(dataclasses.replace(cfg, **model_kw), NUM_CLASSES)
     if trained:
-        model.load_state_dict(load_checkpoint(REFERENCE)["model"])
+        state = load_checkpoint(REFERENCE)["model"]
+        if model_kw:
+            state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+        model.load_state_dict(state, strict=not model_kw)
     images, labels = generate_scenes("train", batch, seed=0, cfg=_scene(size))
     return model.to(device), images.float().div(255).to(device), labels.to(device)
 
@@ -96,10 +114,16 @@ def timed(fn, device, *args) -> float:
 
 
 def step_times(
-    name: str, device: torch.device, repeats: int, trained: bool = False
+    name: str, device: torch.device, repeats: int, trained: bool = False, options=()
 ) -> dict[str, list[float]]:
+    """Step times of CE, Contextrast and the named OPTIONS, interleaved (the order reversed
+    every other repeat)."""
     model, images, labels = setup(name, device, trained)
     steps = {k: make_step(model, k) for k in ("ce", "contextrast")}
+    for opt in options:
+        loss_kw, model_kw = OPTIONS[opt]
+        net = setup(name, device, trained, **model_kw)[0] if model_kw else model
+        steps[opt] = make_step(net, "contextrast", **loss_kw)
     for fn in steps.values():  # warm-up
         for _ in range(2):
             fn(images, labels)
@@ -127,13 +151,16 @@ def inference_times(name: str, device: torch.device, repeats: int) -> dict[str, 
     return out
 
 
-def peak_memory(name: str, loss: str, device: torch.device, trained: bool = False) -> float:
+def peak_memory(
+    name: str, loss: str, device: torch.device, trained: bool = False, option: str | None = None
+) -> float:
     """Peak bytes of live tensors during one training step (after a first step created the
     optimizer state), plus parameters, gradients and AdamW state. On CUDA, torch's peak
     allocation; on the CPU, the running sum of the profiler's allocation events (exact and
     repeatable, unlike RSS, which follows the allocator's caching)."""
-    model, images, labels = setup(name, device, trained)
-    step = make_step(model, loss)
+    loss_kw, model_kw = OPTIONS[option] if option else ({}, {})
+    model, images, labels = setup(name, device, trained, **model_kw)
+    step = make_step(model, loss, **loss_kw)
     step(images, labels)
     param_bytes = 4 * sum(p.numel() for p in model.parameters())
     if device.type == "cuda":
@@ -160,6 +187,21 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def option_rows(name, device, trained, st, mem_ce, options) -> dict[str, float]:
+    """Print each option's step and memory beside Contextrast's; return its JSON keys."""
+    ce, cx = median(st["ce"]), median(st["contextrast"])
+    out = {}
+    for opt in options:
+        t, mem = median(st[opt]), peak_memory(name, "contextrast", device, trained, opt)
+        print(
+            f"  option {opt:16s} step {t * 1e3:8.1f} ms   ratio {t / ce:.2f} (Contextrast "
+            f"{cx / ce:.2f})   peak memory ratio {mem / mem_ce:.2f}"
+        )
+        out[f"{opt}_step_time_ratio"] = round(t / ce, 3)
+        out[f"{opt}_peak_memory_ratio"] = round(mem / mem_ce, 3)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,6 +216,14 @@ def main() -> None:
         help="cpu: this process's CPU time, which other jobs on a shared machine inflate far "
         "less than wall time (use with --threads 1 on the CPU)",
     )
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    p.add_argument(
+        "--options",
+        nargs="*",
+        choices=list(OPTIONS),
+        default=list(OPTIONS),
+        help="cheaper steps to time beside the default model's (default: all; none: --options)",
+    )
     args = p.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -181,10 +231,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     result = {}
-    for name in MODELS:
+    for name in args.models:
         trained = name == "default"
         repeats = {"default": 15 if args.quick else 40, "wide": 6 if args.quick else 16}[name]
-        st = step_times(name, device, repeats, trained)
+        options = args.options if trained else []
+        st = step_times(name, device, repeats, trained, options)
         inf = inference_times(name, device, repeats)
         mem = {k: peak_memory(name, k, device, trained) for k in ("ce", "contextrast")}
         ce, cx = median(st["ce"]), median(st["contextrast"])
@@ -212,6 +263,7 @@ def main() -> None:
         print(
             f"  inference       plain {pl * 1e3:6.1f} ms   deployed {dep * 1e3:6.1f} ms   ratio {dep / pl:.2f}"
         )
+        result.update(option_rows(name, device, trained, st, mem["ce"], options))
         result.update(
             {
                 f"{prefix}step_time_ratio": round(cx / ce, 3),

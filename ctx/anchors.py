@@ -30,7 +30,6 @@ def pixel_major(emb: torch.Tensor) -> torch.Tensor:
 
 
 def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
-    d = emb.shape[1]
     if detach:
         emb = emb.detach()
     acc = torch.promote_types(emb.dtype, torch.float32)  # exact sums under half precision
@@ -39,6 +38,12 @@ def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
     # One one-hot matmul over pixels: [C,M] @ [M,D] -> [C,D]
     sums = own.to(acc) @ pixel_major(emb).to(acc)
     counts = own.sum(1).to(acc)
+    return _normalised_means(sums, counts, emb.dtype, distributed)
+
+
+def _normalised_means(sums, counts, dtype, distributed):
+    """Per-class sums [C,D] and pixel counts [C] -> (anchors [C,D] of `dtype`, present [C])."""
+    d = sums.shape[1]
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized()
     if distributed:
@@ -51,7 +56,7 @@ def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
     peak = means.detach().abs().amax(1, keepdim=True)
     odd = (peak > 0) & ((peak < _RESCALE[0]) | (peak > _RESCALE[1]))
     means = torch.where(odd, means / torch.where(odd, peak, 1.0), means)
-    return F.normalize(means, dim=1, eps=_EPS).to(emb.dtype), counts > 0
+    return F.normalize(means, dim=1, eps=_EPS).to(dtype), counts > 0
 
 
 def class_anchors(
@@ -85,6 +90,36 @@ def class_anchors(
             f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings"
         )
     return anchors, present
+
+
+def sampled_anchors(
+    rows: torch.Tensor,
+    pos_idx: torch.Tensor | None,
+    pos_ok: torch.Tensor,
+    *,
+    detach: bool = False,
+    distributed: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchors estimated from each class's sampled positives (opt-in; `class_anchors` is exact).
+
+    rows [N,D] embeddings, pos_idx [C,P] row indices (None: row j of every class, P = N) and
+    pos_ok [C,P] bool, as `ctx.negatives.sample_pixels` draws them (remapped to `rows`)
+    -> (anchors [C,D], present [C] bool). **[choice]** METHOD.md's anchor is the normalised mean
+    over *all* of a class's pixels; this is the mean over its sampled positives (a uniform
+    random subset of `max_positives` pixels), so it is exact for every class with at most
+    `max_positives` pixels at that stage and an unbiased estimate of the mean for larger ones.
+    Gradients, `detach` and `distributed` as in `class_anchors`; no value checks, no host sync.
+    """
+    if detach:
+        rows = rows.detach()
+    acc = torch.promote_types(rows.dtype, torch.float32)
+    weights = pos_ok.to(acc)
+    if pos_idx is not None:  # [C,P] entries -> a [C,N] one-hot of the sampled rows
+        weights = weights.new_zeros(pos_ok.shape[0], rows.shape[0]).scatter_add_(
+            1, pos_idx, weights
+        )
+    sums, counts = weights @ rows.to(acc), weights.sum(1)
+    return _normalised_means(sums, counts, rows.dtype, distributed)
 
 
 def check_fusion_weights(w_l: float, w_h: float) -> None:

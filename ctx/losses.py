@@ -13,8 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctx.anchors import check_fusion_weights, class_anchors, fuse_anchors, pixel_major
+from ctx.anchors import (
+    check_fusion_weights,
+    class_anchors,
+    fuse_anchors,
+    pixel_major,
+    sampled_anchors,
+)
 from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, resize_labels
+from ctx.model import PixelEmbeddings
 from ctx.negatives import (
     BoundaryMiner,
     Miner,
@@ -62,11 +69,12 @@ def _take(sims: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
     return sims if idx is None else sims.gather(1, idx)
 
 
-def _pa_from_sample(emb, labels, anchors, present, hard, sample: PixelSample, *, tau, ignore):
-    """The PA formula of one stage on what `sample_pixels` drew -> (loss, stats)."""
+def _pa_from_sample(rows, labels, anchors, present, hard, sample: PixelSample, *, tau, ignore):
+    """The PA formula of one stage on what `sample_pixels` drew -> (loss, stats); rows [M,D]:
+    the embeddings the sample's indices point at."""
     # [M,D] @ [D,C] -> [M,C], used as its [C,M] view: the gradient reaching emb is then a
     # contiguous [M,D] (A @ E^T would hand the heads a transposed one, 5x slower to backprop).
-    sims = (pixel_major(emb) @ anchors.to(emb.dtype).T).T
+    sims = (rows @ anchors.to(rows.dtype).T).T
     pos_s, neg_s = _take(sims, sample.pos_idx), _take(sims, sample.neg_idx)  # [C,P], [C,Q]
     pos_ok, neg_ok = sample.pos_ok, sample.neg_ok
 
@@ -160,7 +168,7 @@ def pixel_anchor_loss(
     if check_inputs:
         check_finite(anchors, "anchors")
     loss, stats = _pa_from_sample(
-        emb, labels, anchors, present, hard, sample, tau=tau, ignore=ignore_index
+        pixel_major(emb), labels, anchors, present, hard, sample, tau=tau, ignore=ignore_index
     )
     if check_inputs and not bool(torch.isfinite(loss)):
         raise ValueError(
@@ -201,6 +209,12 @@ class ContextrastLoss(nn.Module):
     boolean-mask indexing), so a GPU step never waits.
     [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau; **[choice]**
     check_inputs=False keeps the checks that cost no synchronisation.
+    `embed_pixels="sampled"` (opt-in, a cheaper step; default "all" is METHOD.md's method):
+    each stage draws its sample first, then embeds only the pixels it uses (its positives and
+    negatives; with `PixelEmbeddings`, the heads run on those alone) and takes each anchor as
+    the mean of its class's sampled positives, `ctx.anchors.sampled_anchors` **[choice]**: exact
+    for classes with at most `max_positives` pixels, an estimate for larger ones. Counting the
+    used pixels costs one host sync per stage (a CPU option).
     """
 
     def __init__(
@@ -223,8 +237,11 @@ class ContextrastLoss(nn.Module):
         seed: int | None = 0,
         distributed: bool | None = None,
         check_inputs: bool = True,
+        embed_pixels: str = "all",
     ) -> None:
         super().__init__()
+        if embed_pixels not in ("all", "sampled"):
+            raise ValueError(f"embed_pixels must be 'all' or 'sampled', got {embed_pixels!r}")
         if not (isinstance(num_classes, int) and num_classes >= 1):
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
         _check_hyper(tau=tau, alpha=alpha, k=k)
@@ -257,7 +274,7 @@ class ContextrastLoss(nn.Module):
         self.ignore_index = ignore_index
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.detach_anchors, self.seed, self.distributed = detach_anchors, seed, distributed
-        self.check_inputs = check_inputs
+        self.check_inputs, self.embed_pixels = check_inputs, embed_pixels
         self._generators: dict[str, torch.Generator] = {}
 
     def generator(self, device: torch.device) -> torch.Generator | None:
@@ -285,7 +302,11 @@ class ContextrastLoss(nn.Module):
                 f"got {got}; pass stage_weights with one weight per stage"
             )
         for i, e in enumerate(embeddings):
-            if not isinstance(e, torch.Tensor) or e.dim() != 4 or not e.is_floating_point():
+            if isinstance(e, PixelEmbeddings) and self.embed_pixels != "sampled":
+                raise ValueError("PixelEmbeddings (lazy embeddings) need embed_pixels='sampled'")
+            if not isinstance(e, PixelEmbeddings) and (
+                not isinstance(e, torch.Tensor) or e.dim() != 4 or not e.is_floating_point()
+            ):
                 raise ValueError(f"embeddings[{i}] must be a floating tensor [B,D,h,w]")
             if e.shape[0] != labels.shape[0]:
                 raise ValueError(
@@ -301,7 +322,9 @@ class ContextrastLoss(nn.Module):
         if not self.check_inputs:
             return
         # One host sync for all of them (a sum could overflow on large finite values).
-        finite = torch.stack([torch.isfinite(t.detach()).all() for t in [*embeddings, logits]])
+        # Lazy embeddings: their features, what the heads will read.
+        maps = [e.feats if isinstance(e, PixelEmbeddings) else e for e in embeddings]
+        finite = torch.stack([torch.isfinite(t.detach()).all() for t in [*maps, logits]])
         if not bool(finite.all()):
             bad = [i for i, ok in enumerate(finite[:-1].tolist()) if not ok]
             what = f"embeddings {bad}" if bad else "logits"
@@ -310,40 +333,90 @@ class ContextrastLoss(nn.Module):
                 f"lower the learning rate)"
             )
 
-    def forward(
-        self, logits: torch.Tensor, embeddings: Sequence[torch.Tensor], labels: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        self._check(logits, embeddings, labels)
-        c, ignore, last = self.num_classes, self.ignore_index, len(embeddings) - 1
-        gen = self.generator(embeddings[0].device)
-        ce = _ce(logits, labels, ignore)
-        need = set(self.stages) | ({last} if self.fusion else set())
+    def _needed(self, n: int) -> list[int]:
+        """The stages whose anchors the PA sum uses (its own, and the last one's for fusion)."""
+        return sorted(set(self.stages) | ({n - 1} if self.fusion else set()))
+
+    def _fused(self, i: int, anchors: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        a, p = anchors[i]
+        last = max(anchors)
+        if self.fusion and i != last:
+            a = fuse_anchors(a, anchors[last][0], p, anchors[last][1], self.w_l, self.w_h)
+        return a, p
+
+    def _draw(self, i, logits_d, y, gen, parts) -> tuple[torch.Tensor | None, PixelSample]:
+        """Stage i's hard pixels (the miner) and its sample of positives and negatives."""
+        hard, mined = self.miner(logits_d, y, gen)
+        parts.update({f"stage{i}/{name}": v for name, v in mined.items()})
+        sample = sample_pixels(
+            y, self.num_classes, hard, self.max_positives, self.max_negatives, self.fill,
+            self.ignore_index, gen,
+        )  # fmt: skip
+        return hard, sample
+
+    def _exact_stages(self, logits_d, embeddings, labels, gen, parts):
+        """Per stage of the PA sum: (i, rows, anchor, present, hard, sample, labels), METHOD.md's
+        anchors over every pixel of a class, every pixel embedded."""
         ys, anchors = {}, {}
-        for i in sorted(need):
+        for i in self._needed(len(embeddings)):
             ys[i] = resize_labels(labels, tuple(embeddings[i].shape[-2:]))
             anchors[i] = class_anchors(
                 embeddings[i],
                 ys[i],
-                c,
-                ignore,
+                self.num_classes,
+                self.ignore_index,
                 detach=self.detach_anchors,
                 distributed=self.distributed,
-                check_inputs=False,  # checked once above when self.check_inputs
+                check_inputs=False,  # checked once in _check when self.check_inputs
             )
-        logits_d = logits.detach()
+        for i in self.stages:
+            a, p = self._fused(i, anchors)
+            hard, sample = self._draw(i, logits_d, ys[i], gen, parts)
+            yield i, pixel_major(embeddings[i]), a, p, hard, sample, ys[i]
+
+    def _sampled_stages(self, logits_d, embeddings, labels, gen, parts):
+        """As `_exact_stages` for embed_pixels="sampled": each stage's sample first, then only
+        the pixels it uses are embedded, and the anchors come from the sampled positives."""
+        drawn, anchors = {}, {}
+        for i in self._needed(len(embeddings)):
+            y = resize_labels(labels, tuple(embeddings[i].shape[-2:]))
+            if i in self.stages:
+                hard, sample = self._draw(i, logits_d, y, gen, parts)
+            else:  # the last stage, for fusion only: its positives
+                hard = None
+                sample = sample_pixels(
+                    y, self.num_classes, None, self.max_positives, 1, True, self.ignore_index, gen
+                )
+            rows, sample = _used_rows(embeddings[i], sample)
+            anchors[i] = sampled_anchors(
+                rows,
+                sample.pos_idx,
+                sample.pos_ok,
+                detach=self.detach_anchors,
+                distributed=self.distributed,
+            )
+            drawn[i] = (rows, hard, sample, y)
+        for i in self.stages:
+            rows, hard, sample, y = drawn[i]
+            yield i, rows, *self._fused(i, anchors), hard, sample, y
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        embeddings: Sequence[torch.Tensor] | Sequence[PixelEmbeddings],
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self._check(logits, embeddings, labels)
+        gen = self.generator(embeddings[0].device)
+        ce = _ce(logits, labels, self.ignore_index)
+        stages = self._sampled_stages if self.embed_pixels == "sampled" else self._exact_stages
         parts: dict[str, torch.Tensor] = {}
         pa = logits.new_zeros(())
-        for i in self.stages:
-            a, p = anchors[i]
-            if self.fusion and i != last:
-                a = fuse_anchors(a, anchors[last][0], p, anchors[last][1], self.w_l, self.w_h)
-            hard, mined = self.miner(logits_d, ys[i], gen)
-            parts.update({f"stage{i}/{name}": v for name, v in mined.items()})
-            sample = sample_pixels(
-                ys[i], c, hard, self.max_positives, self.max_negatives, self.fill, ignore, gen
-            )
+        for i, rows, a, p, hard, sample, y in stages(
+            logits.detach(), embeddings, labels, gen, parts
+        ):
             term, stats = _pa_from_sample(
-                embeddings[i], ys[i], a, p, hard, sample, tau=self.tau, ignore=ignore
+                rows, y, a, p, hard, sample, tau=self.tau, ignore=self.ignore_index
             )
             pa = pa + self.stage_weights[i] * term
             parts[f"pa/stage{i}"] = term.detach()
@@ -358,10 +431,38 @@ class ContextrastLoss(nn.Module):
             raise ValueError(
                 f"the loss is not finite although logits and embeddings are: {bad} overflowed "
                 f"(max |embedding| per stage = "
-                f"{[float(e.detach().abs().max()) for e in embeddings]}, tau={self.tau}); "
+                f"{[float(_embed(e, None).detach().abs().max()) for e in embeddings]}, "
+                f"tau={self.tau}); "
                 f"the embeddings must be L2-normalised per pixel"
             )
         return total, {"ce": ce.detach(), "pa": pa.detach(), **parts}
+
+
+def _embed(emb: torch.Tensor | PixelEmbeddings, idx: torch.Tensor | None) -> torch.Tensor:
+    """Embeddings [N,D] of the pixels at flat (b, h, w) indices `idx` (None: all of them)."""
+    if isinstance(emb, PixelEmbeddings):
+        return emb.rows(idx)
+    rows = pixel_major(emb)
+    return rows if idx is None else rows.index_select(0, idx)
+
+
+def _used_rows(emb, sample: PixelSample) -> tuple[torch.Tensor, PixelSample]:
+    """The embeddings of the pixels `sample` uses (positives or negatives of some class), in
+    (b, h, w) order, and the sample re-indexed into them; every pixel when no cap was hit.
+    Counting the used pixels is one host sync (nonzero)."""
+    if sample.pos_idx is None or sample.neg_idx is None:
+        return _embed(emb, None), sample
+    b, _, h, w = emb.shape
+    hits = torch.zeros(b * h * w, dtype=torch.int32, device=sample.pos_ok.device)
+    for idx, ok in ((sample.pos_idx, sample.pos_ok), (sample.neg_idx, sample.neg_ok)):
+        hits.index_add_(0, idx.reshape(-1), ok.reshape(-1).to(torch.int32))
+    used = hits.nonzero().squeeze(1)
+    where = torch.zeros_like(hits, dtype=torch.long)
+    where[used] = torch.arange(used.numel(), device=used.device)
+    remapped = PixelSample(
+        where[sample.pos_idx], sample.pos_ok, where[sample.neg_idx], sample.neg_ok
+    )
+    return _embed(emb, used), remapped
 
 
 class CrossEntropyLoss(nn.Module):

@@ -152,8 +152,40 @@ class ProjectionHead(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         b, c, h, w = f.shape
-        z = l2_normalize(self.net(f.permute(0, 2, 3, 1).reshape(-1, c)))
+        z = self.embed_rows(f.permute(0, 2, 3, 1).reshape(-1, c))
         return z.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def embed_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Features of N pixels [N,c] -> their embeddings [N,d]."""
+        return l2_normalize(self.net(rows))
+
+
+class PixelEmbeddings:
+    """One stage's embeddings, computed only for the pixels a loss asks for (opt-in).
+
+    `SegmentationNet(x, return_embeddings="lazy")` returns these instead of [B,D,h,w] tensors;
+    `ContextrastLoss(embed_pixels="sampled")` calls `rows(idx)` with the pixels it uses, so the
+    projection head runs on those alone. `shape` is the eager tensor's (B, D, h, w).
+    **[choice]** The head's BatchNorm then normalises with the statistics of the rows it is
+    given (the used pixels, not all of them); the heads are training-only, so inference is
+    unchanged.
+    """
+
+    def __init__(self, head: ProjectionHead, feats: torch.Tensor, dtype=None) -> None:
+        self.head, self.feats, self.dtype = head, feats, dtype
+        b, _, h, w = feats.shape
+        self.shape = torch.Size((b, head.net[-1].out_features, h, w))
+        self.device = feats.device
+
+    def rows(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings [N,D] of the pixels at flat (b, h, w) indices `idx` (None: every pixel)."""
+        f = self.feats.permute(0, 2, 3, 1).reshape(-1, self.feats.shape[1])
+        z = self.head.embed_rows(f if idx is None else f.index_select(0, idx))
+        return z if self.dtype is None else z.to(self.dtype)
+
+    def float(self) -> PixelEmbeddings:
+        """The same embeddings, returned as float32 (what a tensor's `.float()` does)."""
+        return PixelEmbeddings(self.head, self.feats, torch.float32)
 
 
 class Decoder(nn.Module):
@@ -180,18 +212,20 @@ class Decoder(nn.Module):
 
 class SegOutput(NamedTuple):
     """What SegmentationNet returns in every mode: `logits` [B,C,H,W] and `embeddings`, one
-    [B,D,h_i,w_i] per stage, L2-normalised per pixel (empty unless asked for)."""
+    [B,D,h_i,w_i] per stage, L2-normalised per pixel (empty unless asked for; `PixelEmbeddings`
+    when asked for "lazy")."""
 
     logits: torch.Tensor
-    embeddings: list[torch.Tensor]
+    embeddings: list[torch.Tensor] | list[PixelEmbeddings]
 
 
 class SegmentationNet(nn.Module):
     """Encoder + decoder + per-stage projection heads.
 
     forward(x [B,3,H,W]) -> SegOutput(logits [B,C,H,W], embeddings []);
-    forward(x, return_embeddings=True) also runs the heads: embeddings [emb_i [B,D,h_i,w_i]].
-    Without it the heads never run, so inference costs what a plain network costs.
+    forward(x, return_embeddings=True) also runs the heads: embeddings [emb_i [B,D,h_i,w_i]];
+    return_embeddings="lazy" returns `PixelEmbeddings` that run them on the pixels a loss asks
+    for. Without it the heads never run, so inference costs what a plain network costs.
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, embed_dim: int = 64) -> None:
@@ -205,13 +239,17 @@ class SegmentationNet(nn.Module):
         self.heads = nn.ModuleList(ProjectionHead(c, embed_dim) for c in encoder.channels)
         self.num_classes, self.embed_dim = num_classes, embed_dim
 
-    def forward(self, x: torch.Tensor, return_embeddings: bool = False) -> SegOutput:
+    def forward(self, x: torch.Tensor, return_embeddings: bool | str = False) -> SegOutput:
         if x.dim() != 4:
             raise ValueError(f"images must have shape [B,3,H,W], got {tuple(x.shape)}")
         feats = self.encoder(x)
         logits = self.decoder(feats, x.shape[-2:])
         if not return_embeddings:
             return SegOutput(logits, [])
+        if return_embeddings == "lazy":
+            return SegOutput(
+                logits, [PixelEmbeddings(h, f) for h, f in zip(self.heads, feats, strict=True)]
+            )
         return SegOutput(logits, [head(f) for head, f in zip(self.heads, feats, strict=True)])
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -49,6 +49,7 @@ class TrainConfig:
     max_negatives: int = 256
     detach_anchors: bool = False
     warmup_steps: int = 0  # CE-only steps before the contrastive term starts
+    embed_pixels: str = "all"  # "all" (METHOD.md) | "sampled" (opt-in cheaper step)
     # data
     dataset: str = "digits"  # "digits" | "cityscapes" | "camvid"
     data_root: str | None = None
@@ -166,6 +167,7 @@ RULES: dict[str, Rule] = {
     "max_negatives": Rule("negatives per anchor and process", ge=1, inert=_contrast_only),
     "detach_anchors": Rule("no gradient through the anchors", inert=_contrast_only),
     "warmup_steps": Rule("CE-only steps before the PA term starts", ge=0, inert=_contrast_only),
+    "embed_pixels": Rule("all: embed every pixel, exact anchors; sampled: embed only the pixels the PA loss uses, anchors from sampled positives (cheaper step, opt-in)", choices=("all", "sampled"), inert=_contrast_only),
     "dataset": Rule("digits (shipped) or a benchmark in --data-root", choices=("digits", "cityscapes", "camvid")),
     "data_root": Rule("folder holding cityscapes or camvid", inert=_benchmark_only),
     "image_size": Rule("side of the square training images, px", ge=1),

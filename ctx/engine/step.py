@@ -44,6 +44,7 @@ def make_loss(cfg: TrainConfig, num_classes: int):
             # Training's setting: no value check that reads tensors back to the host (a sync on
             # a GPU); the loop checks the losses it reads back every few steps instead.
             check_inputs=False,
+            embed_pixels=cfg.embed_pixels,
         )
     raise ValueError(f"unknown loss {cfg.loss!r}: use ce or contextrast")
 
@@ -65,7 +66,8 @@ def backward(
     if seed is not None and hasattr(loss_fn, "reseed"):
         loss_fn.reseed(seed)
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(images, return_embeddings=contrast)
+        lazy = contrast and getattr(loss_fn, "embed_pixels", "all") == "sampled"
+        out = model(images, return_embeddings="lazy" if lazy else contrast)
         total, parts = loss_fn(out.logits.float(), [e.float() for e in out.embeddings], labels)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
