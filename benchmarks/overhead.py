@@ -75,12 +75,13 @@ def _scene(size: int):
     return SceneConfig(image_size=size)
 
 
-def make_step(model: nn.Module, loss: str, **loss_kw):
+def make_step(model: nn.Module, loss: str, loss_fn: nn.Module | None = None, **loss_kw):
     """A closure running one full training step, `ctx.engine.step.train_step` as training takes
     it (the loss reseeded every step and built without value checks, `check_inputs=False`;
-    AdamW, OneCycle), minus its logging. `loss_kw` go to ContextrastLoss (opt-in variants)."""
+    AdamW, OneCycle), minus its logging. `loss_kw` go to ContextrastLoss (opt-in variants);
+    `loss_fn` replaces the loss (`loss` then only says whether embeddings are computed)."""
     contrast = loss != "ce"
-    fn = (
+    fn = loss_fn or (
         ContextrastLoss(NUM_CLASSES, check_inputs=False, **loss_kw)
         if contrast
         else CrossEntropyLoss(NUM_CLASSES)

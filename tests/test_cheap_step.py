@@ -121,3 +121,30 @@ def test_config_cli_and_training_step(batch):
     total, parts = backward(model, fn, images, labels, opt, contrast=True, seed=0)
     assert torch.isfinite(total) and parts["pa"] > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.heads.parameters())
+
+
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cheap_step_runs_pair_with_the_study_and_the_wording_follows_the_numbers(tmp_path):
+    cheap = _script("cheap_step")
+    cfg = cheap.config("sampled", 1, tmp_path, threads=1)
+    base = cheap.BASE.config(tmp_path, threads=1, progress=False)
+    changed = {
+        k for k in vars(cfg) if getattr(cfg, k) != getattr(base, k) and k not in ("seed", "out")
+    }
+    assert changed == {"embed_pixels"} and cfg.seed == 1 and cfg.warmup_steps == 1000
+    assert "no detectable effect" in cheap.verdict([0.3, -0.5])
+    assert "a hint, not a finding" in cheap.verdict([1.2, 1.0])
+    assert "no conclusion" in cheap.verdict([0.4])
+    rows = [{"option": "sampled", "seed": 0, "val_miou": 61.0}]
+    got = cheap.paired(rows, {0: {"val_miou": 60.0}, 1: {"val_miou": 50.0}})
+    assert got == {"sampled": {"diffs": {0: 1.0}, "mean": 1.0}}
