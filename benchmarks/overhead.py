@@ -218,12 +218,9 @@ def main() -> None:
         "less than wall time (use with --threads 1 on the CPU)",
     )
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    opts = {"nargs": "*", "choices": list(OPTIONS), "default": list(OPTIONS)}
     p.add_argument(
-        "--options",
-        nargs="*",
-        choices=list(OPTIONS),
-        default=list(OPTIONS),
-        help="cheaper steps to time beside the default model's (default: all; none: --options)",
+        "--options", help="cheaper steps to time (default: all; none: --options)", **opts
     )
     args = p.parse_args()
     global clock
