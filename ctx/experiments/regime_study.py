@@ -166,20 +166,31 @@ def choose_default(
 ) -> str | None:
     """The protocol's rule 2: among eligible regimes, the one whose chosen setting has the
     largest mean validation difference to CE (paired by seed); `default` if none is positive,
-    or if the best is within TIE of default's. None until every regime's tuning and gate are in.
-    Candidates: `regimes`, else every regime a laptop CPU can train (not `Regime.gpu`)."""
+    or if the best is within TIE of default's. Candidates: `regimes`, else every regime a laptop
+    CPU can train (not `Regime.gpu`). None until every candidate's tuning is in and the gates
+    the outcome depends on are decided: walking the candidates by gain, best first, the first
+    eligible one wins, so a gate below it never changes the answer and is not waited for."""
     names = list(regimes or (name for name, r in REGIMES.items() if not r.gpu))
     chosen = {r: chosen_setting(tuning, r) for r in names}
-    gates = {r: eligible(tuning, finals, r) for r in names}
-    if any(c is None for c in chosen.values()) or not all(g["decided"] for g in gates.values()):
+    if any(c is None for c in chosen.values()):
         return None
-    cands = {r: c["val_delta"] for r, c in chosen.items() if gates[r]["eligible"]}
-    if not cands or max(cands.values()) <= 0:
-        return FALLBACK
-    best = max(cands, key=cands.get)
-    if FALLBACK in cands and cands[best] - cands[FALLBACK] < TIE:
-        return FALLBACK
-    return best
+    gain = {r: c["val_delta"] for r, c in chosen.items()}
+    for r in sorted(names, key=lambda r: -gain[r]):  # stable: ties keep the candidates' order
+        if gain[r] <= 0:
+            return FALLBACK  # no candidate left has a positive gain
+        gate = eligible(tuning, finals, r)
+        if not gate["decided"]:
+            return None
+        if not gate["eligible"]:
+            continue
+        if r != FALLBACK and FALLBACK in gain and gain[r] - gain[FALLBACK] < TIE:
+            fallback = eligible(tuning, finals, FALLBACK)
+            if not fallback["decided"]:
+                return None
+            if fallback["eligible"]:
+                return FALLBACK
+        return r
+    return FALLBACK
 
 
 # --------------------------------------------------------------------------- the plan
@@ -211,29 +222,39 @@ def ce_time_steps(finals: list[dict], regime: str) -> int | None:
 
 def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator[Job]:
     """Every job whose inputs exist, in order: phase 1 breadth first (CE's tuning runs of every
-    regime, then the PA grids), so the validation map of all regimes comes first; then per
-    regime the final CE runs (they depend on no choice) and Contextrast's (once Rule 1 has
-    chosen its setting); last, the default regime's extras (once Rule 2 has chosen it)."""
+    regime, then the PA grids), so the validation map of all regimes comes first. Then phase 2:
+    while Rule 2 is undecided, the final CE runs its gates read, in the order it reads them
+    (the regimes by validation gain, best first); once it has chosen, the default regime's
+    finals first (CE, Contextrast, then `ccl` and `ce_time`); then every other regime's CE and
+    Contextrast (once Rule 1 has chosen its setting). The order changes no run, only when it
+    trains."""
     for regime in regimes:
         yield from tune_jobs(regime)[: len(TUNE_SEEDS)]
     for regime in regimes:
         yield from tune_jobs(regime)[len(TUNE_SEEDS) :]
-    for regime in regimes:
-        yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
-        setting = chosen_setting(tuning, regime)
-        if setting is not None:
-            a, w = setting["alpha"], setting["warmup"]
-            yield from (Job("final", regime, "contextrast", s, a, w) for s in FINAL_SEEDS)
+    settings = {r: chosen_setting(tuning, r) for r in regimes}
     default = choose_default(tuning, finals)
-    if default is None or default not in regimes:
-        return
-    setting = chosen_setting(tuning, default)
-    for s in FINAL_SEEDS:
-        yield Job("final", default, "ccl", s, setting["alpha"], setting["warmup"])
-    steps = ce_time_steps(finals, default)
-    if steps is not None:
-        for s in FINAL_SEEDS:
-            yield Job("final", default, "ce_time", s, steps=steps)
+    if default in regimes:
+        order = [default] + [r for r in regimes if r != default]
+    else:
+        gain = {r: -math.inf if s is None else s["val_delta"] for r, s in settings.items()}
+        order = sorted(regimes, key=lambda r: -gain[r])
+        for regime in order:
+            yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
+    for regime in order:
+        if default in regimes:
+            yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
+        setting = settings[regime]
+        if setting is None:
+            continue
+        a, w = setting["alpha"], setting["warmup"]
+        yield from (Job("final", regime, "contextrast", s, a, w) for s in FINAL_SEEDS)
+        if regime != default:
+            continue
+        yield from (Job("final", regime, "ccl", s, a, w) for s in FINAL_SEEDS)
+        steps = ce_time_steps(finals, regime)
+        if steps is not None:
+            yield from (Job("final", regime, "ce_time", s, steps=steps) for s in FINAL_SEEDS)
 
 
 # --------------------------------------------------------------------------- running
