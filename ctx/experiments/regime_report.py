@@ -180,10 +180,12 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
     parts += tuning_table(tuning, finals)
     parts += ["", "## Phase 2: CE vs Contextrast on the frozen test scenes", ""]
     parts += final_table(finals)
-    parts += [
-        "",
-        f"Default regime by the protocol's rule: **{default or 'not decided yet (phase 1 incomplete)'}**.",
-    ]
+    waiting = (
+        "not decided yet (phase 1 incomplete)"
+        if any(chosen_setting(tuning, r) is None for r, g in REGIMES.items() if not g.gpu)
+        else "not decided yet (it waits for the CE final runs of the best candidate's gate)"
+    )
+    parts += ["", f"Default regime by the protocol's rule: **{default or waiting}**."]
     if default:
         parts += ["", f"### All variants in the default regime ({default})", ""]
         parts += default_table(finals, default)
