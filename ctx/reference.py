@@ -4,10 +4,12 @@ experiment runner (`ctx.experiments`).
 
     python -m ctx.experiments reference   # data/reference/ from runs/ablation/{ce,contextrast}_seed0
     load_reference("ce")                  # the shipped CE run: a ReferenceRun
+    tutorial_config(loss="ce")            # what the notebooks train: the reference runs' regime
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from ctx.data import NUM_CLASSES
 from ctx.engine.checkpoint import load_model
 from ctx.engine.config import TrainConfig, config_from_dict
 from ctx.engine.loop import RunResult
+from ctx.experiments.regimes import regime_config
 from ctx.io import save_checkpoint, write_json
 from ctx.labels import resize_labels
 from ctx.negatives import boundary_negatives
@@ -133,6 +136,29 @@ def _probe(model, cfg: TrainConfig) -> dict:
 def reference_dir() -> Path:
     """Where the reference artifacts live: $CTX_REFERENCE_DIR, else data/reference/."""
     return Path(os.environ.get("CTX_REFERENCE_DIR", data_dir() / "reference"))
+
+
+def reference_manifest() -> dict:
+    """The shipped reference runs' manifest.json (in `reference_dir()`), {} if there is none."""
+    path = reference_dir() / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def tutorial_config(**changes) -> TrainConfig:
+    """The TrainConfig the notebooks train, so that their runs and the shipped reference runs
+    share one setting: the digit scenes, steps and data of the reference runs' regime
+    (`regime` in the manifest, the regime study's choice; "default" for runs exported before the
+    study), full size. With loss="contextrast", also the reference Contextrast run's PA setting
+    (the manifest's `setting`: alpha, and the CE-only warm-up as a fraction of `max_steps`;
+    METHOD.md's defaults when it records none). `changes` (sizes, loss, device, out, ...) are
+    applied last, so an explicit alpha or warmup_steps wins."""
+    manifest = reference_manifest()
+    pa = {}
+    setting = manifest.get("setting")
+    if changes.get("loss") == "contextrast" and setting:
+        steps = changes.get("max_steps", regime_config(manifest["regime"]).max_steps)
+        pa = {"alpha": setting["alpha"], "warmup_steps": round(setting["warmup"] * steps)}
+    return regime_config(manifest.get("regime", "default"), **{**pa, **changes})
 
 
 def load_reference(variant: str, device: str | torch.device = "cpu") -> ReferenceRun:

@@ -256,14 +256,6 @@ def show_ablation(
     return text
 
 
-def reference_manifest() -> dict:
-    """The shipped reference runs' manifest.json (`ctx.reference.reference_dir()`), {} if none."""
-    from ctx.reference import reference_dir
-
-    path = reference_dir() / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def reference_setting(ce, cx, tuned: dict | None = None, manifest: dict | None = None) -> str:
     """Which setting the Contextrast reference run `cx` was trained at and what it costs against
     the CE reference `ce` (both `load_reference(...)`), read from their configs, the manifest
@@ -271,6 +263,7 @@ def reference_setting(ce, cx, tuned: dict | None = None, manifest: dict | None =
     when it records them) and else the runs' last validation. `tuned`: the config dict of the
     validation-tuned ablation (results/ablation.json), named when the reference uses it."""
     from ctx.engine.config import TrainConfig
+    from ctx.reference import reference_manifest
 
     manifest = reference_manifest() if manifest is None else manifest
     c, default = cx.config, TrainConfig()
