@@ -51,6 +51,11 @@ def write_json(data: Any, path: str | Path) -> Path:
     return _atomic(Path(path), lambda f: f.write(text.encode()))
 
 
+def write_text(text: str, path: str | Path) -> Path:
+    """Write UTF-8 text to `path` atomically."""
+    return _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
 @contextlib.contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (via `path.lock`) so that processes that read, change and

@@ -15,17 +15,19 @@ from ctx.experiments.regime_study import (
     FINAL_SEEDS,
     TUNE_SEEDS,
     WARMUPS,
+    _row_key,
     choose_default,
     chosen_setting,
     eligible,
     load_results,
     paired,
+    tune_jobs,
     tuning_complete,
 )
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import paired_diffs
 from ctx.experiments.variants import DESCRIPTIONS
-from ctx.io import locked, write_json
+from ctx.io import locked, write_json, write_text
 
 
 def write_report(results_dir: Path, command: str) -> dict:
@@ -191,6 +193,57 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
         parts += default_table(finals, default)
     (results_dir / "regimes.md").write_text("\n".join(parts) + "\n")
     plot(finals, results_dir / "regimes.png")
+    readme = results_dir.parent / "README.md"
+    if readme.exists():
+        update_readme(readme, readme_block(tuning, finals, default, waiting))
+
+
+README_MARKERS = ("<!-- regimes:begin -->", "<!-- regimes:end -->")
+
+
+def readme_block(tuning: list[dict], finals: list[dict], default: str | None, waiting: str) -> str:
+    """The README's map of the study: per regime the Rule-1 setting with its validation gain,
+    and the test comparison; Rule 2's choice; the default regime's variants once chosen."""
+    lines = [
+        "| regime | PA setting (Rule 1) | Δ val, tuning runs | CE test mIoU | "
+        "Contextrast test mIoU | Δ test, paired [95 % CI] | share of CE's error cut |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, regime in REGIMES.items():
+        c = chosen_setting(tuning, name)
+        rs = [r for r in finals if r["regime"] == name]
+        p = paired(finals, name, "contextrast")
+        if c is not None:
+            setting = f"α = {c['alpha']:g}, w = {c['warmup']:g}"
+        else:
+            done = {_row_key(r) for r in tuning} & {j.key for j in tune_jobs(name)}
+            setting = f"tuning: {len(done)} of {len(tune_jobs(name))} runs"
+            if regime.gpu:
+                setting = ("GPU-sized, " + setting) if done else "GPU-sized, not run yet"
+        delta = "–" if c is None else f"{c['val_delta']:+.2f}"
+        cut = "–" if p is None else f"{100 * p['error_cut']:+.1f} %"
+        lines.append(
+            f"| {name} | {setting} | {delta} | {_mean_cell(rs, 'miou', 0, variant='ce')} | "
+            f"{_mean_cell(rs, 'miou', 0, variant='contextrast')} | {_interval(p)} | {cut} |"
+        )
+    lines += ["", f"Default regime by the protocol's Rule 2: **{default or waiting}**."]
+    if default:
+        lines += ["", *default_table(finals, default)]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, block: str) -> bool:
+    """Replace the text between README_MARKERS in `path` with `block` (written atomically);
+    False, and nothing written, when the file has no such pair."""
+    text = path.read_text()
+    begin, end = README_MARKERS
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < i:
+        return False
+    new = f"{text[: i + len(begin)]}\n{block}\n{text[j:]}"
+    if new != text:
+        write_text(new, path)
+    return True
 
 
 def plot(finals: list[dict], path: Path) -> None:

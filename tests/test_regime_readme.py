@@ -1,0 +1,49 @@
+"""The README's map of the regime study is written by the report, between two markers."""
+
+from test_regime_study import _ce_finals, _full_grid, _steps, _tuning_rows
+
+from ctx.experiments import regime_report
+from ctx.experiments.regime_report import README_MARKERS, readme_block, update_readme
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    begin, end = README_MARKERS
+    path = tmp_path / "README.md"
+    path.write_text(f"# T\n\nbefore\n{begin}\nold table\n{end}\nafter\n")
+    assert update_readme(path, "| new |")
+    assert path.read_text() == f"# T\n\nbefore\n{begin}\n| new |\n{end}\nafter\n"
+    assert update_readme(path, "| new |")  # idempotent
+    assert path.read_text().count("| new |") == 1
+    plain = tmp_path / "OTHER.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, "| new |") and plain.read_text() == "no markers\n"
+
+
+def test_readme_block_reads_settings_and_paired_test_differences():
+    tuning = _steps(_tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0)), 2000)
+    runs = _ce_finals("scarce", [70.0, 72.0, 71.0, 69.0, 73.0])
+    ce = [{**r, "steps": 6000, "train_seconds": 600.0} for r in runs]
+    cx = [{**r, "variant": "contextrast", "miou": r["miou"] + 1.5} for r in ce]
+    cx[0]["miou"] += 1.0  # diffs 2.5, 1.5, 1.5, 1.5, 1.5: mean 1.7
+    text = readme_block(tuning, ce + cx, None, "not decided yet")
+    row = next(line for line in text.splitlines() if line.startswith("| scarce |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "α = 0.02, w = 0"  # all settings tie: the smaller alpha, no warm-up
+    assert cells[2] == "+2.00" and cells[3] == "71.00" and cells[4] == "72.70"
+    assert cells[5].startswith("+1.70 [") and cells[5].endswith("(n=5)")
+    assert cells[6] == f"{100 * 1.7 / 29:+.1f} %"
+    default_row = next(line for line in text.splitlines() if line.startswith("| default |"))
+    assert "tuning: 0 of 14 runs" in default_row
+    assert "**not decided yet**" in text
+    assert "| variant |" not in text  # the default's table only once Rule 2 has chosen
+    assert "| `contextrast` | 5 |" in readme_block(tuning, ce + cx, "scarce", "")
+
+
+def test_report_writes_the_readme_next_to_results(tmp_path, monkeypatch):
+    begin, end = README_MARKERS
+    (tmp_path / "README.md").write_text(f"{begin}\n{end}\n")
+    results = tmp_path / "results"
+    (results / "regimes").mkdir(parents=True)
+    regime_report.write_report(results, "python -m ctx.experiments regimes")
+    text = (tmp_path / "README.md").read_text()
+    assert "| default | tuning: 0 of 14 runs |" in text and "phase 1 incomplete" in text
