@@ -46,6 +46,8 @@ def results(tmp_path):
 
 def test_verdict_reads_the_interval():
     assert R.verdict(0.1, 2.0).endswith("a gain")
+    assert "a candidate, not yet a gain" in R.verdict(0.1, 2.0, selected=True)
+    assert R.verdict(-0.1, 2.0, selected=True).endswith("within noise")
     assert R.verdict(-2.0, -0.1).endswith("a loss")
     assert R.verdict(-0.1, 2.0).endswith("within noise")
     assert R.verdict(math.nan, math.nan).startswith("one seed")

@@ -47,3 +47,17 @@ def test_report_writes_the_readme_next_to_results(tmp_path, monkeypatch):
     regime_report.write_report(results, "python -m ctx.experiments regimes")
     text = (tmp_path / "README.md").read_text()
     assert "| default | tuning: 0 of 14 runs |" in text and "phase 1 incomplete" in text
+
+
+def test_rule_2_says_which_gate_it_waits_for():
+    from ctx.experiments.regime_report import rule_2_waits_for
+
+    tuning = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(70.0))
+    tuning += _tuning_rows("scarce", {0: 60.0, 1: 60.0}, _full_grid(62.0))
+    names = ["crowded", "crowded_scarce"]
+    tuning += [r for n in names for r in _tuning_rows(n, {0: 50.0, 1: 50.0}, _full_grid(51.0))]
+    tuning = _steps(tuning, 2000)
+    assert rule_2_waits_for(tuning[:-1], []) == "phase 1 incomplete"
+    assert rule_2_waits_for(tuning, _ce_finals("scarce", [65] * 2)) == (
+        "the quality gate of `scarce`: 2 of its 5 final CE runs are in"
+    )

@@ -182,11 +182,7 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
     parts += tuning_table(tuning, finals)
     parts += ["", "## Phase 2: CE vs Contextrast on the frozen test scenes", ""]
     parts += final_table(finals)
-    waiting = (
-        "not decided yet (phase 1 incomplete)"
-        if any(chosen_setting(tuning, r) is None for r, g in REGIMES.items() if not g.gpu)
-        else "not decided yet (it waits for the CE final runs of the best candidate's gate)"
-    )
+    waiting = "not decided yet (" + rule_2_waits_for(tuning, finals) + ")"
     parts += ["", f"Default regime by the protocol's rule: **{default or waiting}**."]
     if default:
         parts += ["", f"### All variants in the default regime ({default})", ""]
@@ -244,6 +240,21 @@ def update_readme(path: Path, block: str) -> bool:
     if new != text:
         write_text(new, path)
     return True
+
+
+def rule_2_waits_for(tuning: list[dict], finals: list[dict]) -> str:
+    """What an undecided Rule 2 waits for: phase 1, or the quality gate (five final CE runs)
+    of the candidate with the largest validation gain whose gate is not decided yet."""
+    cands = [r for r, g in REGIMES.items() if not g.gpu]
+    settings = {r: chosen_setting(tuning, r) for r in cands}
+    if any(c is None for c in settings.values()):
+        return "phase 1 incomplete"
+    pending = [r for r in cands if not eligible(tuning, finals, r)["decided"]]
+    if not pending:
+        return "every gate is decided"
+    best = max(pending, key=lambda r: settings[r]["val_delta"])
+    n = sum((r["regime"], r["variant"]) == (best, "ce") for r in finals)
+    return f"the quality gate of `{best}`: {n} of its {len(FINAL_SEEDS)} final CE runs are in"
 
 
 def plot(finals: list[dict], path: Path) -> None:

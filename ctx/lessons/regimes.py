@@ -57,10 +57,17 @@ def gallery_dir() -> Path:
     return data_dir() / "regimes"
 
 
-def verdict(lo: float, hi: float) -> str:
-    """What a 95 % interval [lo, hi] of a difference says."""
+def verdict(lo: float, hi: float, selected: bool = False) -> str:
+    """What a 95 % interval [lo, hi] of a difference says. `selected`: the difference is the
+    best of a grid, measured on the same runs that picked it (phase 1's validation rows), so an
+    interval above zero makes it a candidate, not a gain: the test runs decide."""
     if math.isnan(lo) or math.isnan(hi):
         return "one seed: no interval, so no verdict"
+    if lo > 0 and selected:
+        return (
+            "the interval lies above zero, but on the runs the setting was picked from: a "
+            "candidate, not yet a gain (the test runs decide)"
+        )
     if lo > 0:
         return "the interval lies above zero: a gain"
     if hi < 0:
@@ -265,7 +272,8 @@ def map_reading(rows: list[dict]) -> list[str]:
                 extra += f"; {r['finals']} of {len(FINAL_SEEDS)} test pairs in so far"
         out.append(
             f"{r['regime']} ({r['label']}): {r['mean']:+.2f} points, 95 % interval "
-            f"[{r['lo']:+.2f}, {r['hi']:+.2f}]{extra}: {verdict(r['lo'], r['hi'])}."
+            f"[{r['lo']:+.2f}, {r['hi']:+.2f}]{extra}: "
+            f"{verdict(r['lo'], r['hi'], r['source'] == 'validation')}."
         )
     return out
 
@@ -357,7 +365,11 @@ def slide_summary(rows: list[dict], diag: dict) -> list[str]:
             f"Validation only ({len(TUNE_SEEDS)} seeds, tuning runs, the best of the grid, so "
             f"optimistic): "
             + "; ".join(f"{r['regime']} {r['status']}" for r in val)
-            + (": every interval includes zero." if noise else ".")
+            + (
+                ": every interval includes zero."
+                if noise
+                else ": intervals of the best of a grid on its own runs; the test runs decide."
+            )
         )
     ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
     out.append(
