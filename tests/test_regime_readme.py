@@ -61,3 +61,10 @@ def test_rule_2_says_which_gate_it_waits_for():
     assert rule_2_waits_for(tuning, _ce_finals("scarce", [65] * 2)) == (
         "the quality gate of `scarce`: 2 of its 5 final CE runs are in"
     )
+
+
+def test_readme_block_shows_the_seed_count_of_a_partial_mean():
+    tuning = _steps(_tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0)), 2000)
+    text = readme_block(tuning, _ce_finals("scarce", [64.0, 61.0]), None, "")
+    row = next(line for line in text.splitlines() if line.startswith("| scarce |"))
+    assert "| 62.50 (2) | – |" in row

@@ -205,6 +205,7 @@ def readme_block(tuning: list[dict], finals: list[dict], default: str | None, wa
         "Contextrast test mIoU | Δ test, paired [95 % CI] | share of CE's error cut |",
         "|---|---|---|---|---|---|---|",
     ]
+    n = len(FINAL_SEEDS)  # a mean over fewer seeds shows its count: "62.70 (2)"
     for name, regime in REGIMES.items():
         c = chosen_setting(tuning, name)
         rs = [r for r in finals if r["regime"] == name]
@@ -219,8 +220,8 @@ def readme_block(tuning: list[dict], finals: list[dict], default: str | None, wa
         delta = "–" if c is None else f"{c['val_delta']:+.2f}"
         cut = "–" if p is None else f"{100 * p['error_cut']:+.1f} %"
         lines.append(
-            f"| {name} | {setting} | {delta} | {_mean_cell(rs, 'miou', 0, variant='ce')} | "
-            f"{_mean_cell(rs, 'miou', 0, variant='contextrast')} | {_interval(p)} | {cut} |"
+            f"| {name} | {setting} | {delta} | {_mean_cell(rs, 'miou', n, variant='ce')} | "
+            f"{_mean_cell(rs, 'miou', n, variant='contextrast')} | {_interval(p)} | {cut} |"
         )
     lines += ["", f"Default regime by the protocol's Rule 2: **{default or waiting}**."]
     if default:
