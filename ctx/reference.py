@@ -153,12 +153,11 @@ def tutorial_config(**changes) -> TrainConfig:
     METHOD.md's defaults when it records none). `changes` (sizes, loss, device, out, ...) are
     applied last, so an explicit alpha or warmup_steps wins."""
     manifest = reference_manifest()
-    pa = {}
-    setting = manifest.get("setting")
+    regime, setting, pa = manifest.get("regime", "default"), manifest.get("setting"), {}
     if changes.get("loss") == "contextrast" and setting:
-        steps = changes.get("max_steps", regime_config(manifest["regime"]).max_steps)
+        steps = changes.get("max_steps", regime_config(regime).max_steps)
         pa = {"alpha": setting["alpha"], "warmup_steps": round(setting["warmup"] * steps)}
-    return regime_config(manifest.get("regime", "default"), **{**pa, **changes})
+    return regime_config(regime, **{**pa, **changes})
 
 
 def load_reference(variant: str, device: str | torch.device = "cpu") -> ReferenceRun:

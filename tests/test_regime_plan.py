@@ -117,5 +117,6 @@ def test_rule_2_waits_for_defaults_gate_when_the_best_is_within_a_tie():
     names = ["default", "scarce"]
     scarce = _ce_finals("scarce", [65] * 5)
     assert choose_default(tuning, scarce, names) is None
+    assert regime_study.rule_2(tuning, scarce, names) == (None, "default")  # default's gate next
     assert choose_default(tuning, scarce + _ce_finals("default", [65] * 5), names) == "default"
     assert choose_default(tuning, scarce + _ce_finals("default", [55] * 5), names) == "scarce"

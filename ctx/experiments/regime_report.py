@@ -21,6 +21,7 @@ from ctx.experiments.regime_study import (
     eligible,
     load_results,
     paired,
+    rule_2,
     tune_jobs,
     tuning_complete,
 )
@@ -119,14 +120,25 @@ def final_table(finals: list[dict]) -> list[str]:
     for name in REGIMES:
         rs = [r for r in finals if r["regime"] == name]
         p = paired(finals, name, "contextrast")
-
-        cut = "–" if p is None else f"{100 * p['error_cut']:+.1f} %"
-        pb = _boundary_delta(rs)
+        ce, cx, interval, cut = _test_cells(finals, name, 0)
         lines.append(
-            f"| {name} | {0 if p is None else p['n']}/{len(FINAL_SEEDS)} | {_mean_cell(rs, 'miou', 0, variant='ce')} | "
-            f"{_mean_cell(rs, 'miou', 0, variant='contextrast')} | {_interval(p)} | {cut} | {pb} |"
+            f"| {name} | {0 if p is None else p['n']}/{len(FINAL_SEEDS)} | {ce} | {cx} | "
+            f"{interval} | {cut} | {_boundary_delta(rs)} |"
         )
     return lines
+
+
+def _test_cells(finals: list[dict], regime: str, expected: int) -> tuple[str, str, str, str]:
+    """A regime's test cells: CE's and Contextrast's mean test mIoU (`_mean_cell`, `expected`
+    seeds), their paired difference with its interval, and the share of CE's error it cuts."""
+    rs = [r for r in finals if r["regime"] == regime]
+    p = paired(finals, regime, "contextrast")
+    return (
+        _mean_cell(rs, "miou", expected, variant="ce"),
+        _mean_cell(rs, "miou", expected, variant="contextrast"),
+        _interval(p),
+        "–" if p is None else f"{100 * p['error_cut']:+.1f} %",
+    )
 
 
 def _boundary_delta(rs: list[dict]) -> str:
@@ -205,11 +217,8 @@ def readme_block(tuning: list[dict], finals: list[dict], default: str | None, wa
         "Contextrast test mIoU | Δ test, paired [95 % CI] | share of CE's error cut |",
         "|---|---|---|---|---|---|---|",
     ]
-    n = len(FINAL_SEEDS)  # a mean over fewer seeds shows its count: "62.70 (2)"
     for name, regime in REGIMES.items():
         c = chosen_setting(tuning, name)
-        rs = [r for r in finals if r["regime"] == name]
-        p = paired(finals, name, "contextrast")
         if c is not None:
             setting = f"α = {c['alpha']:g}, w = {c['warmup']:g}"
         else:
@@ -218,11 +227,9 @@ def readme_block(tuning: list[dict], finals: list[dict], default: str | None, wa
             if regime.gpu:
                 setting = ("GPU-sized, " + setting) if done else "GPU-sized, not run yet"
         delta = "–" if c is None else f"{c['val_delta']:+.2f}"
-        cut = "–" if p is None else f"{100 * p['error_cut']:+.1f} %"
-        lines.append(
-            f"| {name} | {setting} | {delta} | {_mean_cell(rs, 'miou', n, variant='ce')} | "
-            f"{_mean_cell(rs, 'miou', n, variant='contextrast')} | {_interval(p)} | {cut} |"
-        )
+        # a mean over fewer than all final seeds shows its count: "62.70 (2)"
+        cells = _test_cells(finals, name, len(FINAL_SEEDS))
+        lines.append(f"| {name} | {setting} | {delta} | " + " | ".join(cells) + " |")
     lines += ["", f"Default regime by the protocol's Rule 2: **{default or waiting}**."]
     if default:
         lines += ["", *default_table(finals, default)]
@@ -244,18 +251,15 @@ def update_readme(path: Path, block: str) -> bool:
 
 
 def rule_2_waits_for(tuning: list[dict], finals: list[dict]) -> str:
-    """What an undecided Rule 2 waits for: phase 1, or the quality gate (five final CE runs)
-    of the candidate with the largest validation gain whose gate is not decided yet."""
-    cands = [r for r, g in REGIMES.items() if not g.gpu]
-    settings = {r: chosen_setting(tuning, r) for r in cands}
-    if any(c is None for c in settings.values()):
+    """What an undecided Rule 2 waits for (`rule_2`): phase 1, or the quality gate (five final
+    CE runs) of the regime it reads next."""
+    waits = rule_2(tuning, finals)[1]
+    if waits is None:
+        return "nothing: it has chosen"
+    if waits == "phase 1":
         return "phase 1 incomplete"
-    pending = [r for r in cands if not eligible(tuning, finals, r)["decided"]]
-    if not pending:
-        return "every gate is decided"
-    best = max(pending, key=lambda r: settings[r]["val_delta"])
-    n = sum((r["regime"], r["variant"]) == (best, "ce") for r in finals)
-    return f"the quality gate of `{best}`: {n} of its {len(FINAL_SEEDS)} final CE runs are in"
+    n = sum((r["regime"], r["variant"]) == (waits, "ce") for r in finals)
+    return f"the quality gate of `{waits}`: {n} of its {len(FINAL_SEEDS)} final CE runs are in"
 
 
 def plot(finals: list[dict], path: Path) -> None:

@@ -168,29 +168,38 @@ def choose_default(
     largest mean validation difference to CE (paired by seed); `default` if none is positive,
     or if the best is within TIE of default's. Candidates: `regimes`, else every regime a laptop
     CPU can train (not `Regime.gpu`). None until every candidate's tuning is in and the gates
-    the outcome depends on are decided: walking the candidates by gain, best first, the first
-    eligible one wins, so a gate below it never changes the answer and is not waited for."""
+    the outcome depends on are decided (`rule_2`)."""
+    return rule_2(tuning, finals, regimes)[0]
+
+
+def rule_2(
+    tuning: list[dict], finals: list[dict], regimes: list[str] | None = None
+) -> tuple[str | None, str | None]:
+    """Rule 2 (see `choose_default`) as (choice, waits_for): the choice, or None with what it
+    waits for: "phase 1" (a candidate's tuning) or the regime whose quality gate it reads next.
+    Walking the candidates by gain, best first, the first eligible one wins, so a gate below it
+    never changes the answer and is not waited for."""
     names = list(regimes or (name for name, r in REGIMES.items() if not r.gpu))
     chosen = {r: chosen_setting(tuning, r) for r in names}
     if any(c is None for c in chosen.values()):
-        return None
+        return None, "phase 1"
     gain = {r: c["val_delta"] for r, c in chosen.items()}
     for r in sorted(names, key=lambda r: -gain[r]):  # stable: ties keep the candidates' order
         if gain[r] <= 0:
-            return FALLBACK  # no candidate left has a positive gain
+            return FALLBACK, None  # no candidate left has a positive gain
         gate = eligible(tuning, finals, r)
         if not gate["decided"]:
-            return None
+            return None, r
         if not gate["eligible"]:
             continue
         if r != FALLBACK and FALLBACK in gain and gain[r] - gain[FALLBACK] < TIE:
             fallback = eligible(tuning, finals, FALLBACK)
             if not fallback["decided"]:
-                return None
+                return None, FALLBACK
             if fallback["eligible"]:
-                return FALLBACK
-        return r
-    return FALLBACK
+                return FALLBACK, None
+        return r, None
+    return FALLBACK, None
 
 
 # --------------------------------------------------------------------------- the plan
@@ -234,7 +243,8 @@ def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator
         yield from tune_jobs(regime)[len(TUNE_SEEDS) :]
     settings = {r: chosen_setting(tuning, r) for r in regimes}
     default = choose_default(tuning, finals)
-    if default in regimes:
+    decided = default in regimes
+    if decided:
         order = [default] + [r for r in regimes if r != default]
     else:
         gain = {r: -math.inf if s is None else s["val_delta"] for r, s in settings.items()}
@@ -242,7 +252,7 @@ def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator
         for regime in order:
             yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
     for regime in order:
-        if default in regimes:
+        if decided:
             yield from (Job("final", regime, "ce", s) for s in FINAL_SEEDS)
         setting = settings[regime]
         if setting is None:
