@@ -1,7 +1,7 @@
 """The regime gallery: per regime, the seed-0 CE and Contextrast runs of the regime study as fp16
 weights that notebook 07 loads to compare their predictions (no training in the notebook).
 
-    python -m ctx.experiments gallery --runs-dir /work/study/runs/regimes --out data/regimes
+    python -m ctx.experiments gallery --runs-dir runs/regimes --out data/regimes
     python -m ctx.experiments gallery --runs-dir ... --remake-dir runs/regimes-remade
 
 Per regime: the phase-2 (final) seed-0 `ce` and `contextrast` runs when both are in
