@@ -2,6 +2,7 @@
 
     python -m ctx.train --loss ce --out runs/ce
     python -m ctx.train --loss contextrast --negatives bane --out runs/contextrast
+    python -m ctx.train --regime scarce --loss ce --out runs/ce_scarce   # a named regime
     torchrun --nproc_per_node=2 -m ctx.train --device cpu ...      # data-parallel (DDP)
 
 Checkpoints and histories are written atomically to `--out`; running the same command again
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from ctx.engine.config import RULES, TrainConfig, config_from_dict, validate_config
 from ctx.engine.interrupt import Interrupted
 from ctx.engine.loop import train
+from ctx.experiments.regimes import REGIMES
 from ctx.validation import NO_RULE, ConfigError, field_types, inert_fields
 
 
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="JSON object of TrainConfig fields; flags override it (default: none)",
+    )
+    p.add_argument(
+        "--regime",
+        choices=list(REGIMES),
+        help="start from a named digit-scene regime of the regime study "
+        "(ctx/experiments/regimes.py); --config and flags override it (default: none)",
     )
     types = field_types(TrainConfig)
     for f in fields(TrainConfig):
@@ -107,16 +115,21 @@ def _read_config_file(path: Path) -> dict:
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, set[str], Callable[[str], str]]:
     """(config, the fields the user set, how to name a field in a message)."""
     args = vars(_parser().parse_args(argv))
-    path = args.pop("config", None)
+    path, regime = args.pop("config", None), args.pop("regime", None)
+    preset = REGIMES[regime].overrides if regime else {}
     base = _read_config_file(path) if path else {}
-    cfg = config_from_dict({**base, **args})
+    cfg = config_from_dict({**preset, **base, **args})
 
     def name(field: str) -> str:
-        if field in base and field not in args:
+        if field in args:
+            return _flag(field)
+        if field in base:
             return f"{field} (in {path})"
+        if field in preset:
+            return f"{field} (from --regime {regime})"
         return _flag(field)
 
-    return validate_config(cfg, name), set(base) | set(args), name
+    return validate_config(cfg, name), set(preset) | set(base) | set(args), name
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -68,6 +68,14 @@ CASES = {
     "config wrong type": (["--config", "{tmp}/string.json"], 2, ["lr (in", "a number", "'fast'"]),
     "config wrong list": (["--config", "{tmp}/widths.json"], 2, ["widths (in", "list of one or more integers"]),
     "config bool as text": (["--config", "{tmp}/fusion.json"], 2, ["fusion (in", "true or false"]),
+    "unknown regime": (["--regime", "sparse"], 2, ["argument --regime", "'sparse'", "scarce"]),
+    "regime then bad flag": (
+        ["--regime", "scarce", "--train-scenes", "8"], 2, ["no full batch", "--train-scenes"],
+    ),
+    "regime's field breaks a flag": (
+        ["--regime", "scarce", "--batch-size", "600"], 2,
+        ["--batch-size 600", "train_scenes (from --regime scarce)"],
+    ),
 }  # fmt: skip
 FILES = {
     "afile": "",
@@ -156,6 +164,21 @@ def test_every_field_has_a_rule_and_a_help_line():
             assert "choices: " + ", ".join(RULES[name].choices) in helps[name]
     assert "default:" in helps["config"]
     validate_config(TrainConfig())  # the defaults pass their own rules
+
+
+def test_regime_is_a_base_that_config_and_flags_override(files):
+    from ctx.experiments.regimes import regime_config
+    from ctx.train import parse_args
+
+    assert parse_args(["--regime", "scarce"]) == regime_config("scarce")
+    assert parse_args(["--regime", "crowded", "--loss", "contextrast"]) == regime_config(
+        "crowded", loss="contextrast"
+    )
+    (files / "scenes.json").write_text('{"train_scenes": 400, "eval_every": 2}')
+    cfg = parse_args(
+        ["--regime", "scarce", "--config", str(files / "scenes.json"), "--eval-every", "3"]
+    )
+    assert (cfg.train_scenes, cfg.train_digits_per_class, cfg.eval_every) == (400, 35, 3)
 
 
 def test_inert_flags_warn_once(monkeypatch, capsys, files):
