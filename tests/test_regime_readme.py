@@ -22,7 +22,7 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
 def test_readme_block_reads_settings_and_paired_test_differences():
     tuning = _steps(_tuning_rows("scarce", {0: 60.0, 1: 62.0}, _full_grid(63.0)), 2000)
     runs = _ce_finals("scarce", [70.0, 72.0, 71.0, 69.0, 73.0])
-    ce = [{**r, "steps": 6000, "train_seconds": 600.0} for r in runs]
+    ce = [{**r, "steps": 6000, "train_seconds": 900.0, "train_cpu_seconds": 600.0} for r in runs]
     cx = [{**r, "variant": "contextrast", "miou": r["miou"] + 1.5} for r in ce]
     cx[0]["miou"] += 1.0  # diffs 2.5, 1.5, 1.5, 1.5, 1.5: mean 1.7
     text = readme_block(tuning, ce + cx, None, "not decided yet")
@@ -36,7 +36,9 @@ def test_readme_block_reads_settings_and_paired_test_differences():
     assert "tuning: 0 of 14 runs" in default_row
     assert "**not decided yet**" in text
     assert "| variant |" not in text  # the default's table only once Rule 2 has chosen
-    assert "| `contextrast` | 5 |" in readme_block(tuning, ce + cx, "scarce", "")
+    chosen = readme_block(tuning, ce + cx, "scarce", "")
+    assert "| `contextrast` | 5 |" in chosen
+    assert "| `ce` | 5 | 71.00 | – | 6000 | 10.0 |" in chosen  # CPU minutes, not wall
 
 
 def test_report_writes_the_readme_next_to_results(tmp_path, monkeypatch):
