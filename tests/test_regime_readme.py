@@ -70,3 +70,24 @@ def test_readme_block_shows_the_seed_count_of_a_partial_mean():
     text = readme_block(tuning, _ce_finals("scarce", [64.0, 61.0]), None, "")
     row = next(line for line in text.splitlines() if line.startswith("| scarce |"))
     assert "| 62.50 (2) | – |" in row
+
+
+def test_target_reading_decides_only_on_all_five_pairs():
+    from ctx.experiments.regime_report import target_reading
+
+    ce = _ce_finals("scarce", [70.0, 72.0, 71.0, 69.0, 73.0])  # CE mean 71: 29 points of error
+    cx = [{**r, "variant": "contextrast", "miou": r["miou"] + 1.5} for r in ce]
+    cx[0]["miou"] += 1.0  # diffs 2.5, 1.5, 1.5, 1.5, 1.5: mean +1.7, interval above 0
+    assert "not decided yet, 2 of 5 pairs in" in target_reading(ce + cx[:2], "scarce")
+    text = target_reading(ce + cx, "scarce")
+    assert "**met**" in text and "+1.70 [" in text
+    assert f"cuts {100 * 1.7 / 29:.1f} % of CE's remaining error (< 17 %)" in text
+    assert "`ccl` waits for its runs (0 of 5)" in text
+    ccl = [{**r, "variant": "ccl", "miou": r["miou"] + 0.5} for r in cx]  # ahead of Contextrast
+    ce_time = [{**r, "variant": "ce_time", "miou": r["miou"] + 0.1} for r in ce]
+    text = target_reading(ce + cx + ccl + ce_time, "scarce")
+    assert "not ahead of `ccl` (73.20), ahead of `ce_time` (71.10)" in text
+    small = [{**r, "miou": r["miou"] - 1.0} for r in cx]  # mean +0.7: short of +1.0
+    assert "**missed**" in target_reading(ce + small, "scarce")
+    noisy = [{**r, "miou": r["miou"] + d} for r, d in zip(cx, [8.0, -6.0, 0, 0, 0])]
+    assert "**missed**" in target_reading(ce + noisy, "scarce")  # mean +1.9, interval spans 0

@@ -172,6 +172,48 @@ def default_table(finals: list[dict], regime: str) -> list[str]:
     return lines
 
 
+TARGET_DELTA, MOONSHOT_CUT = 1.0, 0.17  # PROTOCOL.md's targets (issue 12)
+
+
+def target_reading(finals: list[dict], regime: str) -> str:
+    """The protocol's target in the default `regime`, read from its test runs: Contextrast − CE
+    ≥ TARGET_DELTA paired over all final seeds with the 95 % interval above 0; the moonshot:
+    a cut of ≥ MOONSHOT_CUT of CE's remaining error, with Contextrast's mean test mIoU above
+    `ccl`'s and `ce_time`'s. Undecided parts say what they wait for."""
+    n_all = len(FINAL_SEEDS)
+    p = paired(finals, regime, "contextrast")
+    if p is None:
+        return f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0): no pairs yet."
+    so_far = f"Δ = {_interval(p)}"
+    if p["n"] < n_all:
+        return (
+            f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0, {n_all} seeds): "
+            f"not decided yet, {p['n']} of {n_all} pairs in ({so_far})."
+        )
+    met = p["mean"] >= TARGET_DELTA and p["lo"] > 0
+    text = (
+        f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0): "
+        f"**{'met' if met else 'missed'}**, {so_far}."
+    )
+    cut = p["error_cut"]
+    text += (
+        f" Moonshot: Contextrast cuts {100 * cut:.1f} % of CE's remaining error "
+        f"({'≥' if cut >= MOONSHOT_CUT else '<'} {100 * MOONSHOT_CUT:g} %)"
+    )
+    cx = [r["miou"] for r in finals if (r["regime"], r["variant"]) == (regime, "contextrast")]
+    rivals = []
+    for v in ("ccl", "ce_time"):
+        vr = [r["miou"] for r in finals if (r["regime"], r["variant"]) == (regime, v)]
+        if len(vr) < n_all:
+            rivals.append(f"`{v}` waits for its runs ({len(vr)} of {n_all})")
+        else:
+            ahead = statistics.mean(cx) > statistics.mean(vr)
+            rivals.append(
+                f"{'ahead of' if ahead else 'not ahead of'} `{v}` ({statistics.mean(vr):.2f})"
+            )
+    return text + "; " + ", ".join(rivals) + "."
+
+
 def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
     finals = data["runs"]
     default = data.get("default_regime")
@@ -201,6 +243,7 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
     if default:
         parts += ["", f"### All variants in the default regime ({default})", ""]
         parts += default_table(finals, default)
+        parts += ["", target_reading(finals, default)]
     (results_dir / "regimes.md").write_text("\n".join(parts) + "\n")
     plot(finals, results_dir / "regimes.png")
     readme = results_dir.parent / "README.md"
@@ -234,7 +277,7 @@ def readme_block(tuning: list[dict], finals: list[dict], default: str | None, wa
         lines.append(f"| {name} | {setting} | {delta} | " + " | ".join(cells) + " |")
     lines += ["", f"Default regime by the protocol's Rule 2: **{default or waiting}**."]
     if default:
-        lines += ["", *default_table(finals, default)]
+        lines += ["", *default_table(finals, default), "", target_reading(finals, default)]
     return "\n".join(lines)
 
 
