@@ -233,6 +233,13 @@ MARKERS_UP_TO = 40  # a run with at most this many evaluations gets a marker at 
 LOG_X_FROM = 5.0  # log x axis when the longest run's last x is this many times the shortest's
 
 
+X_AXES = {  # plot_history's x: (axis label, history field, divisor)
+    "step": ("step", "step", 1),
+    "minutes": ("training minutes", "train_seconds", 60),
+    "cpu_minutes": ("training CPU minutes", "train_cpu_seconds", 60),
+}
+
+
 def plot_history(
     histories: dict[str, list[dict]],
     key: str = "miou",
@@ -240,14 +247,19 @@ def plot_history(
     ax: plt.Axes | None = None,
     xscale: str | None = None,
 ) -> plt.Figure:
-    """Validation `key` (percent) against `x` ("step" or "minutes") for several named runs, on
-    a full-width figure. A run with few evaluations gets a marker at each; `xscale` ("linear" or
-    "log") defaults to log when the runs' lengths differ by `LOG_X_FROM` times or more, so a
-    short run is not squeezed into the first pixels of a long one's axis."""
+    """Validation `key` (percent) against `x` for several named runs, on a full-width figure:
+    "step", "minutes" (training wall time) or "cpu_minutes" (training CPU time: unlike wall
+    time, it does not count other jobs on shared cores or a paused process). A run with few
+    evaluations gets a marker at each; `xscale` ("linear" or "log") defaults to log when the
+    runs' lengths differ by `LOG_X_FROM` times or more, so a short run is not squeezed into the
+    first pixels of a long one's axis."""
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
     fig, ax = axes_or_new(ax, 9.5, 3.4, layout="tight")
     ends, xs_all = [], []
+    field, scale = X_AXES[x][1:]
     for name, hist in histories.items():
-        xs = [h["train_seconds"] / 60 if x == "minutes" else h["step"] for h in hist]
+        xs = [h[field] / scale for h in hist]
         marker = "o" if len(hist) <= MARKERS_UP_TO else None
         ax.plot(xs, [h["val"][key] for h in hist], marker=marker, ms=3.5, label=name)
         ends += xs[-1:]
@@ -256,7 +268,7 @@ def plot_history(
         positive = [e for e in ends if e > 0]
         long = len(positive) > 1 and max(positive) >= LOG_X_FROM * min(positive)
         xscale = "log" if long else "linear"
-    unit = "training minutes" if x == "minutes" else "step"
+    unit = X_AXES[x][0]
     if xscale == "log":
         ax.set_xscale("log")
         ticks = log_ticks(min(xs_all), max(xs_all))

@@ -47,17 +47,17 @@ def main() -> None:
     ce, cx = load_reference("ce"), load_reference("contextrast")
     DOCS.mkdir(exist_ok=True)
     overview(ce, cx).savefig(DOCS / "overview.png", dpi=80)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="tight")
     hist = {"ce": ce.history, "contextrast": cx.history}
     plot_history(hist, x="step", ax=axes[0])
-    plot_history(hist, x="minutes", ax=axes[1])
+    plot_history(hist, x="cpu_minutes", ax=axes[1])
     fig.savefig(DOCS / "learning_curves.png", dpi=90)
     for name, h in hist.items():
         marks = [h[i] for i in range(0, len(h), max(1, len(h) // 8))] + [h[-1]]
         print(
             name,
             " | ".join(
-                f"{e['step']} steps {e['train_seconds'] / 60:.1f} min {e['val']['miou']:.1f}%"
+                f"{e['step']} steps {e['train_cpu_seconds'] / 60:.1f} CPU min {e['val']['miou']:.1f}%"
                 for e in marks
             ),
         )

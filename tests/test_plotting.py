@@ -1,7 +1,8 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
+import numpy as np
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ctx.plotting import PALETTE, label_to_rgb, overlay, plot_history, plot_scenes  # noqa: E402
@@ -24,12 +25,17 @@ def test_plot_scenes_has_rows_and_legend():
 
 
 def test_plot_history_and_overlay():
-    hist = [
-        {"step": 10, "train_seconds": 60, "val": {"miou": 20.0}},
-        {"step": 20, "train_seconds": 120, "val": {"miou": 30.0}},
+    hist = [  # a run paused between its evaluations: wall time jumps, CPU time does not
+        {"step": 10, "train_seconds": 60, "train_cpu_seconds": 30, "val": {"miou": 20.0}},
+        {"step": 20, "train_seconds": 1260, "train_cpu_seconds": 60, "val": {"miou": 30.0}},
     ]
     fig = plot_history({"ce": hist}, x="minutes")
-    assert list(fig.axes[0].lines[0].get_xdata()) == [1.0, 2.0]
+    assert list(fig.axes[0].lines[0].get_xdata()) == [1.0, 21.0]
+    fig = plot_history({"ce": hist}, x="cpu_minutes")
+    assert list(fig.axes[0].lines[0].get_xdata()) == [0.5, 1.0]
+    assert fig.axes[0].get_xlabel() == "training CPU minutes"
+    with pytest.raises(ValueError, match="x must be one of step, minutes, cpu_minutes"):
+        plot_history({"ce": hist}, x="hours")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
