@@ -89,5 +89,5 @@ def test_target_reading_decides_only_on_all_five_pairs():
     assert "not ahead of `ccl` (73.20), ahead of `ce_time` (71.10)" in text
     small = [{**r, "miou": r["miou"] - 1.0} for r in cx]  # mean +0.7: short of +1.0
     assert "**missed**" in target_reading(ce + small, "scarce")
-    noisy = [{**r, "miou": r["miou"] + d} for r, d in zip(cx, [8.0, -6.0, 0, 0, 0])]
+    noisy = [{**r, "miou": r["miou"] + d} for r, d in zip(cx, [8.0, -6.0, 0, 0, 0], strict=True)]
     assert "**missed**" in target_reading(ce + noisy, "scarce")  # mean +1.9, interval spans 0
