@@ -78,3 +78,21 @@ def test_probe_scenes_are_the_first_validation_scenes(tiny_train_config):
     ds = tiny_train_config.digit_scenes("val", 3)
     assert images.shape == (3, 3, 32, 32) and images.max() <= 1.0
     assert (labels == ds.labels).all()
+
+
+def test_shipped_reference_scores_what_its_manifest_says():
+    """The test metrics data/reference/manifest.json records for each shipped run are what its
+    model.pt scores (`python -m ctx.evaluate data/reference/<variant> --split test`), and the
+    regime study's own score of the same run agrees."""
+    manifest = reference.reference_manifest()
+    runs = manifest.get("runs", {})
+    if not runs:
+        pytest.skip("this manifest records no test metrics (exported before the regime study)")
+    for variant, run in runs.items():
+        want = run["test"]
+        got = evaluate_run(reference.reference_dir() / variant, "test", want["scenes"], "cpu")
+        for key in ("miou", "boundary_miou", "pixel_acc"):
+            assert got[key] == pytest.approx(want[key], abs=0.01), (variant, key)
+        study = manifest.get("study_test_miou", {}).get(variant)
+        if study is not None:
+            assert study == pytest.approx(want["miou"], abs=0.01), variant
