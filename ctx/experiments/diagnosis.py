@@ -250,7 +250,7 @@ def markdown(d: dict, sources: dict) -> str:
     """The diagnosis section of results/regimes.md from `diagnose`'s output."""
     names = list(d)
     lines = [
-        "## Diagnosis: what the PA term changes on the current default",
+        "## Diagnosis: what the PA term changes in the `default` regime (the original digit scenes)",
         "",
         "Runs: " + "; ".join(f"`{n}` = `{sources[n]}`" for n in names) + ". Test scenes: "
         f"{sources['test_scenes']}. Reproduce: `python -m ctx.experiments diagnose`.",
@@ -307,6 +307,14 @@ def markdown(d: dict, sources: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The command that trains each diagnosed run (its source, whether it was trained here or loaded
+# from an identical shipped run: data/reference/ moves with the regime study's choice).
+COMMANDS = {
+    "ce": "python -m ctx.train --loss ce (seed 0)",
+    "contextrast": "python -m ctx.train --loss contextrast --alpha 0.02 --warmup-steps 3000 (seed 0)",
+}
+
+
 def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
     """Diagnose the default regime's CE and Contextrast runs of seed 0 (trained if missing,
     into runs_dir) and write out_dir/diagnosis.json and diagnosis.md."""
@@ -327,14 +335,11 @@ def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
             and not config_mismatch(load_checkpoint(shipped)["config"], cfg)
         ):
             # The shipped CE reference is this very run (default regime, seed 0): no retraining.
-            models[name], sources[name] = load_model(shipped, "cpu")[0], "data/reference/ce"
+            models[name], sources[name] = load_model(shipped, "cpu")[0], COMMANDS[name]
             continue
         train_or_load(cfg)
         models[name] = load_model(cfg.out, "cpu")[0]
-        sources[name] = (
-            f"python -m ctx.train --loss contextrast --alpha {cfg.alpha} "
-            f"--warmup-steps {cfg.warmup_steps} (seed 0)"
-        )
+        sources[name] = COMMANDS[name]
     d = diagnose(models, specs["ce"])
     write(d, sources, out_dir)
     return d
