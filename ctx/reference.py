@@ -1,8 +1,9 @@
-"""The reference runs the notebooks explore: where they live, how they are exported from an
-ablation's seed-0 runs, and how a notebook loads one. Notebooks import this module, never the
+"""The reference runs the notebooks explore: where they live, how they are exported from a
+study's seed-0 runs, and how a notebook loads one. Notebooks import this module, never the
 experiment runner (`ctx.experiments`).
 
-    python -m ctx.experiments reference   # data/reference/ from runs/ablation/{ce,contextrast}_seed0
+    python -m ctx.experiments reference --regime chosen   # data/reference/: the regime study's
+                                                          # seed-0 CE and Contextrast runs
     load_reference("ce")                  # the shipped CE run: a ReferenceRun
     tutorial_config(loss="ce")            # what the notebooks train: the reference runs' regime
 """
@@ -168,8 +169,8 @@ def load_reference(variant: str, device: str | torch.device = "cpu") -> Referenc
     if not (folder / "model.pt").exists():
         raise FileNotFoundError(
             f"no reference run at {folder}: it ships in data/reference/ (git checkout -- data/), "
-            f"or regenerate it with `python -m ctx.experiments ablation --variants ce contextrast "
-            f"--seeds 0 && python -m ctx.experiments reference`"
+            f"or regenerate it with `python -m ctx.experiments reference --regime scarce` (trains "
+            f"the regime study's two seed-0 runs of the regime it chose)"
         )
     model, ckpt = load_model(folder / "model.pt", device)
     snaps = torch.load(folder / "anchors.pt", weights_only=True)
