@@ -183,16 +183,16 @@ def target_reading(finals: list[dict], regime: str) -> str:
     n_all = len(FINAL_SEEDS)
     p = paired(finals, regime, "contextrast")
     if p is None:
-        return f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0): no pairs yet."
+        return f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0): no pairs yet."
     so_far = f"Δ = {_interval(p)}"
     if p["n"] < n_all:
         return (
-            f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0, {n_all} seeds): "
+            f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0, {n_all} seeds): "
             f"not decided yet, {p['n']} of {n_all} pairs in ({so_far})."
         )
     met = p["mean"] >= TARGET_DELTA and p["lo"] > 0
     text = (
-        f"Target (Δ ≥ +{TARGET_DELTA:g} with its 95 % interval above 0): "
+        f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0): "
         f"**{'met' if met else 'missed'}**, {so_far}."
     )
     cut = p["error_cut"]
