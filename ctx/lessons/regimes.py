@@ -354,7 +354,8 @@ def slide_summary(rows: list[dict], diag: dict) -> list[str]:
     out = []
     if test:
         out += [
-            f"Test ({r['label']}): {r['regime']} {r['status']}: {verdict(r['lo'], r['hi'])}."
+            f"Test split ({r['label'].removeprefix('test, ')}): {r['regime']} {r['status']}: "
+            f"{verdict(r['lo'], r['hi'])}."
             for r in test
         ]
     else:
