@@ -169,7 +169,7 @@ def load_reference(variant: str, device: str | torch.device = "cpu") -> Referenc
     if not (folder / "model.pt").exists():
         raise FileNotFoundError(
             f"no reference run at {folder}: it ships in data/reference/ (git checkout -- data/), "
-            f"or regenerate it with `python -m ctx.experiments reference --regime scarce` (trains "
+            f"or regenerate it with `python -m ctx.experiments reference --regime chosen` (trains "
             f"the regime study's two seed-0 runs of the regime it chose)"
         )
     model, ckpt = load_model(folder / "model.pt", device)

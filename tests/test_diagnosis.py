@@ -1,12 +1,16 @@
 """The diagnosis measurements on hand-made maps."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from ctx.experiments import diagnosis
 from ctx.projection import nearest_anchor_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_error_split_by_distance_to_class_edge():
@@ -80,3 +84,15 @@ def test_reading_is_built_from_the_numbers():
     text = "\n".join(diagnosis.reading({"ce": run, "contextrast": other}))
     assert "60/55 % (CE) to 61/90 %" in text and "79.94" not in text and "79.90 → 77.10" in text
     assert "84 % of CE's test errors" in text and "0.1/0.1 %" in text
+
+
+def test_train_command_names_the_recorded_sources():
+    """The shipped diagnosis names each run by the command `train_command` derives from its
+    config, so the label cannot drift from the setting that was diagnosed."""
+    from ctx.experiments.diagnosis import train_command
+    from ctx.experiments.regimes import regime_config
+
+    recorded = json.loads((ROOT / "results" / "regimes" / "diagnosis.json").read_text())["sources"]
+    assert train_command(regime_config("default", loss="ce")) == recorded["ce"]
+    cx = regime_config("default", loss="contextrast", alpha=0.02, warmup_steps=3000)
+    assert train_command(cx) == recorded["contextrast"]

@@ -1,7 +1,7 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

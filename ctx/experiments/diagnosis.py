@@ -23,7 +23,7 @@ import torch
 from ctx.bane_sets import edge_distance
 from ctx.data import NUM_CLASSES
 from ctx.engine.checkpoint import load_model
-from ctx.engine.config import config_mismatch
+from ctx.engine.config import TrainConfig, config_mismatch
 from ctx.engine.loop import train_or_load
 from ctx.engine.step import evaluate
 from ctx.experiments.regimes import regime_config
@@ -307,12 +307,11 @@ def markdown(d: dict, sources: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The command that trains each diagnosed run (its source, whether it was trained here or loaded
-# from an identical shipped run: data/reference/ moves with the regime study's choice).
-COMMANDS = {
-    "ce": "python -m ctx.train --loss ce (seed 0)",
-    "contextrast": "python -m ctx.train --loss contextrast --alpha 0.02 --warmup-steps 3000 (seed 0)",
-}
+def train_command(cfg: TrainConfig) -> str:
+    """The command that trains a diagnosed run: its source, whether it was trained here or
+    loaded from an identical shipped run (data/reference/ moves with the regime study's choice)."""
+    pa = f" --alpha {cfg.alpha} --warmup-steps {cfg.warmup_steps}" if cfg.loss != "ce" else ""
+    return f"python -m ctx.train --loss {cfg.loss}{pa} (seed {cfg.seed})"
 
 
 def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
@@ -335,11 +334,11 @@ def main(out_dir: Path, runs_dir: Path, threads: int | None = None) -> dict:
             and not config_mismatch(load_checkpoint(shipped)["config"], cfg)
         ):
             # The shipped CE reference is this very run (default regime, seed 0): no retraining.
-            models[name], sources[name] = load_model(shipped, "cpu")[0], COMMANDS[name]
-            continue
-        train_or_load(cfg)
-        models[name] = load_model(cfg.out, "cpu")[0]
-        sources[name] = COMMANDS[name]
+            models[name] = load_model(shipped, "cpu")[0]
+        else:
+            train_or_load(cfg)
+            models[name] = load_model(cfg.out, "cpu")[0]
+        sources[name] = train_command(cfg)
     d = diagnose(models, specs["ce"])
     write(d, sources, out_dir)
     return d

@@ -182,19 +182,16 @@ def target_reading(finals: list[dict], regime: str) -> str:
     `ccl`'s and `ce_time`'s. Undecided parts say what they wait for."""
     n_all = len(FINAL_SEEDS)
     p = paired(finals, regime, "contextrast")
+    target = f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0"
     if p is None:
-        return f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0): no pairs yet."
+        return f"{target}): no pairs yet."
     so_far = f"Δ = {_interval(p)}"
     if p["n"] < n_all:
         return (
-            f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0, {n_all} seeds): "
-            f"not decided yet, {p['n']} of {n_all} pairs in ({so_far})."
+            f"{target}, {n_all} seeds): not decided yet, {p['n']} of {n_all} pairs in ({so_far})."
         )
     met = p["mean"] >= TARGET_DELTA and p["lo"] > 0
-    text = (
-        f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0): "
-        f"**{'met' if met else 'missed'}**, {so_far}."
-    )
+    text = f"{target}): **{'met' if met else 'missed'}**, {so_far}."
     cut = p["error_cut"]
     text += (
         f" Moonshot: Contextrast cuts {100 * cut:.1f} % of CE's remaining error "
