@@ -86,7 +86,8 @@ def test_target_reading_decides_only_on_all_five_pairs():
     ccl = [{**r, "variant": "ccl", "miou": r["miou"] + 0.5} for r in cx]  # ahead of Contextrast
     ce_time = [{**r, "variant": "ce_time", "miou": r["miou"] + 0.1} for r in ce]
     text = target_reading(ce + cx + ccl + ce_time, "scarce")
-    assert "not ahead of `ccl` (73.20), ahead of `ce_time` (71.10)" in text
+    assert "not ahead of `ccl` (73.20; Contextrast − `ccl` = -0.50 [-0.50, -0.50] (n=5))" in text
+    assert "ahead of `ce_time` (71.10; Contextrast − `ce_time` = +1.60 [" in text
     small = [{**r, "miou": r["miou"] - 1.0} for r in cx]  # mean +0.7: short of +1.0
     assert "**missed**" in target_reading(ce + small, "scarce")
     noisy = [{**r, "miou": r["miou"] + d} for r, d in zip(cx, [8.0, -6.0, 0, 0, 0], strict=True)]

@@ -179,7 +179,8 @@ def target_reading(finals: list[dict], regime: str) -> str:
     """The protocol's target in the default `regime`, read from its test runs: Contextrast − CE
     ≥ TARGET_DELTA paired over all final seeds with the 95 % interval above 0; the moonshot:
     a cut of ≥ MOONSHOT_CUT of CE's remaining error, with Contextrast's mean test mIoU above
-    `ccl`'s and `ce_time`'s. Undecided parts say what they wait for."""
+    `ccl`'s and `ce_time`'s (each comparison also given paired by seed, with its 95 % interval).
+    Undecided parts say what they wait for."""
     n_all = len(FINAL_SEEDS)
     p = paired(finals, regime, "contextrast")
     target = f"Target (Δ ≥ +{TARGET_DELTA:.1f} with its 95 % interval above 0"
@@ -205,8 +206,10 @@ def target_reading(finals: list[dict], regime: str) -> str:
             rivals.append(f"`{v}` waits for its runs ({len(vr)} of {n_all})")
         else:
             ahead = statistics.mean(cx) > statistics.mean(vr)
+            vs = _interval(paired(finals, regime, "contextrast", base=v))
             rivals.append(
-                f"{'ahead of' if ahead else 'not ahead of'} `{v}` ({statistics.mean(vr):.2f})"
+                f"{'ahead of' if ahead else 'not ahead of'} `{v}` ({statistics.mean(vr):.2f}; "
+                f"Contextrast − `{v}` = {vs})"
             )
     return text + "; " + ", ".join(rivals) + "."
 
