@@ -228,3 +228,52 @@ def test_shipped_manifest_matches_its_files():
         assert e["split"] == {"tune": "val", "final": "test"}[e["phase"]]
         cfg = torch.load(folder / f"{e['regime']}_{e['variant']}.pt", weights_only=True)["config"]
         assert not Path(cfg["out"]).is_absolute()
+
+
+def test_controls_pair_every_comparison_by_seed(tmp_path):
+    path = tmp_path / "regimes.json"
+    diffs = [1.0, 2.0, 1.5, 1.0, 2.0]  # Contextrast − CE
+    runs = _finals("scarce", diffs)
+    assert R.control_rows(tmp_path) == (None, [])  # no results file yet
+    write_json({"runs": runs}, path)
+    assert R.control_rows(tmp_path) == (None, [])  # no default regime chosen yet
+    assert "not chosen yet" in R.control_reading(None, [])[0]
+    write_json({"default_regime": "scarce", "runs": runs[:-1]}, path)  # 4 of 5 Contextrast
+    assert R.control_rows(tmp_path) == ("scarce", [])
+    assert "not all in yet" in R.control_reading("scarce", [])[0]
+    cx = {r["seed"]: r["miou"] for r in runs if r["variant"] == "contextrast"}
+    ccl = [0.5, -0.5, 0.0, 1.0, 0.0]  # ccl − Contextrast per seed: mean +0.2
+    ccl_rows = [
+        {"regime": "scarce", "variant": "ccl", "seed": s, "miou": cx[s] + d}
+        for s, d in enumerate(ccl)
+    ]
+    ce_time = [  # 4 of 5 seeds: not compared yet
+        {"regime": "scarce", "variant": "ce_time", "seed": s, "miou": 70.0}
+        for s in range(len(FINAL_SEEDS) - 1)
+    ]
+    write_json({"default_regime": "scarce", "runs": runs + ccl_rows + ce_time}, path)
+    regime, rows = R.control_rows(tmp_path)
+    assert regime == "scarce"
+    assert [r["comparison"] for r in rows] == ["Contextrast − CE", "ccl − CE", "Contextrast − ccl"]
+    by = {r["comparison"]: r for r in rows}
+    assert by["Contextrast − CE"]["diffs"] == pytest.approx(diffs)
+    assert by["ccl − CE"]["diffs"] == pytest.approx(
+        [d + c for d, c in zip(diffs, ccl, strict=True)]
+    )
+    half = stats.t.ppf(0.975, 4) * stats.tstd(ccl) / math.sqrt(5)
+    got = by["Contextrast − ccl"]
+    assert got["diffs"] == pytest.approx([-c for c in ccl])
+    assert got["mean"] == pytest.approx(-0.2)
+    assert (got["lo"], got["hi"]) == pytest.approx((-0.2 - half, -0.2 + half))
+    text = R.control_reading(regime, rows)
+    assert text[2].startswith("Contextrast − ccl (what BANE's negatives add over random ones")
+    assert text[2].endswith("over 5 seeds: the interval includes zero: within noise.")
+    assert text[0].endswith("the interval lies above zero: a gain.")
+    bullets = R.slide_summary([], R.load_diagnosis(), (regime, rows))
+    controls = next(b for b in bullets if b.startswith("Controls in scarce (test, paired): "))
+    assert "Contextrast − CE" not in controls  # the map's bullet already says it
+    assert "; Contextrast − ccl -0.20 [" in controls and controls.endswith("]: within noise.")
+    assert not any(b.startswith("Controls") for b in R.slide_summary([], R.load_diagnosis()))
+    fig = R.plot_controls(regime, rows)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["Contextrast − ccl", "ccl − CE", "Contextrast − CE"]  # first on top

@@ -2,10 +2,12 @@
 results/regimes/PROTOCOL.md). The diagnosis of the default scenes (`diagnosis_rows`,
 `bane_rows`, `plot_diagnosis`, `diagnosis_reading`); the map of Contextrast's gain over CE per
 regime with paired 95 % intervals (`gain_map`, `plot_gain_map`, `map_reading`) — from the
-test runs where phase 2 has all its seeds, else from phase 1's validation runs, labelled so; what
-each mechanism needs to act on (`fusion_coverage`, `mechanism_rows`); a slide summary printed
-from the numbers (`slide_summary`); and `RegimeCompare`, CE's and Contextrast's predictions of a
-regime's scenes side by side, from the runs shipped in data/regimes/ (`ctx.experiments.gallery`).
+test runs where phase 2 has all its seeds, else from phase 1's validation runs, labelled so; the
+default regime's controls, `ccl` and `ce_time` (`control_rows`, `plot_controls`,
+`control_reading`); what each mechanism needs to act on (`fusion_coverage`, `mechanism_rows`);
+a slide summary printed from the numbers (`slide_summary`); and `RegimeCompare`, CE's and
+Contextrast's predictions of a regime's scenes side by side, from the runs shipped in
+data/regimes/ (`ctx.experiments.gallery`).
 
 Every sentence these functions return is built from the numbers it states, so it cannot
 disagree with them; a difference whose interval includes zero is called noise (`verdict`).
@@ -278,6 +280,89 @@ def map_reading(rows: list[dict]) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- the controls
+
+# The controls phase 2 runs in the default regime: what control − CE and Contextrast − control
+# isolate.
+CONTROLS = {
+    "ccl": (
+        "the PA term with random negatives, against CE",
+        "what BANE's negatives add over random ones, with the same anchors, fusion, α and warm-up",
+    ),
+    "ce_time": (
+        "what more CE steps buy: CE trained for Contextrast's CPU time",
+        "what Contextrast adds over CE given the same CPU time",
+    ),
+}
+
+
+def control_rows(folder: Path | None = None) -> tuple[str | None, list[dict]]:
+    """(the default regime, rows) — per comparison in the default regime (Rule 2's choice): the
+    paired test difference in mIoU points with its 95 % t-interval (`paired`: `n`, `mean`,
+    `lo`, `hi`, `diffs`), for Contextrast − CE and, per control of CONTROLS whose final seeds
+    are all in, control − CE and Contextrast − control; `what` says what each one isolates.
+    No rows until the default is chosen and Contextrast's pairs are all in."""
+    data = load_results((folder or results_dir()) / "regimes.json")
+    regime, finals = data.get("default_regime"), data["runs"]
+    if regime is None:
+        return None, []
+    full = len(FINAL_SEEDS)
+    rows = []
+
+    def add(variant: str, base: str, what: str) -> None:
+        p = paired(finals, regime, variant, base=base)
+        if p is not None and p["n"] == full:
+            rows.append(
+                {
+                    "comparison": f"{NAMES.get(variant, variant)} − {NAMES.get(base, base)}",
+                    "what": what,
+                    **p,
+                }
+            )
+
+    add("contextrast", "ce", "the method's gain over CE")
+    if not rows:
+        return regime, []
+    for control, (against_ce, against_control) in CONTROLS.items():
+        add(control, "ce", against_ce)
+        add("contextrast", control, against_control)
+    return regime, rows
+
+
+def plot_controls(regime: str, rows: list[dict]) -> Figure:
+    """The comparisons of `control_rows`, one line each: every seed's difference (grey), the
+    mean and its 95 % interval."""
+    fig, axes = figure(8, 0.6 + 0.55 * max(len(rows), 1))
+    ax = axes[0, 0]
+    ax.axvline(0, color="0.3", lw=0.8)
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.scatter(r["diffs"], [y] * r["n"], s=14, color="0.6", zorder=2)
+        err = [[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]]
+        ax.errorbar(r["mean"], y, xerr=err, fmt="o", color="C3", capsize=4, zorder=3)
+    ax.set_yticks(range(len(rows)), [r["comparison"] for r in reversed(rows)])
+    ax.set_xlabel("Δ test mIoU (points), same seed")
+    ax.set_title(
+        f"{regime}: the method against its controls, mean and 95 % interval, seeds in grey"
+    )
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def control_reading(regime: str | None, rows: list[dict]) -> list[str]:
+    """One sentence per comparison of `control_rows`: what it isolates, the difference, its
+    interval and what the interval says."""
+    if regime is None:
+        return ["The default regime is not chosen yet: no controls to read."]
+    if not rows:
+        return [f"{regime}: Contextrast's test pairs are not all in yet: no controls to read."]
+    return [
+        f"{r['comparison']} ({r['what']}): {r['mean']:+.2f} points, 95 % interval "
+        f"[{r['lo']:+.2f}, {r['hi']:+.2f}] over {r['n']} seeds: {verdict(r['lo'], r['hi'])}."
+        for r in rows
+    ]
+
+
 # --------------------------------------------------------------------------- the mechanisms
 
 
@@ -347,8 +432,11 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
     ]
 
 
-def slide_summary(rows: list[dict], diag: dict) -> list[str]:
-    """Bullets for a lecture slide, each read from the map (`gain_map`) and the diagnosis."""
+def slide_summary(
+    rows: list[dict], diag: dict, controls: tuple[str | None, list[dict]] = (None, [])
+) -> list[str]:
+    """Bullets for a lecture slide, each read from the map (`gain_map`), the default regime's
+    controls (`control_rows`, when given) and the diagnosis."""
     test = [r for r in rows if r["source"] == "test"]
     val = [r for r in rows if r["source"] == "validation"]
     out = []
@@ -371,6 +459,17 @@ def slide_summary(rows: list[dict], diag: dict) -> list[str]:
                 if noise
                 else ": intervals of the best of a grid on its own runs; the test runs decide."
             )
+        )
+    regime, against = controls[0], [r for r in controls[1] if r["comparison"] != "Contextrast − CE"]
+    if against:
+        out.append(
+            f"Controls in {regime} (test, paired): "
+            + "; ".join(
+                f"{r['comparison']} {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]: "
+                f"{verdict(r['lo'], r['hi']).rsplit(': ', 1)[-1]}"
+                for r in against
+            )
+            + "."
         )
     ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
     out.append(
