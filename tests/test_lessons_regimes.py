@@ -83,7 +83,9 @@ def test_gain_map_from_test_once_every_final_seed_is_in(results):
     assert R.map_reading([d])[0].endswith("a gain.")
     summary = R.slide_summary(rows, R.load_diagnosis())
     assert summary[0].startswith(f"Test split (final runs, {n} seeds): default +1.50")
-    assert summary[-1].startswith("Claim: Contextrast beats CE on the test scenes of default.")
+    assert summary[-1].startswith(
+        "Claim: Contextrast beats CE on the test scenes of default (+1.50)."
+    )
     assert R.plot_gain_map(rows).axes[0].get_legend().get_texts()[0].get_text().startswith("test")
 
 

@@ -479,7 +479,7 @@ def slide_summary(
         f"{ce['separation_features'][-1]:.0f} → {cx['separation_features'][-1]:.0f} % with test "
         f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (one run each)."
     )
-    gains = [r["regime"] for r in test if r["lo"] > 0]
+    gains = [f"{r['regime']} ({r['mean']:+.2f})" for r in test if r["lo"] > 0]
     claim = (
         f"Claim: Contextrast beats CE on the test scenes of {', '.join(gains)}."
         if gains
