@@ -300,7 +300,8 @@ def control_rows(folder: Path | None = None) -> tuple[str | None, list[dict]]:
     """(the default regime, rows) — per comparison in the default regime (Rule 2's choice): the
     paired test difference in mIoU points with its 95 % t-interval (`paired`: `n`, `mean`,
     `lo`, `hi`, `diffs`), for Contextrast − CE and, per control of CONTROLS whose final seeds
-    are all in, control − CE and Contextrast − control; `what` says what each one isolates.
+    are all in, control − CE and Contextrast − control (`variant` − `base`); `what` says what
+    each one isolates.
     No rows until the default is chosen and Contextrast's pairs are all in."""
     data = load_results((folder or results_dir()) / "regimes.json")
     regime, finals = data.get("default_regime"), data["runs"]
@@ -315,6 +316,8 @@ def control_rows(folder: Path | None = None) -> tuple[str | None, list[dict]]:
             rows.append(
                 {
                     "comparison": f"{NAMES.get(variant, variant)} − {NAMES.get(base, base)}",
+                    "variant": variant,
+                    "base": base,
                     "what": what,
                     **p,
                 }
@@ -460,7 +463,10 @@ def slide_summary(
                 else ": intervals of the best of a grid on its own runs; the test runs decide."
             )
         )
-    regime, against = controls[0], [r for r in controls[1] if r["comparison"] != "Contextrast − CE"]
+    regime, against = (
+        controls[0],
+        [r for r in controls[1] if (r["variant"], r["base"]) != ("contextrast", "ce")],
+    )
     if against:
         out.append(
             f"Controls in {regime} (test, paired): "
