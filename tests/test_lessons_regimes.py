@@ -53,6 +53,17 @@ def test_verdict_reads_the_interval():
     assert R.verdict(math.nan, math.nan).startswith("one seed")
 
 
+def test_interval_kind_and_short_verdict_agree_with_the_sentence():
+    cases = {(0.1, 2.0): "gain", (-2.0, -0.1): "loss", (-0.1, 2.0): "noise", (0.0, 1.0): "noise"}
+    for (lo, hi), kind in cases.items():
+        assert R.interval_kind(lo, hi) == kind
+        assert R.verdict(lo, hi).endswith(": " + R.verdict(lo, hi, short=True))
+    assert R.interval_kind(0.1, 2.0, selected=True) == "candidate"
+    assert R.interval_kind(-2.0, -0.1, selected=True) == "loss"
+    assert R.interval_kind(math.nan, 1.0) == "none"
+    assert R.verdict(-2.0, -0.1, short=True) == "a loss"
+
+
 def test_gain_map_from_validation_when_no_test_runs(results):
     rows = {r["regime"]: r for r in R.gain_map(results)}
     d = rows["default"]

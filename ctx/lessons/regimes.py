@@ -59,22 +59,34 @@ def gallery_dir() -> Path:
     return data_dir() / "regimes"
 
 
-def verdict(lo: float, hi: float, selected: bool = False) -> str:
-    """What a 95 % interval [lo, hi] of a difference says. `selected`: the difference is the
-    best of a grid, measured on the same runs that picked it (phase 1's validation rows), so an
-    interval above zero makes it a candidate, not a gain: the test runs decide."""
+VERDICTS = {  # kind: (what the interval shows, what that makes the difference)
+    "none": ("one seed, no interval", "no verdict"),
+    "candidate": (
+        "the interval lies above zero, but on the runs the setting was picked from",
+        "a candidate, not yet a gain (the test runs decide)",
+    ),
+    "gain": ("the interval lies above zero", "a gain"),
+    "loss": ("the interval lies below zero", "a loss"),
+    "noise": ("the interval includes zero", "within noise"),
+}
+
+
+def interval_kind(lo: float, hi: float, selected: bool = False) -> str:
+    """Which of VERDICTS a 95 % interval [lo, hi] of a difference is. `selected`: the
+    difference is the best of a grid, measured on the same runs that picked it (phase 1's
+    validation rows), so an interval above zero makes it a candidate, not a gain."""
     if math.isnan(lo) or math.isnan(hi):
-        return "one seed: no interval, so no verdict"
-    if lo > 0 and selected:
-        return (
-            "the interval lies above zero, but on the runs the setting was picked from: a "
-            "candidate, not yet a gain (the test runs decide)"
-        )
+        return "none"
     if lo > 0:
-        return "the interval lies above zero: a gain"
-    if hi < 0:
-        return "the interval lies below zero: a loss"
-    return "the interval includes zero: within noise"
+        return "candidate" if selected else "gain"
+    return "loss" if hi < 0 else "noise"
+
+
+def verdict(lo: float, hi: float, selected: bool = False, short: bool = False) -> str:
+    """What a 95 % interval [lo, hi] of a difference says, as a sentence ("the interval lies
+    above zero: a gain"), or only its conclusion with `short` ("a gain")."""
+    shows, makes = VERDICTS[interval_kind(lo, hi, selected)]
+    return makes if short else f"{shows}: {makes}"
 
 
 def _f(xs, fmt: str = ".0f") -> str:
@@ -452,7 +464,7 @@ def slide_summary(
     else:
         out.append(f"Test split ({len(FINAL_SEEDS)} seeds, paired): no regime measured yet.")
     if val:
-        noise = all(verdict(r["lo"], r["hi"]).endswith("noise") for r in val)
+        noise = all(interval_kind(r["lo"], r["hi"]) == "noise" for r in val)
         out.append(
             f"Validation only ({len(TUNE_SEEDS)} seeds, tuning runs, the best of the grid, so "
             f"optimistic): "
@@ -472,7 +484,7 @@ def slide_summary(
             f"Controls in {regime} (test, paired): "
             + "; ".join(
                 f"{r['comparison']} {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]: "
-                f"{verdict(r['lo'], r['hi']).rsplit(': ', 1)[-1]}"
+                f"{verdict(r['lo'], r['hi'], short=True)}"
                 for r in against
             )
             + "."
