@@ -92,3 +92,27 @@ def test_target_reading_decides_only_on_all_five_pairs():
     assert "**missed**" in target_reading(ce + small, "scarce")
     noisy = [{**r, "miou": r["miou"] + d} for r, d in zip(cx, [8.0, -6.0, 0, 0, 0], strict=True)]
     assert "**missed**" in target_reading(ce + noisy, "scarce")  # mean +1.9, interval spans 0
+
+
+def test_readme_study_prose_quotes_only_numbers_the_results_files_hold():
+    """The hand-written paragraphs around the report's block (README's Results, up to the
+    ablation) may quote a result only as the results files state it: every 2-decimal number is
+    some number of results/*.md or a shipped manifest, rounded; every paired interval is one
+    that results/regimes.md prints. Catches a paragraph left behind when the results move."""
+    import re
+
+    from ctx.resources import project_root
+
+    root = project_root()
+    readme = (root / "README.md").read_text().replace("−", "-")
+    prose = readme[readme.index("## Results") : readme.index("### The ablation")]
+    files = [*(root / "results").rglob("*.md"), *(root / "data").rglob("manifest.json")]
+    source = " ".join(p.read_text() for p in files).replace("−", "-")
+    held = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", source)]
+    quoted = set(re.findall(r"(?<![\d.])[+-]?\d+\.\d{2}(?!\d)", prose))
+    assert len(quoted) > 20  # the section was found and quotes results
+    stray = [q for q in quoted if not any(abs(round(h, 2) - float(q)) < 1e-9 for h in held)]
+    assert not stray, f"README quotes numbers no results file holds: {sorted(stray)}"
+    interval = r"[+-]\d+\.\d{2} \[[+-]\d+\.\d{2}, [+-]\d+\.\d{2}\]"
+    report = (root / "results" / "regimes.md").read_text()
+    assert not [i for i in set(re.findall(interval, prose)) if i not in report]
