@@ -22,8 +22,8 @@ class Regime:
     """A named setting: `overrides` of TrainConfig fields, `tune_steps` for the short validation
     runs that choose the PA setting, `why` (what it gives the method to act on), and `gpu`: a
     regime whose full CE run costs >= 3x the default's by construction (more pixels or more
-    steps of the same model), so it needs a GPU in the study's time and is never the tutorials'
-    default (the protocol's Rule 2 leaves it out; it is reported when run)."""
+    steps of the same model): meant for a GPU, it trains on the CPU when none is lent (hours of
+    both cores; PROTOCOL.md), and is never the tutorials' default (Rule 2 leaves it out)."""
 
     name: str
     why: str
