@@ -290,3 +290,30 @@ def test_controls_pair_every_comparison_by_seed(tmp_path):
     fig = R.plot_controls(regime, rows)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["Contextrast − ccl", "ccl − CE", "Contextrast − CE"]  # first on top
+
+
+def _mech(**far):
+    return {
+        regime: {"runs": {"contextrast": {"bane": [{"picks_far_pct": v} for v in values]}}}
+        for regime, values in far.items()
+    }
+
+
+def test_bane_across_regimes_names_where_the_ranking_acts():
+    flat = _mech(default=[0.1, 0.0], scarce=[0.7, 0.0])
+    text = R.bane_across_regimes(flat)
+    assert "at or below 0.7 % in all 2 shipped regimes" in text and "nothing to rank" in text
+    text = R.bane_across_regimes(_mech(default=[0.1, 0.0], res128=[0.4, 6.3]))
+    assert text == "BANE across regimes: picks with D > 1 exceed 1 % in res128 (6.3 %)."
+    bullets = R.slide_summary([], R.load_diagnosis(), mech=flat)
+    assert R.bane_across_regimes(flat) in bullets
+    assert not any(b.startswith("BANE across") for b in R.slide_summary([], R.load_diagnosis()))
+
+
+def test_shipped_mechanisms_cover_the_shipped_gallery():
+    mech = R.load_mechanisms()
+    manifest = gallery.read_manifest(R.gallery_dir())
+    assert set(mech) == {e["regime"] for e in manifest["runs"]}
+    for e in manifest["runs"]:  # measured on the split the gallery scores each run on
+        assert mech[e["regime"]]["split"] == e["split"]
+        assert mech[e["regime"]]["runs"][e["variant"]]["miou"] == pytest.approx(e["miou"], abs=0.01)

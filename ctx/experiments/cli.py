@@ -9,6 +9,7 @@
     python -m ctx.experiments regimes --threads 1     # the regime study (regime_study)
     python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
     python -m ctx.experiments gallery                 # data/regimes/ from the study's runs (gallery)
+    python -m ctx.experiments mechanisms              # what BANE acts on per regime (mechanisms)
 
 The ablation trains each variant x seed into runs/ablation/<variant>_seed<k>/ (a killed run
 resumes), evaluates it on the frozen test scenes and appends it to results/ablation.json; its
@@ -26,7 +27,14 @@ from pathlib import Path
 from ctx.engine.config import TrainConfig, validate_config
 from ctx.engine.device import resolve_device
 from ctx.engine.interrupt import Interrupted
-from ctx.experiments import diagnosis, gallery, regime_reference, regime_report, regime_study
+from ctx.experiments import (
+    diagnosis,
+    gallery,
+    mechanisms,
+    regime_reference,
+    regime_report,
+    regime_study,
+)
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
 from ctx.experiments.regimes import REGIMES
@@ -36,7 +44,16 @@ from ctx.io import read_json
 from ctx.reference import ROOT, export_reference
 from ctx.resources import data_dir
 
-TASKS = ["ablation", "tune", "reference", "report", "regimes", "diagnose", "gallery"]
+TASKS = [
+    "ablation",
+    "tune",
+    "reference",
+    "report",
+    "regimes",
+    "diagnose",
+    "gallery",
+    "mechanisms",
+]
 
 
 def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:
@@ -95,7 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
     )
-    p.add_argument("--out", type=Path, default=data_dir() / "regimes", help="gallery: its folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=data_dir() / "regimes",
+        help="gallery: its folder; mechanisms: the gallery it reads",
+    )
     p.add_argument(
         "--remake-dir", type=Path, help="gallery: retrain runs gone from --runs-dir here"
     )
@@ -132,6 +154,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
 
 
+def regime_command(args: argparse.Namespace) -> str:
+    """The command recorded in results/regimes.json: the one that reproduces the study."""
+    return "python -m ctx.experiments regimes" + (
+        f" --threads {args.threads}" if args.threads else ""
+    )
+
+
 def _run(
     args: argparse.Namespace,
     argv: list[str],
@@ -152,24 +181,24 @@ def _run(
         }
         tune(grid, base, args.results_dir, args.runs_dir, command)
     elif args.task == "regimes":
-        regimes_command = "python -m ctx.experiments regimes" + (
-            f" --threads {args.threads}" if args.threads else ""
-        )
         if not args.report_only:
             regime_study.study(
                 args.regimes,
                 args.results_dir,
                 ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir,
-                regimes_command,
+                regime_command(args),
                 args.max_jobs,
                 None if args.variants == ALL_VARIANTS else args.variants,
                 device=args.device,
                 threads=args.threads,
                 progress=sys.stderr.isatty(),
             )
-        regime_report.write_report(args.results_dir, regimes_command)
+        regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "diagnose":
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
+    elif args.task == "mechanisms":
+        mechanisms.main(args.out, args.results_dir / "regimes", args.threads)
+        regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "gallery":
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
         only = None if args.regimes == list(REGIMES) else args.regimes

@@ -224,9 +224,9 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
         f"Reproduce everything: `{data.get('command', '')}` (resumable; start one per core).",
         "",
     ]
-    diag = results_dir / "regimes" / "diagnosis.md"
-    if diag.exists():
-        parts += [diag.read_text().strip(), ""]
+    for section in ("diagnosis.md", "mechanisms.md"):  # written by `diagnose`, `mechanisms`
+        if (path := results_dir / "regimes" / section).exists():
+            parts += [path.read_text().strip(), ""]
     parts += ["## Regimes", ""]
     parts += [f"- **{r.name}**: {r.why}" for r in REGIMES.values()]
     parts += [

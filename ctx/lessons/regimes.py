@@ -4,7 +4,8 @@ results/regimes/PROTOCOL.md). The diagnosis of the default scenes (`diagnosis_ro
 regime with paired 95 % intervals (`gain_map`, `plot_gain_map`, `map_reading`) — from the
 test runs where phase 2 has all its seeds, else from phase 1's validation runs, labelled so; the
 default regime's controls, `ccl` and `ce_time` (`control_rows`, `plot_controls`,
-`control_reading`); what each mechanism needs to act on (`fusion_coverage`, `mechanism_rows`);
+`control_reading`); what each mechanism needs to act on (`fusion_coverage`, `mechanism_rows`)
+and what BANE finds in each regime (`load_mechanisms`, `bane_across_regimes`);
 a slide summary printed from the numbers (`slide_summary`); and `RegimeCompare`, CE's and
 Contextrast's predictions of a regime's scenes side by side, from the runs shipped in
 data/regimes/ (`ctx.experiments.gallery`).
@@ -447,11 +448,39 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
     ]
 
 
+def load_mechanisms(folder: Path | None = None) -> dict:
+    """{regime: ...} of results/regimes/mechanisms.json (`python -m ctx.experiments
+    mechanisms`: the diagnosis's error and BANE numbers for each regime's shipped runs)."""
+    return read_json((folder or results_dir()) / "regimes" / "mechanisms.json")["regimes"]
+
+
+def bane_across_regimes(mech: dict) -> str:
+    """One sentence: in which regimes BANE's distance ranking has something to rank (its
+    Contextrast run's picks with D > 1 above 1 % at some stage)."""
+    far = {
+        regime: max(s["picks_far_pct"] for s in r["runs"]["contextrast"]["bane"])
+        for regime, r in mech.items()
+        if "contextrast" in r["runs"]
+    }
+    ranks = [f"{regime} ({v:.1f} %)" for regime, v in far.items() if v > 1]
+    if not ranks:
+        return (
+            f"BANE across regimes: its picks with D > 1 stay at or below {max(far.values()):.1f} % "
+            f"in all {len(far)} shipped regimes, so its distance ranking has nothing to rank in "
+            f"any of them."
+        )
+    return f"BANE across regimes: picks with D > 1 exceed 1 % in {', '.join(ranks)}."
+
+
 def slide_summary(
-    rows: list[dict], diag: dict, controls: tuple[str | None, list[dict]] = (None, [])
+    rows: list[dict],
+    diag: dict,
+    controls: tuple[str | None, list[dict]] = (None, []),
+    mech: dict | None = None,
 ) -> list[str]:
     """Bullets for a lecture slide, each read from the map (`gain_map`), the default regime's
-    controls (`control_rows`, when given) and the diagnosis."""
+    controls (`control_rows`, when given), the diagnosis and, when given, what BANE acts on in
+    each regime (`load_mechanisms`)."""
     test = [r for r in rows if r["source"] == "test"]
     val = [r for r in rows if r["source"] == "validation"]
     out = []
@@ -497,6 +526,8 @@ def slide_summary(
         f"{ce['separation_features'][-1]:.0f} → {cx['separation_features'][-1]:.0f} % with test "
         f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (one run each)."
     )
+    if mech:
+        out.append(bane_across_regimes(mech))
     gains = [f"{r['regime']} ({r['mean']:+.2f})" for r in test if r["lo"] > 0]
     claim = (
         f"Claim: Contextrast beats CE on the test scenes of {', '.join(gains)}."

@@ -1,0 +1,81 @@
+"""What the mechanisms act on per regime (`ctx.experiments.mechanisms`), from a gallery."""
+
+import pytest
+import torch
+from test_lessons_regimes import _fake_gallery
+
+from ctx.analysis import predict
+from ctx.data import NUM_CLASSES
+from ctx.experiments import cli
+from ctx.experiments import mechanisms as M
+from ctx.experiments.diagnosis import bane_inputs, error_split
+from ctx.experiments.gallery import load_gallery_model
+from ctx.io import read_json
+from ctx.metrics import ConfusionMatrix
+
+
+def test_digit_confusion_share_counts_digit_for_digit_errors():
+    labels = torch.tensor([[[0, 1, 2], [3, 255, 1]]])
+    pred = torch.tensor([[[1, 2, 2], [0, 4, 1]]])
+    # valid wrong pixels: 0->1 (background taken for a digit), 1->2 (digit for digit),
+    # 3->0 (digit taken for background); 255 is ignored whatever its prediction
+    assert M.digit_confusion_share(pred, labels) == pytest.approx(100 / 3)
+    assert M.digit_confusion_share(labels, labels) == 0.0  # no errors: 0, not NaN
+
+
+def test_measures_every_shipped_run_on_its_split(tmp_path):
+    _fake_gallery(tmp_path)
+    d = M.regime_mechanisms(tmp_path, scenes=3)
+    assert list(d) == ["default", "scarce"]
+    for r in d.values():
+        assert (r["phase"], r["split"], r["scenes"]) == ("tune", "val", 3)
+        assert list(r["runs"]) == ["ce", "contextrast"]
+    model, cfg = load_gallery_model(tmp_path, {"file": "scarce_contextrast.pt"})
+    scenes = cfg.digit_scenes("val", 3)
+    pred = predict(model, scenes.images)
+    got = d["scarce"]["runs"]["contextrast"]
+    cm = ConfusionMatrix(NUM_CLASSES)
+    cm.update(pred, scenes.labels)
+    assert got["miou"] == pytest.approx(cm.summary()["miou"])
+    want = error_split(pred, scenes.labels)
+    assert {k: got["errors"][k] for k in want} == pytest.approx(want)
+    assert len(got["bane"]) == 4
+    sizes = [tuple(s["size"]) for s in got["bane"]]
+    assert got["bane"] == bane_inputs(pred, scenes.labels, sizes, cfg.k, cfg.max_negatives)
+
+
+def _regime(picks_far: list[float], fill: list[float]) -> dict:
+    stages = [{"picks_far_pct": p, "fill_pct": f} for p, f in zip(picks_far, fill, strict=True)]
+    errors = {"errors_per_image": 120.0, "rim_share_of_errors": 80.0, "digit_confusion_share": 40}
+    return {"split": "test", "runs": {"contextrast": {"errors": errors, "bane": stages}}}
+
+
+def test_reading_follows_the_numbers():
+    d = {
+        "flat": _regime([0.4, 0.0, 0.0, 0.0], [10.0, 60.0, 90.0, 99.0]),
+        "thick": _regime([12.5, 3.0, 0.0, 0.0], [0.0, 10.0, 40.0, 50.0]),
+        "no_contextrast": {"split": "val", "runs": {}},
+    }
+    flat, thick = M.reading(d)
+    assert flat.startswith("flat (test): 120 error px per image, 80 % on the rims, 40 % a digit")
+    assert "at most 0.4 %, so its distance ranking has nothing to rank" in flat
+    assert "random from stage 2 on" in flat
+    assert "reach 12.5 %: its distance ranking acts" in thick
+    assert "BANE's own picks fill the negatives at every stage" in thick  # 50 % is not most
+
+
+def test_cli_writes_the_section_and_the_report_includes_it(tmp_path):
+    _fake_gallery(tmp_path / "g")
+    results = tmp_path / "results"
+    cli.main(["mechanisms", "--out", str(tmp_path / "g"), "--results-dir", str(results)])
+    saved = read_json(results / "regimes" / "mechanisms.json")
+    assert list(saved["regimes"]) == ["default", "scarce"]
+    text = (results / "regimes" / "mechanisms.md").read_text()
+    assert text.count("| default |") == 2 and text.count("| scarce |") == 2
+    assert "## What the mechanisms act on in each regime" in (results / "regimes.md").read_text()
+
+
+def test_cli_without_a_gallery_says_how_to_make_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["mechanisms", "--out", str(tmp_path / "none"), "--results-dir", str(tmp_path)])
+    assert "ctx.experiments gallery" in str(e.value) and "\n" not in str(e.value)
