@@ -305,6 +305,7 @@ def test_bane_across_regimes_names_where_the_ranking_acts():
     assert "at or below 0.7 % in all 2 shipped regimes" in text and "nothing to rank" in text
     text = R.bane_across_regimes(_mech(default=[0.1, 0.0], res128=[0.4, 6.3]))
     assert text == "BANE across regimes: picks with D > 1 exceed 1 % in res128 (6.3 %)."
+    assert "no shipped Contextrast run" in R.bane_across_regimes({"x": {"runs": {"ce": {}}}})
     bullets = R.slide_summary([], R.load_diagnosis(), mech=flat)
     assert R.bane_across_regimes(flat) in bullets
     assert not any(b.startswith("BANE across") for b in R.slide_summary([], R.load_diagnosis()))

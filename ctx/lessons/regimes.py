@@ -462,6 +462,8 @@ def bane_across_regimes(mech: dict) -> str:
         for regime, r in mech.items()
         if "contextrast" in r["runs"]
     }
+    if not far:
+        return "BANE across regimes: no shipped Contextrast run is measured yet."
     ranks = [f"{regime} ({v:.1f} %)" for regime, v in far.items() if v > 1]
     if not ranks:
         return (
