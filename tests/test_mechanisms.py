@@ -79,3 +79,8 @@ def test_cli_without_a_gallery_says_how_to_make_one(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["mechanisms", "--out", str(tmp_path / "none"), "--results-dir", str(tmp_path)])
     assert "ctx.experiments gallery" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_empty_gallery_gives_a_section_that_says_so():
+    assert "No regime's runs are shipped yet" in M.markdown({})
+    assert M.rows({}) == [] and M.reading({}) == []

@@ -130,11 +130,14 @@ def reading(d: dict) -> list[str]:
 
 def markdown(d: dict) -> str:
     """The section of results/regimes.md."""
+    title = "## What the mechanisms act on in each regime"
+    if not d:
+        return f"{title}\n\nNo regime's runs are shipped yet (`python -m ctx.experiments gallery`)."
     scenes = {r["scenes"] for r in d.values()}
     table = rows(d)
     return "\n".join(
         [
-            "## What the mechanisms act on in each regime",
+            title,
             "",
             "The diagnosis's numbers for the seed-0 CE and Contextrast runs each regime ships in "
             "`data/regimes/` (final runs on the test scenes, tuning runs on the validation "
