@@ -294,7 +294,11 @@ def test_controls_pair_every_comparison_by_seed(tmp_path):
 
 def _mech(**far):
     return {
-        regime: {"runs": {"contextrast": {"bane": [{"picks_far_pct": v} for v in values]}}}
+        regime: {
+            "runs": {
+                "contextrast": {"bane": [{"picks_far_pct": v, "fill_pct": 0.0} for v in values]}
+            }
+        }
         for regime, values in far.items()
     }
 

@@ -84,3 +84,16 @@ def test_cli_without_a_gallery_says_how_to_make_one(tmp_path, capsys):
 def test_an_empty_gallery_gives_a_section_that_says_so():
     assert "No regime's runs are shipped yet" in M.markdown({})
     assert M.rows({}) == [] and M.reading({}) == []
+
+
+def test_bane_summary_reads_the_stages_at_their_bounds():
+    from ctx.experiments.diagnosis import bane_summary
+
+    stage = lambda far, fill: {"picks_far_pct": far, "fill_pct": fill}  # noqa: E731
+    at_bounds = bane_summary([stage(1.0, 10.0), stage(0.5, 50.0), stage(0.0, 50.1)])
+    assert at_bounds == {"picks_far": 1.0, "ranks": False, "random_from": 3}
+    assert bane_summary([stage(0.2, 0.0), stage(1.1, 20.0)]) == {
+        "picks_far": 1.1,
+        "ranks": True,
+        "random_from": None,
+    }

@@ -137,14 +137,29 @@ def bane_inputs(
     return out
 
 
+RANKS_ABOVE = 1.0  # %: BANE's distance ranking acts once more of its picks than this have D > 1
+MOSTLY_RANDOM = 50.0  # %: above this share of an anchor's negatives, `fill` supplies most
+
+
+def bane_summary(bane: list[dict]) -> dict:
+    """What `bane_inputs`' stages add up to: `picks_far` (the largest % of picks with D > 1 at
+    any stage), `ranks` (whether that exceeds RANKS_ABOVE, so the distance ranking acts) and
+    `random_from` (the first stage, 1-based, from which `fill` supplies most negatives at
+    random; None if at none)."""
+    picks_far = max(s["picks_far_pct"] for s in bane)
+    random_from = next((i + 1 for i, s in enumerate(bane) if s["fill_pct"] > MOSTLY_RANDOM), None)
+    return {"picks_far": picks_far, "ranks": picks_far > RANKS_ABOVE, "random_from": random_from}
+
+
 def _nanmean(xs: list[float]) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.mean(xs) if xs else math.nan
 
 
 @torch.no_grad()
-def run_outputs(model, images: torch.Tensor, batch: int = 32) -> dict:
-    """pred [N,H,W], per-stage head embeddings and encoder features (float32, on the CPU)."""
+def run_outputs(model, images: torch.Tensor, batch: int = 32, features: bool = True) -> dict:
+    """pred [N,H,W], per-stage head embeddings and, with `features`, the encoder's stage
+    features (a second encoder pass; float32, on the CPU)."""
     model.eval()
     preds, embs, feats = [], [], []
     for i in range(0, images.shape[0], batch):
@@ -152,9 +167,11 @@ def run_outputs(model, images: torch.Tensor, batch: int = 32) -> dict:
         logits, e = model(x, return_embeddings=True)
         preds.append(logits.argmax(1))
         embs.append(e)
-        feats.append(model.stage_features(x))
+        if features:
+            feats.append(model.stage_features(x))
     cat = lambda lists: [torch.cat(parts) for parts in zip(*lists, strict=True)]  # noqa: E731
-    return {"pred": torch.cat(preds), "embeddings": cat(embs), "features": cat(feats)}
+    out = {"pred": torch.cat(preds), "embeddings": cat(embs)}
+    return out | {"features": cat(feats)} if features else out
 
 
 def diagnose(models: dict, cfg, test_scenes: int = 500, train_scenes: int = 500) -> dict:

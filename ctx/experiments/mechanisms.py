@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ctx.data import NUM_CLASSES
-from ctx.experiments.diagnosis import RIM, bane_inputs, error_split, run_outputs
+from ctx.experiments.diagnosis import RIM, bane_inputs, bane_summary, error_split, run_outputs
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.io import write_json, write_text
 from ctx.labels import IGNORE_INDEX
@@ -41,7 +41,7 @@ def digit_confusion_share(pred: torch.Tensor, labels: torch.Tensor) -> float:
 def measure(model: torch.nn.Module, cfg, split: str, scenes: int = 500) -> dict:
     """One run's numbers on the first `scenes` scenes of its regime's `split` ("val"/"test")."""
     data = cfg.digit_scenes(split, scenes)
-    out = run_outputs(model, data.images)
+    out = run_outputs(model, data.images, features=False)  # sizes and predictions only
     sizes = [tuple(e.shape[-2:]) for e in out["embeddings"]]
     cm = ConfusionMatrix(NUM_CLASSES)
     cm.update(out["pred"], data.labels)
@@ -105,18 +105,16 @@ def reading(d: dict) -> list[str]:
         if "contextrast" not in r["runs"]:
             continue
         m = r["runs"]["contextrast"]
-        far = [s["picks_far_pct"] for s in m["bane"]]
-        fill = [s["fill_pct"] for s in m["bane"]]
-        random_from = next((i + 1 for i, f in enumerate(fill) if f > 50), None)
+        b = bane_summary(m["bane"])
         ranking = (
-            f"BANE's picks with D > 1 are at most {max(far):.1f} %, so its distance ranking "
-            f"has nothing to rank"
-            if max(far) <= 1
-            else f"BANE's picks with D > 1 reach {max(far):.1f} %: its distance ranking acts"
+            f"BANE's picks with D > 1 reach {b['picks_far']:.1f} %: its distance ranking acts"
+            if b["ranks"]
+            else f"BANE's picks with D > 1 are at most {b['picks_far']:.1f} %, so its distance "
+            f"ranking has nothing to rank"
         )
         negatives = (
-            f"`fill` supplies most negatives at random from stage {random_from} on"
-            if random_from
+            f"`fill` supplies most negatives at random from stage {b['random_from']} on"
+            if b["random_from"]
             else "BANE's own picks fill the negatives at every stage"
         )
         lines.append(

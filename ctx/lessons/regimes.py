@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
+from ctx.experiments.diagnosis import bane_summary
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.experiments.regime_study import (
     FINAL_SEEDS,
@@ -418,7 +419,7 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
     rim = cx["errors"]["rim_share_of_errors"]
     picks = [s["picks_far_pct"] for s in cx["bane"]]
     fill = [s["fill_pct"] for s in cx["bane"]]
-    random_from = next((i + 1 for i, f in enumerate(fill) if f > 50), None)
+    bane = bane_summary(cx["bane"])
     return [
         {
             "mechanism": "multi-stage anchors",
@@ -442,8 +443,12 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
             "to fill the negatives",
             "default scenes": f"picks with D > 1: {_f(picks, '.1f')} %; negatives filled at "
             f"random: {_f(fill)} %",
-            "acts?": ("no ranking (picks with D > 1 ≤ 1 %)" if max(picks) <= 1 else "ranks")
-            + ("" if random_from is None else f"; random negatives from stage {random_from} on"),
+            "acts?": ("ranks" if bane["ranks"] else "no ranking (picks with D > 1 ≤ 1 %)")
+            + (
+                ""
+                if bane["random_from"] is None
+                else f"; random negatives from stage {bane['random_from']} on"
+            ),
         },
     ]
 
@@ -457,18 +462,19 @@ def load_mechanisms(folder: Path | None = None) -> dict:
 def bane_across_regimes(mech: dict) -> str:
     """One sentence: in which regimes BANE's distance ranking has something to rank (its
     Contextrast run's picks with D > 1 above 1 % at some stage)."""
-    far = {
-        regime: max(s["picks_far_pct"] for s in r["runs"]["contextrast"]["bane"])
+    bane = {
+        regime: bane_summary(r["runs"]["contextrast"]["bane"])
         for regime, r in mech.items()
         if "contextrast" in r["runs"]
     }
-    if not far:
+    if not bane:
         return "BANE across regimes: no shipped Contextrast run is measured yet."
-    ranks = [f"{regime} ({v:.1f} %)" for regime, v in far.items() if v > 1]
+    ranks = [f"{regime} ({b['picks_far']:.1f} %)" for regime, b in bane.items() if b["ranks"]]
     if not ranks:
+        far = max(b["picks_far"] for b in bane.values())
         return (
-            f"BANE across regimes: its picks with D > 1 stay at or below {max(far.values()):.1f} % "
-            f"in all {len(far)} shipped regimes, so its distance ranking has nothing to rank in "
+            f"BANE across regimes: its picks with D > 1 stay at or below {far:.1f} % "
+            f"in all {len(bane)} shipped regimes, so its distance ranking has nothing to rank in "
             f"any of them."
         )
     return f"BANE across regimes: picks with D > 1 exceed 1 % in {', '.join(ranks)}."
@@ -542,8 +548,8 @@ def slide_summary(
         claim += f", but {rim:.0f} % of the errors are rim pixels," if rim > 50 else ","
     else:
         claim += " On the default scenes the PA term does not separate the deep features,"
-    far = max(s["picks_far_pct"] for s in cx["bane"])
-    claim += " and BANE has nothing to rank." if far <= 1 else " and BANE ranks its picks."
+    ranks = bane_summary(cx["bane"])["ranks"]
+    claim += " and BANE ranks its picks." if ranks else " and BANE has nothing to rank."
     out.append(claim)
     return out
 
