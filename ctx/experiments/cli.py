@@ -7,6 +7,7 @@
     python -m ctx.experiments reference --regime chosen   # ... from the regime study's choice
     python -m ctx.experiments report                  # results/ablation.md and .png again
     python -m ctx.experiments regimes --threads 1     # the regime study (regime_study)
+    python -m ctx.experiments regimes --status        # ... how far it is (regime_progress)
     python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
     python -m ctx.experiments gallery                 # data/regimes/ from the study's runs (gallery)
     python -m ctx.experiments mechanisms              # what BANE acts on per regime (mechanisms)
@@ -31,6 +32,7 @@ from ctx.experiments import (
     diagnosis,
     gallery,
     mechanisms,
+    regime_progress,
     regime_reference,
     regime_report,
     regime_study,
@@ -113,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
     )
     p.add_argument(
+        "--status",
+        action="store_true",
+        help="regimes: print the runs done, started and left per regime and phase, and the CPU "
+        "hours left; train and write nothing",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=data_dir() / "regimes",
@@ -143,8 +151,13 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--seeds must be integers >= 0, got {args.seeds}")
         flag = {"max_steps": "--steps"}  # the other fields keep their ctx.train flag names
         validate_config(base, lambda f: flag.get(f, "--" + f.replace("_", "-")))
+        if args.status and args.task != "regimes":
+            raise ValueError(
+                f"--status reports the regime study: use it with `regimes`, not {args.task}"
+            )
         resolve_device(args.device)
-        args.results_dir.mkdir(parents=True, exist_ok=True)
+        if not args.status:  # read-only
+            args.results_dir.mkdir(parents=True, exist_ok=True)
         _run(args, argv, base, command, test_scenes)
     except Interrupted as e:  # the run saved its last step: the same command resumes
         sys.exit(f"{e}")
@@ -180,6 +193,9 @@ def _run(
             for k, v in (g.split("=", 1) for g in args.grid)
         }
         tune(grid, base, args.results_dir, args.runs_dir, command)
+    elif args.task == "regimes" and args.status:
+        runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
+        print(regime_progress.status(args.results_dir, runs, args.regimes))
     elif args.task == "regimes":
         if not args.report_only:
             regime_study.study(

@@ -3,6 +3,7 @@
     python -m ctx.experiments regimes --threads 1            # one worker; start two for two cores
     python -m ctx.experiments regimes --regimes res128 long  # a worker for the heavy regimes
     python -m ctx.experiments regimes --report-only          # rewrite results/regimes.md/.png
+    python -m ctx.experiments regimes --status               # how far it is (regime_progress)
 
 Phase 1 (validation only): per regime, CE and Contextrast on a grid of PA settings (alpha x CE
 warm-up), short runs, 2 seeds, scored on the validation scenes -> results/regimes/tuning.json.
