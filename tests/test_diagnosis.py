@@ -96,3 +96,30 @@ def test_train_command_names_the_recorded_sources():
     assert train_command(regime_config("default", loss="ce")) == recorded["ce"]
     cx = regime_config("default", loss="contextrast", alpha=0.02, warmup_steps=3000)
     assert train_command(cx) == recorded["contextrast"]
+
+
+def test_shipped_diagnosis_md_is_the_rendering_of_its_json():
+    """`diagnose --report-only` rebuilds diagnosis.md from diagnosis.json: the shipped page must
+    be what the current reading makes of the shipped numbers."""
+    folder = ROOT / "results" / "regimes"
+    saved = json.loads((folder / "diagnosis.json").read_text())
+    md = diagnosis.markdown(saved["runs"], saved["sources"])
+    assert (folder / "diagnosis.md").read_text() == md
+    assert "decided at full resolution" not in md  # a cause the numbers never measured
+
+
+def test_report_only_rewrites_from_the_json_and_names_the_command_without_it(tmp_path):
+    from ctx.experiments import cli
+
+    folder = tmp_path / "regimes"
+    folder.mkdir()
+    shipped = ROOT / "results" / "regimes" / "diagnosis.json"
+    (folder / "diagnosis.json").write_text(shipped.read_text())
+    cli.main(["diagnose", "--report-only", "--results-dir", str(tmp_path)])
+    saved = json.loads(shipped.read_text())
+    want = diagnosis.markdown(saved["runs"], saved["sources"])
+    assert (folder / "diagnosis.md").read_text() == want
+    assert want.splitlines()[0] in (tmp_path / "regimes.md").read_text()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["diagnose", "--report-only", "--results-dir", str(tmp_path / "none")])
+    assert "python -m ctx.experiments diagnose" in str(e.value) and "\n" not in str(e.value)

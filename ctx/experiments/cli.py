@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         "ablation's seed-0 runs from --runs-dir",
     )
     p.add_argument(
-        "--report-only", action="store_true", help="regimes: rewrite the report, train nothing"
+        "--report-only",
+        action="store_true",
+        help="regimes, diagnose: rewrite the report from the results files, train nothing",
     )
     p.add_argument(
         "--status",
@@ -209,6 +211,9 @@ def _run(
                 threads=args.threads,
                 progress=sys.stderr.isatty(),
             )
+        regime_report.write_report(args.results_dir, regime_command(args))
+    elif args.task == "diagnose" and args.report_only:
+        diagnosis.rewrite(args.results_dir / "regimes")
         regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "diagnose":
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)

@@ -5,7 +5,8 @@ The regimes were designed to move the default's bottlenecks (results/regimes/dia
 `crowded` puts digits against digits, so errors can lie between two classes; `scarce` leaves CE
 fewer labels, so there are more errors to pick negatives from. This measures, for each shipped
 run on the split its phase may be scored on (test for final runs, validation for tuning runs):
-its errors (rim share; share of errors where a digit is taken for another digit) and, per
+its errors (rim share; what was taken for what: a digit for another digit, a digit for
+background, background for a digit; the share inside digits misread as a whole) and, per
 stage, what BANE has to work with (`diagnosis.bane_inputs`).
 
     python -m ctx.experiments mechanisms     # writes results/regimes/mechanisms.{json,md}
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import ndimage
 
+from ctx.bane_sets import edge_distance
 from ctx.data import NUM_CLASSES
 from ctx.experiments.diagnosis import RIM, bane_inputs, bane_summary, error_split, run_outputs
 from ctx.experiments.gallery import load_gallery_model, read_manifest
@@ -30,12 +34,54 @@ SPLIT_NAMES = {"test": "test", "val": "validation"}
 
 
 @torch.no_grad()
-def digit_confusion_share(pred: torch.Tensor, labels: torch.Tensor) -> float:
-    """% of the wrong pixels of pred [B,H,W] against labels [B,H,W] (ignore excluded) where a
-    digit is predicted as another digit: the errors where class meets class, not background."""
-    wrong = (pred != labels) & (labels != IGNORE_INDEX)
-    digits = wrong & (labels != BACKGROUND) & (pred != BACKGROUND)
-    return 100 * float(digits.sum()) / max(int(wrong.sum()), 1)
+def misread_digits(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pixels of the *misread digits* of labels [B,H,W], bool [B,H,W]: the 8-connected regions
+    of one digit class (touching digits of one class make one region) of which more than half
+    is predicted as other digits: a digit recognised as another as a whole, not an edge lost to
+    the background or to a neighbour."""
+    y, p = labels.cpu().numpy(), pred.cpu().numpy()
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected within an image, never across the batch
+    out = np.zeros(y.shape, dtype=bool)
+    for c in range(1, NUM_CLASSES):
+        regions, n = ndimage.label(y == c, structure)
+        if n == 0:
+            continue
+        size = np.bincount(regions.ravel(), minlength=n + 1)
+        other = np.bincount(
+            regions.ravel(), weights=((p != c) & (p != BACKGROUND)).ravel(), minlength=n + 1
+        )
+        misread = 2 * other > size
+        misread[0] = False  # region 0 is everything that is not class c
+        out |= misread[regions]
+    return torch.from_numpy(out).to(labels.device)
+
+
+@torch.no_grad()
+def error_kinds(pred: torch.Tensor, labels: torch.Tensor, rim: float = RIM) -> dict:
+    """What the wrong pixels of pred [B,H,W] against labels [B,H,W] (ignore excluded) are, in %
+    of them: a digit taken for another digit (`digit_confusion_share`), a digit taken for
+    background, background taken for a digit (the three sum to 100), and those inside misread
+    digits (`misread_digits`). Also `digit_rim_share`: % of the digit pixels within `rim` px of
+    a class edge; strokes are a few pixels wide, so a misread digit is mostly rim pixels and
+    the rim split alone cannot tell a misread digit from a frayed edge."""
+    valid = labels != IGNORE_INDEX
+    wrong = (pred != labels) & valid
+    digit = valid & (labels != BACKGROUND)
+    n_wrong = max(int(wrong.sum()), 1)
+
+    def share(mask: torch.Tensor) -> float:
+        return 100 * float(mask.sum()) / n_wrong
+
+    return {
+        "digit_confusion_share": share(wrong & digit & (pred != BACKGROUND)),
+        "digit_as_background_share": share(wrong & digit & (pred == BACKGROUND)),
+        "background_as_digit_share": share(wrong & (labels == BACKGROUND)),
+        "misread_digit_share": share(wrong & misread_digits(pred, labels)),
+        "digit_rim_share": 100
+        * float((digit & (edge_distance(labels) <= rim)).sum())
+        / max(int(digit.sum()), 1),
+    }
 
 
 def measure(model: torch.nn.Module, cfg, split: str, scenes: int = 500) -> dict:
@@ -46,7 +92,7 @@ def measure(model: torch.nn.Module, cfg, split: str, scenes: int = 500) -> dict:
     cm = ConfusionMatrix(NUM_CLASSES)
     cm.update(out["pred"], data.labels)
     errors = error_split(out["pred"], data.labels)
-    errors["digit_confusion_share"] = digit_confusion_share(out["pred"], data.labels)
+    errors.update(error_kinds(out["pred"], data.labels))
     return {
         "miou": cm.summary()["miou"],
         "errors": errors,
@@ -88,6 +134,7 @@ def rows(d: dict) -> list[dict]:
                     "error px/image": f"{e['errors_per_image']:.0f}",
                     "on rims %": f"{e['rim_share_of_errors']:.0f}",
                     "digit for digit %": f"{e['digit_confusion_share']:.0f}",
+                    "in misread digits %": f"{e['misread_digit_share']:.0f}",
                     "BANE picks D>1 %": _stages([s["picks_far_pct"] for s in b], ".1f"),
                     "fill (random) %": _stages([s["fill_pct"] for s in b]),
                     "background negatives %": _stages([s["negatives_background_pct"] for s in b]),
@@ -120,10 +167,82 @@ def reading(d: dict) -> list[str]:
         lines.append(
             f"{regime} ({SPLIT_NAMES[r['split']]}): {m['errors']['errors_per_image']:.0f} "
             f"error px per image, {m['errors']['rim_share_of_errors']:.0f} % on the rims, "
-            f"{m['errors']['digit_confusion_share']:.0f} % a digit taken for another; "
+            f"{m['errors']['digit_confusion_share']:.0f} % a digit taken for another, "
+            f"{m['errors']['misread_digit_share']:.0f} % inside digits misread as a whole; "
             f"{ranking}; {negatives}."
         )
     return lines
+
+
+KINDS = {  # error_kinds share -> words; the first three are disjoint, the last overlaps them
+    "digit_confusion_share": "digit for digit",
+    "digit_as_background_share": "digit for background",
+    "background_as_digit_share": "background for digit",
+    "misread_digit_share": "inside misread digits",
+}
+
+
+def error_counts(errors: dict) -> dict[str, float]:
+    """Error px per image of each kind in KINDS (its share x the errors per image)."""
+    return {k: errors[k] / 100 * errors["errors_per_image"] for k in KINDS}
+
+
+def _signed(x: float) -> str:
+    return f"{round(x) + 0:+d}"  # + 0: no "-0"
+
+
+def _pairs(d: dict) -> dict[str, tuple[dict, dict]]:
+    """{regime: (CE's errors, Contextrast's errors)} of the regimes that ship both runs."""
+    return {
+        regime: (r["runs"]["ce"]["errors"], r["runs"]["contextrast"]["errors"])
+        for regime, r in d.items()
+        if {"ce", "contextrast"} <= set(r["runs"])
+    }
+
+
+def error_changes(d: dict) -> list[str]:
+    """Per regime with both runs: Contextrast's error px per image against CE's, by kind."""
+    lines = []
+    for regime, (ce, cx) in _pairs(d).items():
+        a, b = error_counts(ce), error_counts(cx)
+        *kinds, misread = (f"{words} {_signed(b[k] - a[k])}" for k, words in KINDS.items())
+        lines.append(
+            f"{regime} ({SPLIT_NAMES[d[regime]['split']]}): {ce['errors_per_image']:.0f} → "
+            f"{cx['errors_per_image']:.0f} error px per image "
+            f"({_signed(cx['errors_per_image'] - ce['errors_per_image'])}): {', '.join(kinds)} "
+            f"({misread})."
+        )
+    return lines
+
+
+def changes_reading(d: dict) -> str | None:
+    """One sentence on `error_changes`: whether Contextrast's runs take fewer digits for other
+    digits in every regime while their digit/background errors move less (None: no pair)."""
+    pairs = _pairs(d)
+    if not pairs:
+        return None
+    delta = {
+        r: {k: error_counts(cx)[k] - error_counts(ce)[k] for k in KINDS}
+        for r, (ce, cx) in pairs.items()
+    }
+    digits = [v["digit_confusion_share"] for v in delta.values()]
+    edges = [
+        max(abs(v["digit_as_background_share"]), abs(v["background_as_digit_share"]))
+        for v in delta.values()
+    ]
+    listed = "/".join(_signed(x) for x in digits)
+    if all(x < 0 and e < -x for x, e in zip(digits, edges, strict=True)):
+        return (
+            f"In every regime Contextrast's run takes fewer digits for other digits "
+            f"({listed} px per image, {'/'.join(pairs)}), and in each its errors between a "
+            f"digit and the background move less (by at most {'/'.join(f'{e:.0f}' for e in edges)} "
+            "px per image): where it gains, it gains by reading digits right, not at their edges (one "
+            "seed pair per regime)."
+        )
+    return (
+        f"Digit-for-digit errors change by {listed} px per image ({'/'.join(pairs)}); those "
+        f"between a digit and the background by up to {max(edges):.0f} (one seed pair per regime)."
+    )
 
 
 def markdown(d: dict) -> str:
@@ -133,6 +252,10 @@ def markdown(d: dict) -> str:
         return f"{title}\n\nNo regime's runs are shipped yet (`python -m ctx.experiments gallery`)."
     scenes = {r["scenes"] for r in d.values()}
     table = rows(d)
+    shares = [m["errors"]["digit_rim_share"] for r in d.values() for m in r["runs"].values()]
+    rim = f"{min(shares):.0f}" + (
+        "" if round(min(shares)) == round(max(shares)) else f"–{max(shares):.0f}"
+    )
     return "\n".join(
         [
             title,
@@ -147,9 +270,17 @@ def markdown(d: dict) -> str:
             "|---" * len(table[0]) + "|",
             *("| " + " | ".join(row.values()) + " |" for row in table),
             "",
-            "Per-stage columns read stage 1/2/3/4. Contextrast's runs, in words:",
+            "Per-stage columns read stage 1/2/3/4. X for Y: a pixel of X taken for Y; a misread digit: a digit region of the ground truth more than half of which "
+            f"is taken for other digits. Strokes are a few pixels wide: {rim} % of the digit "
+            "pixels lie on the rim, so 'on the rims' counts most of a misread digit too. "
+            "Contextrast's runs, in words:",
             "",
             *(f"- {sentence}" for sentence in reading(d)),
+            "",
+            "Where Contextrast's errors differ from CE's (error px per image, the same pair):",
+            "",
+            *(f"- {sentence}" for sentence in error_changes(d)),
+            *(["", text] if (text := changes_reading(d)) else []),
         ]
     )
 

@@ -194,9 +194,9 @@ def separation_reading(
                 f" Where the errors sit (results/regimes/diagnosis.json, {a} on the test scenes): "
                 f"{errors['rim_share_of_errors']:.0f} % of them lie within 2 px of a class edge "
                 f"(error rate {errors['rim_error_rate']:.1f} % there, "
-                f"{errors['interior_error_rate']:.2f} % further inside). Those rim pixels are "
-                "decided by the decoder at full resolution, which better separated coarse-stage "
-                "embeddings do not reach."
+                f"{errors['interior_error_rate']:.2f} % further inside). Strokes are a few "
+                "pixels wide, so the rim holds misread digits as well as frayed edges: "
+                "results/regimes/mechanisms.md splits the errors by what was taken for what."
             )
         else:
             text += " Where the errors sit, and why that matters: results/regimes/diagnosis.md."

@@ -423,11 +423,11 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
     return [
         {
             "mechanism": "multi-stage anchors",
-            "needs": "coarse features whose classes are not yet apart, and errors they decide",
+            "needs": "coarse features whose classes are not yet apart, and errors that hinge "
+            "on them (a digit read as another)",
             "default scenes": f"encoder separation CE {_f(fce)} %, Contextrast {_f(fcx)} %; "
             f"{rim:.0f} % of errors on rims",
-            "acts?": (f"yes at stage(s) {_f(up, 'd')} (> 2 points)" if up else "no")
-            + (", but the errors are rim pixels" if rim > 50 else ""),
+            "acts?": f"yes at stage(s) {_f(up, 'd')} (> 2 points)" if up else "no",
         },
         {
             "mechanism": "fusion",
