@@ -14,7 +14,7 @@ from test_regime_study import _full_grid, _tuning_rows
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
 from ctx.engine.config import TrainConfig
-from ctx.experiments import gallery
+from ctx.experiments import gallery, mechanisms
 from ctx.experiments.regime_study import FINAL_SEEDS
 from ctx.io import save_checkpoint, write_json
 from ctx.lessons import regimes as R
@@ -322,3 +322,31 @@ def test_shipped_mechanisms_cover_the_shipped_gallery():
     for e in manifest["runs"]:  # measured on the split the gallery scores each run on
         assert mech[e["regime"]]["split"] == e["split"]
         assert mech[e["regime"]]["runs"][e["variant"]]["miou"] == pytest.approx(e["miou"], abs=0.01)
+
+
+def _kinds(n, digit, to_bg, from_bg, misread):
+    """Errors of one run: n px per image, the kinds in px per image."""
+    shares = [100 * x / n for x in (digit, to_bg, from_bg, misread)]
+    return {"errors_per_image": n, **dict(zip(mechanisms.KINDS, shares, strict=True))}
+
+
+def test_slide_reads_the_error_kinds_when_the_pairs_are_shipped():
+    bane = [{"picks_far_pct": 0.1, "fill_pct": 0.0}]
+    mech = {
+        "scarce": {
+            "split": "test",
+            "runs": {
+                "ce": {"errors": _kinds(190, 130, 40, 20, 100), "bane": bane},
+                "contextrast": {"errors": _kinds(174, 114, 38, 22, 85), "bane": bane},
+            },
+        }
+    }
+    bullets = R.slide_summary([], R.load_diagnosis(), mech=mech)
+    assert f"Error kinds: {mechanisms.changes_reading(mech)}" in bullets
+    assert "in every shipped regime its run takes fewer digits for other digits;" in bullets[-1]
+    mech["scarce"]["runs"]["contextrast"]["errors"] = _kinds(174, 131, 23, 20, 100)
+    bullets = R.slide_summary([], R.load_diagnosis(), mech=mech)
+    assert "fewer digits for other digits" not in bullets[-1]  # the cut is at the edges now
+    assert bullets[-1].endswith("BANE has nothing to rank.")
+    plain = R.slide_summary([], R.load_diagnosis(), mech=_mech(default=[0.1]))
+    assert not any(b.startswith("Error kinds") for b in plain)

@@ -215,33 +215,49 @@ def error_changes(d: dict) -> list[str]:
     return lines
 
 
-def changes_reading(d: dict) -> str | None:
-    """One sentence on `error_changes`: whether Contextrast's runs take fewer digits for other
-    digits in every regime while their digit/background errors move less (None: no pair)."""
-    pairs = _pairs(d)
-    if not pairs:
-        return None
-    delta = {
-        r: {k: error_counts(cx)[k] - error_counts(ce)[k] for k in KINDS}
-        for r, (ce, cx) in pairs.items()
+def error_deltas(d: dict) -> dict[str, dict[str, float]]:
+    """{regime: {kind: Contextrast's minus CE's error px per image}} (kinds: KINDS) for the
+    regimes that ship both runs."""
+    return {
+        regime: {k: error_counts(cx)[k] - error_counts(ce)[k] for k in KINDS}
+        for regime, (ce, cx) in _pairs(d).items()
     }
-    digits = [v["digit_confusion_share"] for v in delta.values()]
-    edges = [
-        max(abs(v["digit_as_background_share"]), abs(v["background_as_digit_share"]))
-        for v in delta.values()
-    ]
-    listed = "/".join(_signed(x) for x in digits)
-    if all(x < 0 and e < -x for x, e in zip(digits, edges, strict=True)):
+
+
+def _edge_moves(v: dict[str, float]) -> float:
+    """The larger change of the two digit/background kinds (px per image, absolute)."""
+    return max(abs(v["digit_as_background_share"]), abs(v["background_as_digit_share"]))
+
+
+def gains_by_recognition(deltas: dict[str, dict[str, float]]) -> bool:
+    """In every regime of `error_deltas`, Contextrast's run makes fewer digit-for-digit errors
+    than CE's, by more than either digit/background kind moves (False without any regime)."""
+    return bool(deltas) and all(
+        v["digit_confusion_share"] < 0 and _edge_moves(v) < -v["digit_confusion_share"]
+        for v in deltas.values()
+    )
+
+
+def changes_reading(d: dict) -> str | None:
+    """One sentence on `error_changes`: whether Contextrast's runs gain by recognition
+    (`gains_by_recognition`), with the numbers either way (None: no regime ships both runs)."""
+    deltas = error_deltas(d)
+    if not deltas:
+        return None
+    names = "/".join(deltas)
+    listed = "/".join(_signed(v["digit_confusion_share"]) for v in deltas.values())
+    edges = [_edge_moves(v) for v in deltas.values()]
+    if gains_by_recognition(deltas):
         return (
             f"In every regime Contextrast's run takes fewer digits for other digits "
-            f"({listed} px per image, {'/'.join(pairs)}), and in each its errors between a "
-            f"digit and the background move less (by at most {'/'.join(f'{e:.0f}' for e in edges)} "
-            "px per image): where it gains, it gains by reading digits right, not at their edges (one "
+            f"({listed} px per image, {names}), and in each its errors between a digit and the "
+            f"background move less (by at most {'/'.join(f'{e:.0f}' for e in edges)} px per "
+            "image): where it gains, it gains by reading digits right, not at their edges (one "
             "seed pair per regime)."
         )
     return (
-        f"Digit-for-digit errors change by {listed} px per image ({'/'.join(pairs)}); those "
-        f"between a digit and the background by up to {max(edges):.0f} (one seed pair per regime)."
+        f"Digit-for-digit errors change by {listed} px per image ({names}); those between a "
+        f"digit and the background by up to {max(edges):.0f} (one seed pair per regime)."
     )
 
 
