@@ -1,7 +1,6 @@
 """What the mechanisms act on per regime (`ctx.experiments.mechanisms`), from a gallery."""
 
 import pytest
-import torch
 from test_lessons_regimes import _fake_gallery
 
 from ctx.analysis import predict
@@ -9,94 +8,10 @@ from ctx.data import NUM_CLASSES
 from ctx.experiments import cli
 from ctx.experiments import mechanisms as M
 from ctx.experiments.diagnosis import bane_inputs, error_split
+from ctx.experiments.error_kinds import KINDS
 from ctx.experiments.gallery import load_gallery_model
 from ctx.io import read_json
 from ctx.metrics import ConfusionMatrix
-
-
-def test_error_kinds_by_hand():
-    labels = torch.tensor([[[0, 3, 3, 0], [0, 3, 3, 0], [7, 7, 0, 255]]])
-    pred = torch.tensor([[[0, 5, 5, 0], [0, 5, 3, 1], [0, 7, 0, 2]]])
-    # wrong: three pixels of the 3 taken for a 5 (digit for digit), one of the 7 taken for
-    # background, one background pixel taken for a 1; 255 is ignored whatever its prediction.
-    # The 3 is misread (3 of its 4 pixels are another digit); the 7 is not (half of it is
-    # background, none of it another digit).
-    k = M.error_kinds(pred, labels)
-    assert k["digit_confusion_share"] == pytest.approx(60.0)
-    assert k["digit_as_background_share"] == pytest.approx(20.0)
-    assert k["background_as_digit_share"] == pytest.approx(20.0)
-    assert k["misread_digit_share"] == pytest.approx(60.0)
-    assert k["digit_rim_share"] == pytest.approx(100.0)  # every digit pixel touches background
-    none = M.error_kinds(labels, labels)
-    assert [none[x] for x in M.KINDS] == [0.0] * 4  # no errors: 0, not NaN
-
-
-def test_digit_rim_share_counts_the_digit_pixels_near_an_edge():
-    labels = torch.zeros(1, 9, 9, dtype=torch.long)
-    labels[0, 1:8, 1:8] = 4  # a 7x7 digit: rings at distance 1, 2, 3, 4 of 24, 16, 8, 1 px
-    assert M.error_kinds(labels, labels)["digit_rim_share"] == pytest.approx(100 * 40 / 49)
-
-
-def test_misread_digits_are_8_connected_regions_within_one_image():
-    labels = torch.zeros(2, 3, 3, dtype=torch.long)
-    labels[0, 0, 0] = labels[0, 1, 1] = 2  # one region: the pixels touch at a corner
-    labels[1, 0, 0] = 2  # another image: its own region
-    pred = labels.clone()
-    pred[0, 0, 0] = pred[1, 0, 0] = 4
-    want = torch.zeros(2, 3, 3, dtype=torch.bool)
-    want[1, 0, 0] = True  # image 0's 2 is half right: not misread
-    assert torch.equal(M.misread_digits(pred, labels), want)
-
-
-def _flood_misread(pred, labels):
-    """The oracle: regions by breadth-first search over the 8 neighbours, in plain Python."""
-    out = torch.zeros(labels.shape, dtype=torch.bool)
-    b_, h, w = labels.shape
-    seen = set()
-    for b in range(b_):
-        for i in range(h):
-            for j in range(w):
-                c = int(labels[b, i, j])
-                if c == 0 or c == 255 or (b, i, j) in seen:
-                    continue
-                region, todo = [], [(i, j)]
-                seen.add((b, i, j))
-                while todo:
-                    y, x = todo.pop()
-                    region.append((y, x))
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            n = (b, y + dy, x + dx)
-                            if 0 <= n[1] < h and 0 <= n[2] < w and n not in seen:
-                                if int(labels[n]) == c:
-                                    seen.add(n)
-                                    todo.append(n[1:])
-                other = sum(int(pred[b, y, x]) not in (0, c) for y, x in region)
-                if 2 * other > len(region):
-                    for y, x in region:
-                        out[b, y, x] = True
-    return out
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_misread_digits_match_a_flood_fill_and_the_kinds_add_up(seed):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (3, 7, 7), generator=g)
-    labels[torch.rand(labels.shape, generator=g) < 0.05] = 255
-    pred = torch.where(torch.rand(labels.shape, generator=g) < 0.5, labels.clamp(max=3), 0)
-    pred = torch.where(
-        torch.rand(labels.shape, generator=g) < 0.3,
-        torch.randint(0, 4, labels.shape, generator=g),
-        pred,
-    )
-    assert torch.equal(M.misread_digits(pred, labels), _flood_misread(pred, labels))
-    k = M.error_kinds(pred, labels)
-    kinds = ["digit_confusion_share", "digit_as_background_share", "background_as_digit_share"]
-    assert sum(k[x] for x in kinds) == pytest.approx(100.0)
-    assert (
-        k["misread_digit_share"]
-        <= k["digit_confusion_share"] + k["digit_as_background_share"] + 1e-9
-    )
 
 
 def test_measures_every_shipped_run_on_its_split(tmp_path):
@@ -189,7 +104,7 @@ def _pair(ce: tuple, cx: tuple) -> dict:
 
     def errors(n, dd, db, bd, mis):
         shares = (100 * x / n for x in (dd, db, bd, mis))
-        return {"errors_per_image": n, **dict(zip(M.KINDS, shares, strict=True))}
+        return {"errors_per_image": n, **dict(zip(KINDS, shares, strict=True))}
 
     return {
         "split": "test",

@@ -11,6 +11,7 @@
     python -m ctx.experiments diagnose                # what the PA term changes (diagnosis)
     python -m ctx.experiments gallery                 # data/regimes/ from the study's runs (gallery)
     python -m ctx.experiments mechanisms              # what BANE acts on per regime (mechanisms)
+    python -m ctx.experiments error-kinds --runs-dir runs/regimes  # which errors the PA term removes
 
 The ablation trains each variant x seed into runs/ablation/<variant>_seed<k>/ (a killed run
 resumes), evaluates it on the frozen test scenes and appends it to results/ablation.json; its
@@ -30,6 +31,7 @@ from ctx.engine.device import resolve_device
 from ctx.engine.interrupt import Interrupted
 from ctx.experiments import (
     diagnosis,
+    error_kinds,
     gallery,
     mechanisms,
     regime_progress,
@@ -55,6 +57,7 @@ TASKS = [
     "diagnose",
     "gallery",
     "mechanisms",
+    "error-kinds",
 ]
 
 
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         default=list(REGIMES),
         choices=list(REGIMES),
         help="regimes: the regimes this worker takes jobs of (default: all, cheap first); "
-        "gallery: the regimes to update",
+        "gallery, error-kinds: the regimes to update",
     )
     p.add_argument("--max-jobs", type=int, default=None, help="regimes: stop after N runs")
     p.add_argument(
@@ -129,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         help="gallery: its folder; mechanisms: the gallery it reads",
     )
     p.add_argument(
-        "--remake-dir", type=Path, help="gallery: retrain runs gone from --runs-dir here"
+        "--remake-dir",
+        type=Path,
+        help="gallery, error-kinds: retrain runs gone from --runs-dir here (or read them, once "
+        "retrained)",
     )
     args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
@@ -219,6 +225,11 @@ def _run(
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
     elif args.task == "mechanisms":
         mechanisms.main(args.out, args.results_dir / "regimes", args.threads)
+        regime_report.write_report(args.results_dir, regime_command(args))
+    elif args.task == "error-kinds":
+        runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
+        only = None if args.regimes == list(REGIMES) else args.regimes
+        error_kinds.main(args.results_dir, runs, command, args.remake_dir, only, args.threads)
         regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "gallery":
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir

@@ -110,7 +110,7 @@ def source_checkpoint(job: Job, row: dict, runs_dir: Path, remake_dir: Path | No
     if bad:
         raise ValueError(f"{job.name}: the study's plan no longer gives its recorded config: {bad}")
     print(
-        f"[gallery] {job.name}: not in {runs_dir}; from {remake_dir} (trained there unless finished)",
+        f"[remake] {job.name}: not in {runs_dir}; from {remake_dir} (trained there unless finished)",
         flush=True,
     )
     result = train_or_load(cfg)

@@ -16,72 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import ndimage
 
-from ctx.bane_sets import edge_distance
 from ctx.data import NUM_CLASSES
 from ctx.experiments.diagnosis import RIM, bane_inputs, bane_summary, error_split, run_outputs
+from ctx.experiments.error_kinds import KINDS, error_counts, error_kinds
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.io import write_json, write_text
-from ctx.labels import IGNORE_INDEX
 from ctx.metrics import ConfusionMatrix
 from ctx.resources import portable
 
-BACKGROUND = 0
 SPLIT_NAMES = {"test": "test", "val": "validation"}
-
-
-@torch.no_grad()
-def misread_digits(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Pixels of the *misread digits* of labels [B,H,W], bool [B,H,W]: the 8-connected regions
-    of one digit class (touching digits of one class make one region) of which more than half
-    is predicted as other digits: a digit recognised as another as a whole, not an edge lost to
-    the background or to a neighbour."""
-    y, p = labels.cpu().numpy(), pred.cpu().numpy()
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connected within an image, never across the batch
-    out = np.zeros(y.shape, dtype=bool)
-    for c in range(1, NUM_CLASSES):
-        regions, n = ndimage.label(y == c, structure)
-        if n == 0:
-            continue
-        size = np.bincount(regions.ravel(), minlength=n + 1)
-        other = np.bincount(
-            regions.ravel(), weights=((p != c) & (p != BACKGROUND)).ravel(), minlength=n + 1
-        )
-        misread = 2 * other > size
-        misread[0] = False  # region 0 is everything that is not class c
-        out |= misread[regions]
-    return torch.from_numpy(out).to(labels.device)
-
-
-@torch.no_grad()
-def error_kinds(pred: torch.Tensor, labels: torch.Tensor, rim: float = RIM) -> dict:
-    """What the wrong pixels of pred [B,H,W] against labels [B,H,W] (ignore excluded) are, in %
-    of them: a digit taken for another digit (`digit_confusion_share`), a digit taken for
-    background, background taken for a digit (the three sum to 100), and those inside misread
-    digits (`misread_digits`). Also `digit_rim_share`: % of the digit pixels within `rim` px of
-    a class edge; strokes are a few pixels wide, so a misread digit is mostly rim pixels and
-    the rim split alone cannot tell a misread digit from a frayed edge."""
-    valid = labels != IGNORE_INDEX
-    wrong = (pred != labels) & valid
-    digit = valid & (labels != BACKGROUND)
-    n_wrong = max(int(wrong.sum()), 1)
-
-    def share(mask: torch.Tensor) -> float:
-        return 100 * float(mask.sum()) / n_wrong
-
-    return {
-        "digit_confusion_share": share(wrong & digit & (pred != BACKGROUND)),
-        "digit_as_background_share": share(wrong & digit & (pred == BACKGROUND)),
-        "background_as_digit_share": share(wrong & (labels == BACKGROUND)),
-        "misread_digit_share": share(wrong & misread_digits(pred, labels)),
-        "digit_rim_share": 100
-        * float((digit & (edge_distance(labels) <= rim)).sum())
-        / max(int(digit.sum()), 1),
-    }
 
 
 def measure(model: torch.nn.Module, cfg, split: str, scenes: int = 500) -> dict:
@@ -172,19 +117,6 @@ def reading(d: dict) -> list[str]:
             f"{ranking}; {negatives}."
         )
     return lines
-
-
-KINDS = {  # error_kinds share -> words; the first three are disjoint, the last overlaps them
-    "digit_confusion_share": "digit for digit",
-    "digit_as_background_share": "digit for background",
-    "background_as_digit_share": "background for digit",
-    "misread_digit_share": "inside misread digits",
-}
-
-
-def error_counts(errors: dict) -> dict[str, float]:
-    """Error px per image of each kind in KINDS (its share x the errors per image)."""
-    return {k: errors[k] / 100 * errors["errors_per_image"] for k in KINDS}
 
 
 def _signed(x: float) -> str:

@@ -224,7 +224,8 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
         f"Reproduce everything: `{data.get('command', '')}` (resumable; start one per core).",
         "",
     ]
-    for section in ("diagnosis.md", "mechanisms.md"):  # written by `diagnose`, `mechanisms`
+    # written by `diagnose`, `mechanisms`, `error-kinds`
+    for section in ("diagnosis.md", "mechanisms.md", "error_kinds.md"):
         if (path := results_dir / "regimes" / section).exists():
             parts += [path.read_text().strip(), ""]
     parts += ["## Regimes", ""]

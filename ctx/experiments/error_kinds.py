@@ -1,0 +1,323 @@
+"""What the wrong pixels are: a digit taken for another digit, a digit taken for background,
+background taken for a digit, and which of them lie inside digits misread as a whole. And, over
+the regime study's five test pairs per regime, how Contextrast's errors of each kind differ from
+CE's, paired by seed with a 95 % interval.
+
+    python -m ctx.experiments error-kinds --runs-dir runs/regimes   # -> results/regimes/error_kinds.*
+
+Strokes are a few pixels wide, so most digit pixels lie within 2 px of a class edge, and the
+diagnosis's rim/interior split cannot tell a misread digit from a frayed edge: this split can.
+The per-seed measurement needs the study's own final run folders (only seed 0 ships, in
+data/regimes/); each run's test mIoU is checked against its row in results/regimes.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ctx.analysis import predict
+from ctx.bane_sets import edge_distance
+from ctx.data import NUM_CLASSES
+from ctx.engine.checkpoint import load_model
+from ctx.experiments.diagnosis import RIM
+from ctx.experiments.gallery import source_checkpoint
+from ctx.experiments.regime_study import FINAL_SEEDS, Job, load_results
+from ctx.experiments.regimes import REGIMES
+from ctx.experiments.stats import mean_std, t_interval
+from ctx.io import read_json, write_json, write_text
+from ctx.labels import IGNORE_INDEX
+from ctx.metrics import ConfusionMatrix
+
+BACKGROUND = 0
+MIOU_CHECK = 0.005  # points: a run folder must reproduce its results row's test mIoU
+TEST_SCENES = None  # the frozen test scenes (500) the study scored its final runs on
+
+
+@torch.no_grad()
+def misread_digits(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pixels of the *misread digits* of labels [B,H,W], bool [B,H,W]: the 8-connected regions
+    of one digit class (touching digits of one class make one region) of which more than half
+    is predicted as other digits: a digit recognised as another as a whole, not an edge lost to
+    the background or to a neighbour."""
+    y, p = labels.cpu().numpy(), pred.cpu().numpy()
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected within an image, never across the batch
+    out = np.zeros(y.shape, dtype=bool)
+    for c in range(1, NUM_CLASSES):
+        regions, n = ndimage.label(y == c, structure)
+        if n == 0:
+            continue
+        size = np.bincount(regions.ravel(), minlength=n + 1)
+        other = np.bincount(
+            regions.ravel(), weights=((p != c) & (p != BACKGROUND)).ravel(), minlength=n + 1
+        )
+        misread = 2 * other > size
+        misread[0] = False  # region 0 is everything that is not class c
+        out |= misread[regions]
+    return torch.from_numpy(out).to(labels.device)
+
+
+@torch.no_grad()
+def error_kinds(pred: torch.Tensor, labels: torch.Tensor, rim: float = RIM) -> dict:
+    """What the wrong pixels of pred [B,H,W] against labels [B,H,W] (ignore excluded) are, in %
+    of them: a digit taken for another digit (`digit_confusion_share`), a digit taken for
+    background, background taken for a digit (the three sum to 100), and those inside misread
+    digits (`misread_digits`). Also `digit_rim_share`: % of the digit pixels within `rim` px of
+    a class edge; strokes are a few pixels wide, so a misread digit is mostly rim pixels and
+    the rim split alone cannot tell a misread digit from a frayed edge."""
+    valid = labels != IGNORE_INDEX
+    wrong = (pred != labels) & valid
+    digit = valid & (labels != BACKGROUND)
+    n_wrong = max(int(wrong.sum()), 1)
+
+    def share(mask: torch.Tensor) -> float:
+        return 100 * float(mask.sum()) / n_wrong
+
+    return {
+        "digit_confusion_share": share(wrong & digit & (pred != BACKGROUND)),
+        "digit_as_background_share": share(wrong & digit & (pred == BACKGROUND)),
+        "background_as_digit_share": share(wrong & (labels == BACKGROUND)),
+        "misread_digit_share": share(wrong & misread_digits(pred, labels)),
+        "digit_rim_share": 100
+        * float((digit & (edge_distance(labels) <= rim)).sum())
+        / max(int(digit.sum()), 1),
+    }
+
+
+KINDS = {  # error_kinds share -> words; the first three are disjoint, the last overlaps them
+    "digit_confusion_share": "digit for digit",
+    "digit_as_background_share": "digit for background",
+    "background_as_digit_share": "background for digit",
+    "misread_digit_share": "inside misread digits",
+}
+
+
+def error_counts(errors: dict) -> dict[str, float]:
+    """Error px per image of each kind in KINDS (its share x the errors per image)."""
+    return {k: errors[k] / 100 * errors["errors_per_image"] for k in KINDS}
+
+
+# --------------------------------------------------------------------------- over the test pairs
+
+
+def final_pairs(finals: list[dict], regime: str) -> list[tuple[dict, dict]]:
+    """(CE row, Contextrast row) of `regime`'s final runs, paired by seed, in seed order."""
+    rows = {
+        v: {r["seed"]: r for r in finals if (r["regime"], r["variant"]) == (regime, v)}
+        for v in ("ce", "contextrast")
+    }
+    return [
+        (rows["ce"][s], rows["contextrast"][s])
+        for s in sorted(rows["ce"])
+        if s in rows["contextrast"]
+    ]
+
+
+def measure_run(row: dict, runs_dir: Path, remake_dir: Path | None, scenes) -> dict:
+    """A final run's test mIoU and `error_kinds` on `scenes` (its regime's test scenes), with its
+    errors per image. The checkpoint comes from the study's folder, else from `remake_dir`
+    (retrained there from the row's config: `gallery.source_checkpoint`); ValueError unless it
+    reproduces the row's test mIoU."""
+    job = Job(
+        "final", row["regime"], row["variant"], row["seed"], row.get("alpha"), row.get("warmup")
+    )
+    src = source_checkpoint(job, row, runs_dir, remake_dir)
+    path = src["path"]
+    model, _ = load_model(path)
+    pred = predict(model, scenes.images)
+    cm = ConfusionMatrix(NUM_CLASSES)
+    cm.update(pred, scenes.labels)
+    miou = cm.summary()["miou"]
+    if abs(miou - row["miou"]) > MIOU_CHECK:
+        raise ValueError(
+            f"{path} scores {miou:.2f} % test mIoU, its row in results/regimes.json "
+            f"{row['miou']:.2f} %: not the run that row records"
+        )
+    wrong = (pred != scenes.labels) & (scenes.labels != IGNORE_INDEX)
+    return {
+        "variant": row["variant"],
+        "seed": row["seed"],
+        "remade": src["remade"],
+        "miou": miou,
+        "errors_per_image": int(wrong.sum()) / len(pred),
+        **error_kinds(pred, scenes.labels),
+    }
+
+
+def complete(finals: list[dict]) -> list[str]:
+    """The regimes whose five test pairs are all in `finals`, in the study's order."""
+    return [r for r in REGIMES if len(final_pairs(finals, r)) == len(FINAL_SEEDS)]
+
+
+def measure_finals(
+    finals: list[dict], runs_dir: Path, remake_dir: Path | None, regimes: list[str]
+) -> dict:
+    """{regime: [measure_run of its CE and Contextrast final runs, by seed]} for `regimes`
+    (each must have its five test pairs in `finals`)."""
+    out = {}
+    for regime in regimes:
+        pairs = final_pairs(finals, regime)
+        if len(pairs) < len(FINAL_SEEDS):
+            raise ValueError(f"{regime} has {len(pairs)} of {len(FINAL_SEEDS)} test pairs so far")
+        scenes = REGIMES[regime].config().digit_scenes("test", TEST_SCENES)
+        out[regime] = [measure_run(r, runs_dir, remake_dir, scenes) for p in pairs for r in p]
+    return out
+
+
+WORDS = {"errors": "all errors", **KINDS}  # the quantities of `paired_kinds`
+
+
+def paired_kinds(runs: list[dict]) -> dict:
+    """Contextrast minus CE per seed, in error px per image, for each quantity of WORDS (all
+    errors, then the kinds): the CE and Contextrast means, the mean difference and its 95 %
+    t-interval; `n` pairs."""
+    px = {
+        (r["variant"], r["seed"]): {"errors": r["errors_per_image"], **error_counts(r)}
+        for r in runs
+    }
+    seeds = sorted(s for v, s in px if v == "ce" and ("contextrast", s) in px)
+    out: dict = {"n": len(seeds)}
+    for q in WORDS:
+        ce = [px["ce", s][q] for s in seeds]
+        cx = [px["contextrast", s][q] for s in seeds]
+        diffs = [b - a for a, b in zip(ce, cx, strict=True)]
+        lo, hi = t_interval(diffs)
+        out[q] = {
+            "ce": mean_std(ce)[0],
+            "contextrast": mean_std(cx)[0],
+            "mean": mean_std(diffs)[0],
+            "lo": lo,
+            "hi": hi,
+        }
+    return out
+
+
+PHRASES = {  # KINDS in a sentence
+    "digit_confusion_share": "digits taken for other digits",
+    "digit_as_background_share": "digit pixels taken for background",
+    "background_as_digit_share": "background taken for digits",
+    "misread_digit_share": "errors inside misread digits",
+}
+EDGE_KINDS = ("digit_as_background_share", "background_as_digit_share")
+
+
+def _f(x: float) -> str:
+    return f"{round(x, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
+def _cell(p: dict) -> str:
+    return f"{_f(p['mean'])} [{_f(p['lo'])}, {_f(p['hi'])}]"
+
+
+def _join(words: list[str], last: str = "and") -> str:
+    return (
+        f" {last} ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+    )
+
+
+def reading(stats: dict[str, dict]) -> list[str]:
+    """Per regime, in words: which kinds Contextrast's runs make fewer of (interval below zero),
+    more of (above), and which show no clear change (interval across zero)."""
+    lines = []
+    for regime, s in stats.items():
+        fewer = [PHRASES[q] for q in KINDS if s[q]["hi"] < 0]
+        more = [PHRASES[q] for q in KINDS if s[q]["lo"] > 0]
+        same = [PHRASES[q] for q in KINDS if s[q]["lo"] <= 0 <= s[q]["hi"]]
+        parts = [f"fewer {_join(fewer)}"] if fewer else []
+        parts += [f"more {_join(more)}"] if more else []
+        parts += [f"no clear change in {_join(same, 'or')}"] if same else []
+        lines.append(
+            f"{regime} ({s['n']} pairs): {s['errors']['ce']:.0f} → "
+            f"{s['errors']['contextrast']:.0f} error px per image ({_cell(s['errors'])}): "
+            + "; ".join(parts)
+            + "."
+        )
+    return lines
+
+
+def summary(stats: dict[str, dict]) -> str | None:
+    """One sentence over the regimes: is the PA term's cut in recognition? Yes when in every
+    regime digit-for-digit errors fall (interval below zero) and neither digit/background kind
+    changes clearly (None without any regime)."""
+    if not stats:
+        return None
+    digit = [s["digit_confusion_share"] for s in stats.values()]
+    cuts = "/".join(_f(p["mean"]) for p in digit)
+    names = "/".join(stats)
+    recognition = all(p["hi"] < 0 for p in digit) and all(
+        s[q]["lo"] <= 0 <= s[q]["hi"] for s in stats.values() for q in EDGE_KINDS
+    )
+    if recognition:
+        return (
+            f"In every measured regime ({names}) Contextrast's runs take fewer digits for other "
+            f"digits ({cuts} px per image, each interval below zero), and neither the digit "
+            "pixels taken for background nor the background taken for digits changes clearly: "
+            "Contextrast's gain over CE is in recognising digits, not in drawing their edges."
+        )
+    return (
+        f"Digit-for-digit errors change by {cuts} px per image ({names}); the kinds between a "
+        "digit and the background are in the table."
+    )
+
+
+def markdown(
+    stats: dict[str, dict], runs: dict[str, list[dict]], command: str, missing: list[str] = ()
+) -> str:
+    """The error-kinds section of results/regimes.md."""
+    title = "## Which errors the PA term removes, over the five test pairs"
+    if not stats:
+        return f"{title}\n\nNo regime has its five test pairs measured yet."
+    head = ["regime", "pairs", *(f"Δ {w}" for w in WORDS.values())]
+    n = sum(r["remade"] for rs in runs.values() for r in rs)
+    remade = f"{n} of them retrained from their recorded configs (`--remake-dir`), " if n else ""
+    lines = [
+        title,
+        "",
+        "Contextrast − CE in error pixels per test image (500 scenes), paired by seed, mean "
+        "[95 % t-interval]. A pixel of a digit taken for another digit is *digit for digit*; "
+        "*inside misread digits* counts the errors (of either digit kind) inside ground-truth "
+        "digit regions more than half of which is taken for other digits. Measured on the "
+        f"study's final runs, {remade}each reproducing its row's test mIoU to "
+        f"{MIOU_CHECK} points. Reproduce: `{command}`.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
+    for regime, s in stats.items():
+        cells = [regime, str(s["n"]), *(_cell(s[q]) for q in WORDS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if missing:
+        lines += [
+            "",
+            f"Not measured yet, though their five test pairs are in: {', '.join(missing)} "
+            f"(`python -m ctx.experiments error-kinds --regimes {' '.join(missing)}`).",
+        ]
+    return "\n".join([*lines, "", *(f"- {line}" for line in reading(stats)), "", summary(stats)])
+
+
+def main(
+    results_dir: Path,
+    runs_dir: Path,
+    command: str,
+    remake_dir: Path | None = None,
+    regimes: list[str] | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Measure `regimes` (default: every regime with its five test pairs) and write
+    results/regimes/error_kinds.{json,md}; regimes measured before and not named are kept."""
+    if threads:
+        torch.set_num_threads(threads)
+    finals = load_results(results_dir / "regimes.json")["runs"]
+    path = results_dir / "regimes" / "error_kinds.json"
+    runs = read_json(path)["regimes"] if path.exists() and regimes else {}
+    runs.update(measure_finals(finals, runs_dir, remake_dir, regimes or complete(finals)))
+    runs = {r: runs[r] for r in REGIMES if r in runs}
+    stats = {regime: paired_kinds(r) for regime, r in runs.items()}
+    write_json({"command": command, "regimes": runs, "paired": stats}, path)
+    missing = [r for r in complete(finals) if r not in runs]
+    write_text(markdown(stats, runs, command, missing) + "\n", path.with_suffix(".md"))
+    return stats
