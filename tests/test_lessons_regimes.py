@@ -14,7 +14,7 @@ from test_regime_study import _full_grid, _tuning_rows
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
 from ctx.engine.config import TrainConfig
-from ctx.experiments import gallery, mechanisms
+from ctx.experiments import error_kinds, gallery, mechanisms
 from ctx.experiments.regime_study import FINAL_SEEDS
 from ctx.io import save_checkpoint, write_json
 from ctx.lessons import regimes as R
@@ -342,7 +342,7 @@ def test_slide_reads_the_error_kinds_when_the_pairs_are_shipped():
         }
     }
     bullets = R.slide_summary([], R.load_diagnosis(), mech=mech)
-    assert f"Error kinds: {mechanisms.changes_reading(mech)}" in bullets
+    assert f"Error kinds (seed 0): {mechanisms.changes_reading(mech)}" in bullets
     assert "in every shipped regime its run takes fewer digits for other digits;" in bullets[-1]
     mech["scarce"]["runs"]["contextrast"]["errors"] = _kinds(174, 131, 23, 20, 100)
     bullets = R.slide_summary([], R.load_diagnosis(), mech=mech)
@@ -350,3 +350,33 @@ def test_slide_reads_the_error_kinds_when_the_pairs_are_shipped():
     assert bullets[-1].endswith("BANE has nothing to rank.")
     plain = R.slide_summary([], R.load_diagnosis(), mech=_mech(default=[0.1]))
     assert not any(b.startswith("Error kinds") for b in plain)
+
+
+def _paired(digit_hi: float, edge_lo: float) -> dict:
+    """error_kinds.paired_kinds-like stats: digit-for-digit -6 [-9, digit_hi], the two
+    digit/background kinds 0 [edge_lo, 1]."""
+    stat = lambda m, lo, hi: {"ce": 100.0, "contextrast": 100 + m, "mean": m, "lo": lo, "hi": hi}  # noqa: E731
+    return {
+        "n": 5,
+        "errors": stat(-6, -9, -3),
+        "digit_confusion_share": stat(-6, -9, digit_hi),
+        "digit_as_background_share": stat(0, edge_lo, 1),
+        "background_as_digit_share": stat(0, edge_lo, 1),
+        "misread_digit_share": stat(-5, -8, -2),
+    }
+
+
+def test_slide_prefers_the_five_seed_error_kinds():
+    kinds = {"scarce": _paired(-3, -1), "crowded": _paired(-3, -1)}
+    bullets = R.slide_summary([], R.load_diagnosis(), kinds=kinds)
+    assert (
+        f"Error kinds ({len(FINAL_SEEDS)} seeds, paired): {error_kinds.summary(kinds)}" in bullets
+    )
+    assert (
+        "over 5 seeds its gain is fewer digits taken for other digits (scarce, crowded);"
+        in bullets[-1]
+    )
+    unclear = {"scarce": _paired(1, -1)}  # the digit-for-digit interval reaches above zero
+    assert "fewer digits" not in R.slide_summary([], R.load_diagnosis(), kinds=unclear)[-1]
+    edges = {"scarce": _paired(-3, 0.5)}  # a digit/background kind changes too
+    assert not error_kinds.recognition(edges) and error_kinds.recognition(kinds)

@@ -239,19 +239,24 @@ def reading(stats: dict[str, dict]) -> list[str]:
     return lines
 
 
+def recognition(stats: dict[str, dict]) -> bool:
+    """Is the cut in recognition? In every regime digit-for-digit errors fall (interval below
+    zero) and neither digit/background kind changes clearly (False without any regime)."""
+    return bool(stats) and all(
+        s["digit_confusion_share"]["hi"] < 0
+        and all(s[q]["lo"] <= 0 <= s[q]["hi"] for q in EDGE_KINDS)
+        for s in stats.values()
+    )
+
+
 def summary(stats: dict[str, dict]) -> str | None:
-    """One sentence over the regimes: is the PA term's cut in recognition? Yes when in every
-    regime digit-for-digit errors fall (interval below zero) and neither digit/background kind
-    changes clearly (None without any regime)."""
+    """One sentence over the regimes: whether the cut is in recognition (`recognition`), with
+    the digit-for-digit differences either way (None without any regime)."""
     if not stats:
         return None
-    digit = [s["digit_confusion_share"] for s in stats.values()]
-    cuts = "/".join(_f(p["mean"]) for p in digit)
+    cuts = "/".join(_f(s["digit_confusion_share"]["mean"]) for s in stats.values())
     names = "/".join(stats)
-    recognition = all(p["hi"] < 0 for p in digit) and all(
-        s[q]["lo"] <= 0 <= s[q]["hi"] for s in stats.values() for q in EDGE_KINDS
-    )
-    if recognition:
+    if recognition(stats):
         return (
             f"In every measured regime ({names}) Contextrast's runs take fewer digits for other "
             f"digits ({cuts} px per image, each interval below zero), and neither the digit "
@@ -264,6 +269,15 @@ def summary(stats: dict[str, dict]) -> str | None:
     )
 
 
+def rows(stats: dict[str, dict]) -> list[dict]:
+    """A table row per regime: its pairs and Contextrast − CE per quantity of WORDS, as
+    "mean [lo, hi]" (error px per test image)."""
+    return [
+        {"regime": regime, "pairs": s["n"], **{f"Δ {w}": _cell(s[q]) for q, w in WORDS.items()}}
+        for regime, s in stats.items()
+    ]
+
+
 def markdown(
     stats: dict[str, dict], runs: dict[str, list[dict]], command: str, missing: list[str] = ()
 ) -> str:
@@ -271,7 +285,7 @@ def markdown(
     title = "## Which errors the PA term removes, over the five test pairs"
     if not stats:
         return f"{title}\n\nNo regime has its five test pairs measured yet."
-    head = ["regime", "pairs", *(f"Δ {w}" for w in WORDS.values())]
+    head = list(rows(stats)[0])
     n = sum(r["remade"] for rs in runs.values() for r in rs)
     remade = f"{n} of them retrained from their recorded configs (`--remake-dir`), " if n else ""
     lines = [
@@ -286,10 +300,8 @@ def markdown(
         "",
         "| " + " | ".join(head) + " |",
         "|---" * len(head) + "|",
+        *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows(stats)),
     ]
-    for regime, s in stats.items():
-        cells = [regime, str(s["n"]), *(_cell(s[q]) for q in WORDS)]
-        lines.append("| " + " | ".join(cells) + " |")
     if missing:
         lines += [
             "",

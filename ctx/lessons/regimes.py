@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
-from ctx.experiments import mechanisms
+from ctx.experiments import error_kinds, mechanisms
 from ctx.experiments.diagnosis import bane_summary
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.experiments.regime_study import (
@@ -460,6 +460,12 @@ def load_mechanisms(folder: Path | None = None) -> dict:
     return read_json((folder or results_dir()) / "regimes" / "mechanisms.json")["regimes"]
 
 
+def load_error_kinds(folder: Path | None = None) -> dict:
+    """{regime: paired stats} of results/regimes/error_kinds.json (`python -m ctx.experiments
+    error-kinds`: Contextrast − CE per kind of error over each regime's five test pairs)."""
+    return read_json((folder or results_dir()) / "regimes" / "error_kinds.json")["paired"]
+
+
 def bane_across_regimes(mech: dict) -> str:
     """One sentence: in which regimes BANE's distance ranking has something to rank (its
     Contextrast run's picks with D > 1 above 1 % at some stage)."""
@@ -486,10 +492,12 @@ def slide_summary(
     diag: dict,
     controls: tuple[str | None, list[dict]] = (None, []),
     mech: dict | None = None,
+    kinds: dict | None = None,
 ) -> list[str]:
     """Bullets for a lecture slide, each read from the map (`gain_map`), the default regime's
     controls (`control_rows`, when given), the diagnosis and, when given, what BANE acts on in
-    each regime (`load_mechanisms`)."""
+    each regime (`load_mechanisms`), and which errors it removes over the test pairs
+    (`load_error_kinds`; without it, the seed-0 pairs of `mech`)."""
     test = [r for r in rows if r["source"] == "test"]
     val = [r for r in rows if r["source"] == "validation"]
     out = []
@@ -537,8 +545,10 @@ def slide_summary(
     )
     if mech:
         out.append(bane_across_regimes(mech))
-        if kinds := mechanisms.changes_reading(mech):
-            out.append(f"Error kinds: {kinds}")
+    if kinds:
+        out.append(f"Error kinds ({len(FINAL_SEEDS)} seeds, paired): {error_kinds.summary(kinds)}")
+    elif mech and (seed_0 := mechanisms.changes_reading(mech)):
+        out.append(f"Error kinds (seed 0): {seed_0}")
     gains = [f"{r['regime']} ({r['mean']:+.2f})" for r in test if r["lo"] > 0]
     claim = (
         f"Claim: Contextrast beats CE on the test scenes of {', '.join(gains)}."
@@ -548,7 +558,9 @@ def slide_summary(
     separates = cx["separation_features"][-1] > ce["separation_features"][-1] + 2
     verb = "separates" if separates else "does not separate"
     claim += f" On the default scenes the PA term {verb} the deep features;"
-    if mech and mechanisms.gains_by_recognition(mechanisms.error_deltas(mech)):
+    if kinds and error_kinds.recognition(kinds):
+        claim += f" over {len(FINAL_SEEDS)} seeds its gain is fewer digits taken for other digits ({', '.join(kinds)});"
+    elif not kinds and mech and mechanisms.gains_by_recognition(mechanisms.error_deltas(mech)):
         claim += " in every shipped regime its run takes fewer digits for other digits;"
     ranks = bane_summary(cx["bane"])["ranks"]
     claim += " BANE ranks its picks." if ranks else " BANE has nothing to rank."
