@@ -98,6 +98,8 @@ def test_progress_counts_and_subtracts_what_started_runs_spent(tmp_path):
     assert "long            2/14, 2 started         0/10, 1 started     8.9" in text
     assert "at least 11.0 CPU hours (and the runs of scarce)" in text
     assert "not counted" in text
+    fresh = P.status_text([rows["scarce"]], decided=False)
+    assert "left: unknown until one CPU run of each regime finishes" in fresh
 
 
 def test_cli_status_reads_the_files_and_writes_nothing(tmp_path, capsys):

@@ -126,7 +126,9 @@ def status_text(rows: list[dict], decided: bool) -> str:
     known = sum(r["cpu_seconds_left"] for r in rows if not math.isnan(r["cpu_seconds_left"]))
     unknown = [r["regime"] for r in rows if math.isnan(r["cpu_seconds_left"])]
     total = f"{known / 3600:.1f} CPU hours"
-    if unknown:
+    if unknown and len(unknown) == len(rows):
+        total = "unknown until one CPU run of each regime finishes"
+    elif unknown:
         total = f"at least {total} (and the runs of {', '.join(unknown)})"
     lines.append(f"left: {total}; one worker per core shares them")
     if any(r["default"] for r in rows):
