@@ -159,20 +159,26 @@ def test_reading_and_summary_follow_the_intervals():
     assert E._cell(recognition["background_as_digit_share"]) == "+0.0 [-0.5, +0.3]"  # no -0.0
     text = E.summary({"scarce": recognition})
     assert text.startswith("In every measured regime (scarce)") and "(-6.0 px per image" in text
-    edges = _stats((-6, -9, -3), (-3, -5, -1), (0, -1, 1))  # fewer digit pixels lost too
+    assert "100 % of the whole cut" in text and "clear of zero" not in text
+    # the digit pixels lost to background fall too, clearly but less than the digit cut
+    edges = _stats((-6, -9, -3), (-3, -5, -1), (0, -1, 1))
+    line = E.reading({"x": edges})[0]
+    assert "fewer digits taken for other digits, digit pixels taken for background and" in line
+    text = E.summary({"scarce": recognition, "x": edges})
+    assert text.startswith("In every measured regime (scarce/x)")
     assert (
-        "fewer digits taken for other digits, digit pixels taken for background and"
-        in E.reading({"x": edges})[0]
+        "at most 0.1/3.0 px per image (clear of zero in x: digit pixels taken for background -3.0)"
+        in text
     )
-    assert E.summary({"scarce": recognition, "x": edges}).startswith(
-        "Digit-for-digit errors change by -6.0/-6.0"
+    bigger = _stats((-6, -9, -3), (-7, -9, -5), (0, -1, 1))  # the edges move more than the digits
+    assert E.summary({"x": bigger}) == (
+        "Digit-for-digit errors change by -6.0 px per image (x); the errors between a digit and "
+        "the background by up to 7.0 (clear of zero in x: digit pixels taken for background -7.0)."
     )
-    across = _stats((-2, -5, 1), (0, -1, 1), (0, -1, 1))
+    across = _stats((-2, -5, 1), (0, -1, 1), (0, -1, 1))  # the digit interval reaches above zero
     assert E.summary({"x": across}).startswith("Digit-for-digit")
-    assert (
-        "more background taken for digits"
-        in E.reading({"x": _stats((-6, -9, -3), (0, -1, 1), (2, 1, 3))})[0]
-    )
+    more = _stats((-6, -9, -3), (0, -1, 1), (2, 1, 3))
+    assert "more background taken for digits" in E.reading({"x": more})[0]
     assert E.summary({}) is None
 
 
