@@ -219,6 +219,11 @@ def _join(words: list[str], last: str = "and") -> str:
     )
 
 
+def _clear(p: dict) -> bool:
+    """The interval excludes zero."""
+    return not p["lo"] <= 0 <= p["hi"]
+
+
 def reading(stats: dict[str, dict]) -> list[str]:
     """Per regime, in words: which kinds Contextrast's runs make fewer of (interval below zero),
     more of (above), and which show no clear change (interval across zero)."""
@@ -226,7 +231,7 @@ def reading(stats: dict[str, dict]) -> list[str]:
     for regime, s in stats.items():
         fewer = [PHRASES[q] for q in KINDS if s[q]["hi"] < 0]
         more = [PHRASES[q] for q in KINDS if s[q]["lo"] > 0]
-        same = [PHRASES[q] for q in KINDS if s[q]["lo"] <= 0 <= s[q]["hi"]]
+        same = [PHRASES[q] for q in KINDS if not _clear(s[q])]
         parts = [f"fewer {_join(fewer)}"] if fewer else []
         parts += [f"more {_join(more)}"] if more else []
         parts += [f"no clear change in {_join(same, 'or')}"] if same else []
@@ -237,11 +242,6 @@ def reading(stats: dict[str, dict]) -> list[str]:
             + "."
         )
     return lines
-
-
-def _clear(p: dict) -> bool:
-    """The interval excludes zero."""
-    return not p["lo"] <= 0 <= p["hi"]
 
 
 def _edge_moves(s: dict) -> float:
