@@ -258,3 +258,22 @@ def test_markdown_names_the_regimes_not_measured_yet():
     assert "Not measured yet, though their five test pairs are in: scarce" in text
     assert "| default | 5 | -6.0 [-9.0, -3.0] |" in text
     assert "No regime has" in E.markdown({}, {}, "CMD")
+
+
+def test_shipped_error_kinds_are_consistent_with_their_runs_and_the_study():
+    """results/regimes/error_kinds.*: the paired stats recomputed from the shipped per-run kinds,
+    the page rendered from them, every run's mIoU that of its row in results/regimes.json."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    saved = json.loads((root / "regimes" / "error_kinds.json").read_text())
+    finals = json.loads((root / "regimes.json").read_text())["runs"]
+    rows = {(r["regime"], r["variant"], r["seed"]): r["miou"] for r in finals}
+    for regime, runs in saved["regimes"].items():
+        got, want = E.paired_kinds(runs), saved["paired"][regime]
+        assert got["n"] == want["n"]
+        assert all(got[q] == pytest.approx(want[q]) for q in E.WORDS)
+        assert all(r["miou"] == pytest.approx(rows[regime, r["variant"], r["seed"]]) for r in runs)
+    missing = [r for r in E.complete(finals) if r not in saved["regimes"]]
+    page = E.markdown(saved["paired"], saved["regimes"], saved["command"], missing) + "\n"
+    assert (root / "regimes" / "error_kinds.md").read_text() == page
