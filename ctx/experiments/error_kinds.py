@@ -96,9 +96,25 @@ KINDS = {  # error_kinds share -> words; the first three are disjoint, the last 
 }
 
 
+EDGE_KINDS = ("digit_as_background_share", "background_as_digit_share")
+
+
 def error_counts(errors: dict) -> dict[str, float]:
     """Error px per image of each kind in KINDS (its share x the errors per image)."""
     return {k: errors[k] / 100 * errors["errors_per_image"] for k in KINDS}
+
+
+def edge_moves(change: dict[str, float]) -> float:
+    """The larger absolute change of the two digit/background kinds (`change`: kind -> px per
+    image, Contextrast − CE)."""
+    return max(abs(change[q]) for q in EDGE_KINDS)
+
+
+def cut_in_recognition(change: dict[str, float]) -> bool:
+    """Contextrast − CE per kind (kind -> px per image): fewer digit-for-digit errors, by more
+    than either digit/background kind moves."""
+    digit = change["digit_confusion_share"]
+    return digit < 0 and edge_moves(change) < -digit
 
 
 # --------------------------------------------------------------------------- over the test pairs
@@ -202,7 +218,6 @@ PHRASES = {  # KINDS in a sentence
     "background_as_digit_share": "background taken for digits",
     "misread_digit_share": "errors inside misread digits",
 }
-EDGE_KINDS = ("digit_as_background_share", "background_as_digit_share")
 
 
 def _f(x: float) -> str:
@@ -244,17 +259,17 @@ def reading(stats: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _edge_moves(s: dict) -> float:
-    """The larger mean change of the two digit/background kinds (px per image, absolute)."""
-    return max(abs(s[q]["mean"]) for q in EDGE_KINDS)
+def _means(s: dict) -> dict[str, float]:
+    """The mean difference of each kind of `paired_kinds` stats."""
+    return {q: s[q]["mean"] for q in KINDS}
 
 
 def recognition(stats: dict[str, dict]) -> bool:
     """Is the cut in recognition? In every regime digit-for-digit errors fall (interval below
-    zero), by more than either digit/background kind moves (False without any regime)."""
+    zero), by more than either digit/background kind moves (`cut_in_recognition` of the means;
+    False without any regime)."""
     return bool(stats) and all(
-        s["digit_confusion_share"]["hi"] < 0
-        and _edge_moves(s) < -s["digit_confusion_share"]["mean"]
+        s["digit_confusion_share"]["hi"] < 0 and cut_in_recognition(_means(s))
         for s in stats.values()
     )
 
@@ -267,7 +282,7 @@ def summary(stats: dict[str, dict]) -> str | None:
         return None
     digit = {r: s["digit_confusion_share"]["mean"] for r, s in stats.items()}
     names, cuts = "/".join(stats), "/".join(_f(v) for v in digit.values())
-    moves = "/".join(f"{_edge_moves(s):.1f}" for s in stats.values())
+    moves = "/".join(f"{edge_moves(_means(s)):.1f}" for s in stats.values())
     clear = [
         f"{regime}: "
         + ", ".join(f"{PHRASES[q]} {_f(s[q]['mean'])}" for q in EDGE_KINDS if _clear(s[q]))

@@ -20,7 +20,13 @@ import torch
 
 from ctx.data import NUM_CLASSES
 from ctx.experiments.diagnosis import RIM, bane_inputs, bane_summary, error_split, run_outputs
-from ctx.experiments.error_kinds import KINDS, error_counts, error_kinds
+from ctx.experiments.error_kinds import (
+    KINDS,
+    cut_in_recognition,
+    edge_moves,
+    error_counts,
+    error_kinds,
+)
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.io import write_json, write_text
 from ctx.metrics import ConfusionMatrix
@@ -132,12 +138,23 @@ def _pairs(d: dict) -> dict[str, tuple[dict, dict]]:
     }
 
 
+def error_deltas(d: dict) -> dict[str, dict[str, float]]:
+    """{regime: {kind: Contextrast's minus CE's error px per image}} (kinds: KINDS) for the
+    regimes that ship both runs."""
+    deltas = {}
+    for regime, (ce, cx) in _pairs(d).items():
+        a, b = error_counts(ce), error_counts(cx)
+        deltas[regime] = {k: b[k] - a[k] for k in KINDS}
+    return deltas
+
+
 def error_changes(d: dict) -> list[str]:
     """Per regime with both runs: Contextrast's error px per image against CE's, by kind."""
     lines = []
-    for regime, (ce, cx) in _pairs(d).items():
-        a, b = error_counts(ce), error_counts(cx)
-        *kinds, misread = (f"{words} {_signed(b[k] - a[k])}" for k, words in KINDS.items())
+    pairs = _pairs(d)
+    for regime, delta in error_deltas(d).items():
+        ce, cx = pairs[regime]
+        *kinds, misread = (f"{words} {_signed(delta[k])}" for k, words in KINDS.items())
         lines.append(
             f"{regime} ({SPLIT_NAMES[d[regime]['split']]}): {ce['errors_per_image']:.0f} → "
             f"{cx['errors_per_image']:.0f} error px per image "
@@ -147,27 +164,11 @@ def error_changes(d: dict) -> list[str]:
     return lines
 
 
-def error_deltas(d: dict) -> dict[str, dict[str, float]]:
-    """{regime: {kind: Contextrast's minus CE's error px per image}} (kinds: KINDS) for the
-    regimes that ship both runs."""
-    return {
-        regime: {k: error_counts(cx)[k] - error_counts(ce)[k] for k in KINDS}
-        for regime, (ce, cx) in _pairs(d).items()
-    }
-
-
-def _edge_moves(v: dict[str, float]) -> float:
-    """The larger change of the two digit/background kinds (px per image, absolute)."""
-    return max(abs(v["digit_as_background_share"]), abs(v["background_as_digit_share"]))
-
-
 def gains_by_recognition(deltas: dict[str, dict[str, float]]) -> bool:
     """In every regime of `error_deltas`, Contextrast's run makes fewer digit-for-digit errors
-    than CE's, by more than either digit/background kind moves (False without any regime)."""
-    return bool(deltas) and all(
-        v["digit_confusion_share"] < 0 and _edge_moves(v) < -v["digit_confusion_share"]
-        for v in deltas.values()
-    )
+    than CE's, by more than either digit/background kind moves (`cut_in_recognition`; False
+    without any regime)."""
+    return bool(deltas) and all(cut_in_recognition(v) for v in deltas.values())
 
 
 def changes_reading(d: dict) -> str | None:
@@ -178,7 +179,7 @@ def changes_reading(d: dict) -> str | None:
         return None
     names = "/".join(deltas)
     listed = "/".join(_signed(v["digit_confusion_share"]) for v in deltas.values())
-    edges = [_edge_moves(v) for v in deltas.values()]
+    edges = [edge_moves(v) for v in deltas.values()]
     if gains_by_recognition(deltas):
         return (
             f"In every regime Contextrast's run takes fewer digits for other digits "
@@ -218,7 +219,8 @@ def markdown(d: dict) -> str:
             "|---" * len(table[0]) + "|",
             *("| " + " | ".join(row.values()) + " |" for row in table),
             "",
-            "Per-stage columns read stage 1/2/3/4. X for Y: a pixel of X taken for Y; a misread digit: a digit region of the ground truth more than half of which "
+            "Per-stage columns read stage 1/2/3/4. X for Y: a pixel of X taken for Y; a misread "
+            "digit: a digit region of the ground truth more than half of which "
             f"is taken for other digits. Strokes are a few pixels wide: {rim} % of the digit "
             "pixels lie on the rim, so 'on the rims' counts most of a misread digit too. "
             "Contextrast's runs, in words:",
