@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_embeddings, check_labels
+from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, check_scalar
 
 _EPS = 1e-12
 _RESCALE = (1e-6, 1e6)  # class means whose largest entry is outside are rescaled first
@@ -123,8 +123,10 @@ def sampled_anchors(
 
 
 def check_fusion_weights(w_l: float, w_h: float) -> None:
-    """Raise ValueError unless w_l, w_h >= 0 and w_l + w_h == 1 (to 1e-6)."""
-    if not (w_l >= 0 and w_h >= 0) or abs(w_l + w_h - 1.0) > 1e-6:
+    """Raise ValueError unless w_l, w_h are numbers >= 0 and w_l + w_h == 1 (to 1e-6)."""
+    check_scalar("w_l", w_l, ge=0, hint="(METHOD.md: w_l = 0.3)")
+    check_scalar("w_h", w_h, ge=0, hint="(METHOD.md: w_h = 0.7)")
+    if abs(w_l + w_h - 1.0) > 1e-6:
         raise ValueError(f"fusion weights need w_l, w_h >= 0 and w_l + w_h == 1, got {w_l}, {w_h}")
 
 
@@ -135,20 +137,38 @@ def fuse_anchors(
     high_present: torch.Tensor,
     w_l: float = 0.3,
     w_h: float = 0.7,
+    *,
+    check_inputs: bool = True,
 ) -> torch.Tensor:
     """Pull lower-stage anchors toward the last stage's: low, high [C,D]; presences [C] -> [C,D].
 
     Rows present in both become normalise(w_l*low + w_h*high) **[choice: re-normalised;
-    defaults 0.3/0.7]**; other rows are `low` unchanged.
+    defaults 0.3/0.7]**; other rows are `low` unchanged. Raises ValueError for NaN/inf anchors;
+    `check_inputs=False` skips that check (one host sync), as `ContextrastLoss` does for anchors
+    it computed from embeddings it has already checked.
     """
     check_fusion_weights(w_l, w_h)
-    if low.dim() != 2 or low.shape != high.shape:
+    for name, a in (("low", low), ("high", high)):
+        if not isinstance(a, torch.Tensor) or not a.is_floating_point():
+            got = a.dtype if isinstance(a, torch.Tensor) else type(a).__name__
+            raise ValueError(f"{name} must be a floating tensor [C,D], got {got}")
+    if low.dim() != 2 or low.shape != high.shape or low.device != high.device:
         raise ValueError(
-            f"low and high must both be [C,D], got {tuple(low.shape)} and {tuple(high.shape)}"
+            f"low and high must both be [C,D] on one device, got {tuple(low.shape)} on "
+            f"{low.device} and {tuple(high.shape)} on {high.device}"
         )
     for name, p in (("low_present", low_present), ("high_present", high_present)):
-        if p.dtype != torch.bool or tuple(p.shape) != (low.shape[0],):
-            raise ValueError(f"{name} must be a bool [C={low.shape[0]}], got {p.dtype} {p.shape}")
+        if (
+            not isinstance(p, torch.Tensor)
+            or p.dtype != torch.bool
+            or tuple(p.shape) != (low.shape[0],)
+            or p.device != low.device
+        ):
+            got = f"{p.dtype} {tuple(p.shape)}" if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ValueError(f"{name} must be a bool tensor [C={low.shape[0]}], got {got}")
+    if check_inputs:
+        check_finite(low, "low")
+        check_finite(high, "high")
     both = (low_present & high_present)[:, None]
     fused = F.normalize(w_l * low + w_h * high, dim=1, eps=_EPS)
     return torch.where(both, fused, low)

@@ -1,7 +1,10 @@
-"""Label maps: input checks shared by every loss, miner and metric, and resizing labels and
-predictions to a stage."""
+"""Label maps: input checks shared by every loss, miner and metric (label maps, class counts,
+scalar settings, flags, generators), and resizing labels and predictions to a stage."""
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 
@@ -30,8 +33,8 @@ def check_labels(
         )
     if labels.dim() != 3:
         raise ValueError(f"{name} must have shape [B,H,W], got {tuple(labels.shape)}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    check_num_classes(num_classes)
+    check_ignore_index(ignore_index)
     if labels.numel() == 0 or not values:
         return
     valid = labels != ignore_index
@@ -42,6 +45,72 @@ def check_labels(
             f"{name} hold values {values} outside [0, {num_classes}) that are not the ignore value "
             f"{ignore_index}; map them to a class id or to {ignore_index} (or pass the right "
             f"num_classes / ignore_index)"
+        )
+
+
+def check_num_classes(num_classes: int) -> None:
+    """Raise ValueError unless `num_classes` is an integer >= 1 (a bool or a float is refused)."""
+    if not _is_integer(num_classes) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+
+
+def check_ignore_index(ignore_index: int) -> None:
+    """Raise ValueError unless `ignore_index` is an integer (a float or None is refused)."""
+    if not _is_integer(ignore_index):
+        raise ValueError(f"ignore_index must be an int (e.g. 255), got {ignore_index!r}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_scalar(
+    name: str,
+    value: float,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    hint: str = "",
+) -> None:
+    """Raise ValueError unless `value` is a finite real number (not a bool or a string; a 0-dim
+    real tensor counts) with `value > gt`, `>= ge`, `<= le` where given; `hint` ends the message."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(value, torch.Tensor):
+        ok = value.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool)
+    if ok:
+        v = float(value)
+        ok = (
+            math.isfinite(v)
+            and (gt is None or v > gt)
+            and (ge is None or v >= ge)
+            and (le is None or v <= le)
+        )
+    if not ok:
+        bounds = [f"{op} {b:g}" for op, b in ((">", gt), (">=", ge), ("<=", le)) if b is not None]
+        need = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+        raise ValueError(f"{name} must be {need}, got {value!r}" + (f" {hint}" if hint else ""))
+
+
+def check_flag(name: str, value: bool) -> None:
+    """Raise ValueError unless `value` is a bool: a string such as "no" would read as True."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Raise ValueError unless `generator` is None or a torch.Generator on `device`'s type."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(
+            f"generator must be None or a torch.Generator, got {type(generator).__name__}; "
+            f"create one with torch.Generator(device=...).manual_seed(seed)"
+        )
+    if generator.device.type != torch.device(device).type:
+        raise ValueError(
+            f"generator lives on {generator.device} but the labels on {device}; "
+            f"create it with torch.Generator(device=labels.device)"
         )
 
 

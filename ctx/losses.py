@@ -20,7 +20,17 @@ from ctx.anchors import (
     pixel_major,
     sampled_anchors,
 )
-from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, resize_labels
+from ctx.labels import (
+    IGNORE_INDEX,
+    check_embeddings,
+    check_finite,
+    check_flag,
+    check_ignore_index,
+    check_labels,
+    check_num_classes,
+    check_scalar,
+    resize_labels,
+)
 from ctx.model import PixelEmbeddings
 from ctx.negatives import (
     BoundaryMiner,
@@ -180,12 +190,14 @@ def pixel_anchor_loss(
 
 
 def _check_hyper(**kw) -> None:
-    if "tau" in kw and not kw["tau"] > 0:
-        raise ValueError(f"tau must be > 0, got {kw['tau']}")
-    if "alpha" in kw and not kw["alpha"] >= 0:
-        raise ValueError(f"alpha must be >= 0, got {kw['alpha']}")
-    if "k" in kw and not 0 < kw["k"] <= 1:
-        raise ValueError(f"k (fraction of boundary pixels kept) must be in (0, 1], got {kw['k']}")
+    if "tau" in kw:
+        check_scalar("tau", kw["tau"], gt=0, hint="(METHOD.md: tau = 0.1)")
+    if "alpha" in kw:
+        check_scalar("alpha", kw["alpha"], ge=0, hint="(0 trains plain cross-entropy)")
+    if "k" in kw:
+        check_scalar(
+            "k (fraction of boundary pixels kept)", kw["k"], gt=0, le=1, hint="(K=50% is 0.5)"
+        )
 
 
 class ContextrastLoss(nn.Module):
@@ -242,9 +254,16 @@ class ContextrastLoss(nn.Module):
         super().__init__()
         if embed_pixels not in ("all", "sampled"):
             raise ValueError(f"embed_pixels must be 'all' or 'sampled', got {embed_pixels!r}")
-        if not (isinstance(num_classes, int) and num_classes >= 1):
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        check_num_classes(num_classes)
+        check_ignore_index(ignore_index)
         _check_hyper(tau=tau, alpha=alpha, k=k)
+        for name, flag in (
+            ("fusion", fusion),
+            ("fill", fill),
+            ("detach_anchors", detach_anchors),
+            ("check_inputs", check_inputs),
+        ):
+            check_flag(name, flag)
         check_sample_caps(max_positives, max_negatives)
         check_fusion_weights(w_l, w_h)
         if negatives == "bane":
@@ -255,11 +274,19 @@ class ContextrastLoss(nn.Module):
             self.miner = negatives
         else:
             raise ValueError(f"negatives must be 'bane', 'random' or a miner, got {negatives!r}")
-        stage_weights = tuple(float(w) for w in stage_weights)
-        if not stage_weights or any(not w >= 0 for w in stage_weights):
+        weights = [] if isinstance(stage_weights, str | bytes) else stage_weights
+        try:
+            weights = list(weights)
+        except TypeError:
+            weights = []
+        if not weights:
             raise ValueError(
-                f"stage_weights must be a non-empty list of weights >= 0, got {stage_weights}"
+                f"stage_weights must be a non-empty list of weights >= 0 (one per stage), got "
+                f"{stage_weights!r}"
             )
+        for i, w in enumerate(weights):
+            check_scalar(f"stage_weights[{i}]", w, ge=0, hint="(METHOD.md: 0.1, 0.3, 0.7, 1.0)")
+        stage_weights = tuple(float(w) for w in weights)
         n = len(stage_weights)
         stages = tuple(range(n)) if stages is None else tuple(stages)
         if (
@@ -341,7 +368,8 @@ class ContextrastLoss(nn.Module):
         a, p = anchors[i]
         last = max(anchors)
         if self.fusion and i != last:
-            a = fuse_anchors(a, anchors[last][0], p, anchors[last][1], self.w_l, self.w_h)
+            high, high_present = anchors[last]
+            a = fuse_anchors(a, high, p, high_present, self.w_l, self.w_h, check_inputs=False)
         return a, p
 
     def _draw(self, i, logits_d, y, gen, parts) -> tuple[torch.Tensor | None, PixelSample]:

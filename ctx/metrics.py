@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_labels, check_pred
+from ctx.labels import IGNORE_INDEX, check_ignore_index, check_labels, check_num_classes, check_pred
 
 
 def boundary_band(
@@ -31,8 +31,8 @@ class ConfusionMatrix:
     of the first update, plus a second one restricted to the ground-truth boundary band."""
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, boundary_width: int = 2):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        check_num_classes(num_classes)
+        check_ignore_index(ignore_index)
         if isinstance(boundary_width, bool) or not isinstance(boundary_width, int):
             raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
         if boundary_width < 1:

@@ -17,7 +17,14 @@ from typing import NamedTuple, Protocol
 import torch
 
 from ctx.distance import dense_distance_transform, sparse_distance_transform, squared_distance_dense
-from ctx.labels import IGNORE_INDEX, check_labels, check_pred, stage_prediction
+from ctx.labels import (
+    IGNORE_INDEX,
+    check_flag,
+    check_generator,
+    check_labels,
+    check_pred,
+    stage_prediction,
+)
 
 __all__ = [
     "error_maps",
@@ -96,11 +103,7 @@ def boundary_negatives(
     _check_fraction(k)
     check_labels(labels, num_classes, ignore_index, name="labels")
     check_pred(pred, labels, num_classes)
-    if generator is not None and generator.device.type != labels.device.type:
-        raise ValueError(
-            f"generator lives on {generator.device} but the labels on {labels.device}; "
-            f"create it with torch.Generator(device=labels.device)"
-        )
+    check_generator(generator, labels.device)
     hard, _ = select_boundary_pixels(pred, labels, num_classes, k, ignore_index, generator)
     classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
     return (labels.unsqueeze(1) == classes) & hard.unsqueeze(1)
@@ -230,6 +233,8 @@ def sample_pixels(
     check_labels(labels, num_classes, ignore_index, values=False)
     _check_hard(hard, labels)
     check_sample_caps(max_positives, max_negatives)
+    check_flag("fill", fill)
+    check_generator(generator, labels.device)
     y = labels.reshape(-1)
     valid = y != ignore_index
     own = (y[None] == torch.arange(num_classes, device=y.device)[:, None]) & valid  # [C,M]

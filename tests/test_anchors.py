@@ -110,6 +110,12 @@ def test_bad_inputs():
         class_anchors(emb, torch.full((1, 2, 2), 7), 3)
     with pytest.raises(ValueError, match=r"\[B,D,H,W\]"):
         class_anchors(emb[0], torch.zeros(1, 2, 2, dtype=torch.long), 3)
+    labels = torch.zeros(1, 2, 2, dtype=torch.long)
+    for num_classes in (0, True, 3.0):  # True would count one class; 3.0 is not a count
+        with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+            class_anchors(emb, labels, num_classes)
+    with pytest.raises(ValueError, match="ignore_index must be an int"):
+        class_anchors(emb, labels, 3, ignore_index=None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -141,10 +147,13 @@ def test_fuse_gradients_reach_both_stages():
     assert low.grad.abs().sum() > 0 and high.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("w_l, w_h", [(0.3, 0.6), (0.5, 0.6), (1.2, -0.2), (-0.1, 1.1)])
+@pytest.mark.parametrize(
+    "w_l, w_h",
+    [(0.3, 0.6), (0.5, 0.6), (1.2, -0.2), (-0.1, 1.1), ("0.3", 0.7), (None, 0.7), (math.nan, 0.7)],
+)
 def test_fuse_bad_weights(w_l, w_h):
     a, p = torch.zeros(2, 3), torch.ones(2, dtype=torch.bool)
-    with pytest.raises(ValueError, match="w_l"):
+    with pytest.raises(ValueError, match="w_[lh]"):
         fuse_anchors(a, a, p, p, w_l=w_l, w_h=w_h)
 
 
@@ -154,6 +163,22 @@ def test_fuse_bad_shapes():
         fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 4), p, p)
     with pytest.raises(ValueError, match="present"):
         fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 3), p.long(), p)
+    with pytest.raises(ValueError, match="present must be a bool tensor"):
+        fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 3), [True, True], p)
+    with pytest.raises(ValueError, match="low must be a floating tensor"):
+        fuse_anchors([[0.0]], torch.zeros(1, 1), p[:1], p[:1])
+    with pytest.raises(ValueError, match="high must be a floating tensor"):
+        fuse_anchors(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long), p, p)
+
+
+def test_fuse_refuses_non_finite_anchors_unless_told_not_to_check():
+    p = torch.ones(2, dtype=torch.bool)
+    bad = torch.zeros(2, 3)
+    bad[1, 2] = math.nan
+    with pytest.raises(ValueError, match="high contains 1 NaN or inf"):
+        fuse_anchors(torch.ones(2, 3), bad, p, p)
+    out = fuse_anchors(torch.ones(2, 3), bad, p, p, check_inputs=False)  # the caller's choice
+    assert not torch.isfinite(out[1]).all()
 
 
 @pytest.mark.parametrize("at_ignore", [False, True])

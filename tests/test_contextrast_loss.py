@@ -281,11 +281,28 @@ def test_check_inputs_false_keeps_the_free_checks():
         (dict(stage_weights=()), "stage_weights"),
         (dict(stages=(4,)), "stages"),
         (dict(max_positives=0), "max_positives"),
+        # wrong types: a clear ValueError, never a TypeError from a comparison
+        (dict(tau="0.1"), "tau must be a finite number"),
+        (dict(alpha=None), "alpha must be a finite number"),
+        (dict(k=None), "k .* must be a finite number"),
+        (dict(w_l=None), "w_l must be a finite number"),
+        (dict(stage_weights=None), "stage_weights must be a non-empty list"),
+        (dict(stage_weights="0.1"), "stage_weights must be a non-empty list"),
+        (dict(stage_weights=(0.1, float("nan"))), r"stage_weights\[1\]"),
+        (dict(fusion="no"), "fusion must be True or False"),  # "no" is truthy
+        (dict(fill=1), "fill must be True or False"),
+        (dict(ignore_index="255"), "ignore_index must be an int"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ContextrastLoss(4, **kwargs)
+
+
+@pytest.mark.parametrize("num_classes", [0, True, 4.0, "4"])
+def test_bad_num_classes(num_classes):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+        ContextrastLoss(num_classes)
 
 
 def test_bad_call_inputs():

@@ -1,8 +1,18 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ctx.labels import check_labels, resize_labels, stage_prediction
+from ctx.labels import (
+    check_flag,
+    check_generator,
+    check_ignore_index,
+    check_labels,
+    check_num_classes,
+    check_scalar,
+    resize_labels,
+    stage_prediction,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +57,38 @@ def test_stage_prediction_is_the_resized_argmax(size):
     pred = stage_prediction(logits, size)
     assert pred.dtype == torch.int64
     assert torch.equal(pred, resize_labels(logits.argmax(1), size))
+
+
+def test_check_scalar_accepts_numbers_and_refuses_the_rest():
+    for ok in (0.1, 1, np.float32(0.5), torch.tensor(0.1)):
+        check_scalar("tau", ok, gt=0)
+    for bad in ("0.1", None, True, float("nan"), float("inf"), torch.ones(2), 1j):
+        with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+            check_scalar("tau", bad, gt=0)
+    with pytest.raises(
+        ValueError, match=r"k must be a finite number > 0 and <= 1, got 1.5 \(hint\)"
+    ):
+        check_scalar("k", 1.5, gt=0, le=1, hint="(hint)")
+    check_scalar("alpha", 0, ge=0)
+    with pytest.raises(ValueError, match=">= 0"):
+        check_scalar("alpha", -0.01, ge=0)
+
+
+def test_integer_flag_and_generator_checks():
+    check_num_classes(np.int64(3))
+    for bad in (0, True, 2.0, "3", None):
+        with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+            check_num_classes(bad)
+    for bad in (255.0, None, "255", False):
+        with pytest.raises(ValueError, match="ignore_index must be an int"):
+            check_ignore_index(bad)
+    check_flag("fill", False)
+    for bad in ("no", 0, None):  # "no" is truthy: it would switch the setting on
+        with pytest.raises(ValueError, match="fill must be True or False"):
+            check_flag("fill", bad)
+    check_generator(None, torch.device("cpu"))
+    check_generator(torch.Generator(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="torch.Generator, got int"):
+        check_generator(3, torch.device("cpu"))
+    with pytest.raises(ValueError, match="lives on cpu but the labels on meta"):
+        check_generator(torch.Generator(), torch.device("meta"))

@@ -154,6 +154,17 @@ def test_bad_k_raises(k):
         boundary_negatives(pred, labels, 3, k=k)
 
 
+def test_bad_generator_and_counts_raise():
+    pred, labels = scene(1, 8, 3)
+    with pytest.raises(ValueError, match="generator must be None or a torch.Generator, got int"):
+        boundary_negatives(pred, labels, 3, generator=3)
+    for num_classes in (True, 3.0):
+        with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+            boundary_negatives(pred, labels, num_classes)
+    with pytest.raises(ValueError, match="ignore_index must be an int"):
+        error_maps(pred, labels, 3, ignore_index=None)
+
+
 def test_selection_stats():
     pred, labels = scene(2, 16, 3)
     errors = error_maps(pred, labels, 3)
@@ -349,6 +360,10 @@ def test_sample_caps_and_bad_inputs():
         sample_pixels(labels, 3, max_negatives=0)
     with pytest.raises(ValueError, match="max_positives"):
         sample_pixels(labels, 3, max_positives=1.5)
+    with pytest.raises(ValueError, match="fill must be True or False"):
+        sample_pixels(labels, 3, hard=labels == 1, fill="no")
+    with pytest.raises(ValueError, match="generator must be None or a torch.Generator"):
+        sample_pixels(labels, 3, generator=0)
 
 
 def test_sample_draws_one_uniform_key_per_class_and_pixel():
