@@ -20,6 +20,7 @@ from ctx.engine.checkpoint import CHECKPOINT, load_model
 from ctx.engine.config import config_from_dict
 from ctx.engine.device import resolve_device
 from ctx.engine.step import evaluate
+from ctx.validation import OneLineParser
 
 SPLITS = ("train", "val", "test")
 
@@ -64,7 +65,7 @@ def evaluate_run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m ctx.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

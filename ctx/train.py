@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import NoReturn
 
 import torch.distributed as dist
 
@@ -28,12 +27,7 @@ from ctx.engine.config import RULES, TrainConfig, config_from_dict, validate_con
 from ctx.engine.interrupt import Interrupted
 from ctx.engine.loop import train
 from ctx.experiments.regimes import REGIMES
-from ctx.validation import NO_RULE, ConfigError, field_types, inert_fields
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not the (long) usage
-        self.exit(2, f"error: {message} (python -m ctx.train --help lists the flags)\n")
+from ctx.validation import NO_RULE, ConfigError, OneLineParser, field_types, inert_fields
 
 
 def _flag(field: str) -> str:
@@ -49,7 +43,7 @@ def _default_text(value) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m ctx.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,15 +6,23 @@ names the setting and says what to do. `ctx.engine.config` holds the table for `
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message names it and the fix."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line that points to `--help`, not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} ({self.prog} --help lists the flags)\n")
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,32 @@ def test_cli_errors_have_no_traceback(argv, words, files):
     assert words in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "module, argv, words",
+    [
+        ("ctx.evaluate", ["run", "--split", "bogus"], ["argument --split", "'bogus'", "'test'"]),
+        ("ctx.evaluate", [], ["required: run"]),
+        ("ctx.experiments.cli", ["bogus"], ["argument task", "'regimes'"]),
+        (
+            "ctx.experiments.cli",
+            ["regimes", "--regimes", "nope"],
+            ["argument --regimes", "'res128'"],
+        ),
+    ],
+)
+def test_every_cli_reports_a_bad_flag_in_one_line(module, argv, words, capsys):
+    """Not argparse's usage block: one line that names the flag and points to --help."""
+    main_of = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_:
+        main_of(argv)
+    err = capsys.readouterr().err.strip()
+    prog = module.removesuffix(".cli")
+    assert exit_.value.code == 2 and err.splitlines() == [err], err
+    assert err.startswith("error: ") and f"python -m {prog} --help" in err
+    for word in words:
+        assert word in err
+
+
 def test_python_api_validates_first(tiny_train_config, no_data):
     for bad in ({"eval_every": 0}, {"threads": 0}, {"epochs": 0}, {"lr": "0.1"}, {"widths": ()}):
         with pytest.raises(ConfigError):

@@ -47,6 +47,7 @@ from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS
 from ctx.io import read_json
 from ctx.reference import ROOT, export_reference
 from ctx.resources import data_dir
+from ctx.validation import OneLineParser
 
 TASKS = [
     "ablation",
@@ -73,7 +74,7 @@ def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m ctx.experiments",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
