@@ -42,7 +42,7 @@ from ctx.experiments import (
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
 from ctx.experiments.ablation_report import report
 from ctx.experiments.regimes import REGIMES
-from ctx.experiments.tuning import tune
+from ctx.experiments.tuning import parse_grid, tune
 from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS
 from ctx.io import read_json
 from ctx.reference import ROOT, export_reference
@@ -197,11 +197,7 @@ def _run(
             args.variants, args.seeds, base, args.results_dir, args.runs_dir, prefix, test_scenes
         )
     elif args.task == "tune":
-        grid = {
-            k: [float(x) if "." in x else int(x) for x in v.split(",")]
-            for k, v in (g.split("=", 1) for g in args.grid)
-        }
-        tune(grid, base, args.results_dir, args.runs_dir, command)
+        tune(parse_grid(args.grid), base, args.results_dir, args.runs_dir, command)
     elif args.task == "regimes" and args.status:
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
         print(regime_progress.status(args.results_dir, runs, args.regimes))
