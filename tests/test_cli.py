@@ -173,6 +173,17 @@ def test_every_cli_reports_a_bad_flag_in_one_line(module, argv, words, capsys):
         assert word in err
 
 
+def test_experiments_report_without_an_ablation_names_the_command(tmp_path, capsys):
+    from ctx.experiments.cli import main as experiments
+
+    with pytest.raises(SystemExit) as exit_:
+        experiments(["report", "--results-dir", str(tmp_path)])
+    assert (
+        exit_.value.code
+        == f"error: no {tmp_path / 'ablation.json'}: run `python -m ctx.experiments ablation` first"
+    )
+
+
 def test_python_api_validates_first(tiny_train_config, no_data):
     for bad in ({"eval_every": 0}, {"threads": 0}, {"epochs": 0}, {"lr": "0.1"}, {"widths": ()}):
         with pytest.raises(ConfigError):

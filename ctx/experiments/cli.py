@@ -233,7 +233,10 @@ def _run(
         only = None if args.regimes == list(REGIMES) else args.regimes
         gallery.export_gallery(args.results_dir, runs, args.out, command, args.remake_dir, only)
     elif args.task == "report":
-        report(read_json(args.results_dir / "ablation.json"), args.results_dir)
+        path = args.results_dir / "ablation.json"
+        if not path.is_file():
+            raise ValueError(f"no {path}: run `python -m ctx.experiments ablation` first")
+        report(read_json(path), args.results_dir)
     elif args.regime is not None:
         regime_reference.build_reference(
             regime_reference.resolve_regime(args.regime, args.results_dir),
