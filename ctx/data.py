@@ -18,6 +18,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ctx.labels import check_scalar
 from ctx.resources import data_dir
 
 DATA_DIR = data_dir()  # data/ of the checkout, or the installed package's copy
@@ -47,6 +48,26 @@ class SceneConfig:
     min_contrast: float = 0.5  # min RGB distance between stroke and background colour
     touching: float = 0.0  # chance a digit is placed against an earlier one (classes meet)
     distractors: int = 0  # max digit fragments drawn per scene and labelled background
+
+    def __post_init__(self) -> None:
+        """Refuse a setting that cannot make scenes, naming it (before any scene is drawn)."""
+        for name, low in (("image_size", 8), ("min_digits", 0), ("thicken", 1), ("distractors", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"SceneConfig.{name} must be an int >= {low}, got {v!r}")
+        if isinstance(self.max_digits, bool) or not isinstance(self.max_digits, int):
+            raise ValueError(f"SceneConfig.max_digits must be an int, got {self.max_digits!r}")
+        if self.max_digits < self.min_digits:
+            raise ValueError(
+                f"SceneConfig.max_digits ({self.max_digits}) is below min_digits "
+                f"({self.min_digits}): raise max_digits or lower min_digits"
+            )
+        check_scalar("SceneConfig.min_scale", self.min_scale, gt=0, le=1)
+        check_scalar("SceneConfig.max_scale", self.max_scale, ge=self.min_scale, le=1)
+        for name in ("max_overlap", "touching"):
+            check_scalar(f"SceneConfig.{name}", getattr(self, name), ge=0, le=1)
+        for name in ("noise", "texture", "gradient", "min_contrast"):
+            check_scalar(f"SceneConfig.{name}", getattr(self, name), ge=0)
 
 
 def load_mnist(path: Path = MNIST_FILE) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +224,10 @@ def generate_scenes(
     """Scenes of a split: (images uint8 [N,3,S,S], labels int64 [N,S,S]). Deterministic in
     (split, seed, cfg, digits_per_class); scene i does not depend on how many scenes are asked
     for. `digits_per_class` limits the digit images drawn from (see `pool_indices`)."""
+    if isinstance(num_scenes, bool) or not isinstance(num_scenes, int) or num_scenes < 0:
+        raise ValueError(f"num_scenes must be an int >= 0, got {num_scenes!r}")
+    if not isinstance(cfg, SceneConfig):
+        raise ValueError(f"cfg must be a ctx.data.SceneConfig, got {type(cfg).__name__}")
     images, digits = load_mnist()
     idx = pool_indices(digits, split, digits_per_class)
     pool_images, pool_digits = images[idx], digits[idx]

@@ -494,16 +494,29 @@ def _used_rows(emb, sample: PixelSample) -> tuple[torch.Tensor, PixelSample]:
 
 
 class CrossEntropyLoss(nn.Module):
-    """CE-only baseline with ContextrastLoss's call: (logits, embeddings (ignored), labels)."""
+    """CE-only baseline with ContextrastLoss's call: (logits, embeddings (ignored), labels).
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    Raises ValueError for labels outside [0, C) or NaN/inf logits; `check_inputs=False` skips
+    those value checks (each makes the host wait for the device), as training does: its loop
+    checks the losses it reads back instead. Types and shapes are always checked.
+    """
+
+    def __init__(
+        self, num_classes: int, ignore_index: int = IGNORE_INDEX, check_inputs: bool = True
+    ) -> None:
         super().__init__()
+        check_num_classes(num_classes)
+        check_ignore_index(ignore_index)
+        check_flag("check_inputs", check_inputs)
         self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.check_inputs = check_inputs
 
     def forward(
         self, logits: torch.Tensor, embeddings: object, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        check_labels(labels, self.num_classes, self.ignore_index)
+        check_labels(labels, self.num_classes, self.ignore_index, values=self.check_inputs)
         _check_logits(logits, labels, self.num_classes)
+        if self.check_inputs:
+            check_finite(logits.detach(), "logits")
         ce = _ce(logits, labels, self.ignore_index)
         return ce, {"ce": ce.detach(), "pa": ce.new_zeros(())}

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ctx.labels import check_num_classes
+
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv (no bias) -> BatchNorm -> ReLU."""
@@ -30,7 +32,7 @@ class PlainEncoder(nn.Module):
 
     def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
-        self.channels = tuple(widths)
+        self.in_channels, self.channels = in_channels, tuple(widths)
         chans = (in_channels, *widths)
         self.stages = nn.ModuleList(
             nn.Sequential(
@@ -82,7 +84,7 @@ class ResNetEncoder(nn.Module):
         blocks: tuple[int, ...] = (2, 2, 2, 2),
     ) -> None:
         super().__init__()
-        self.channels = tuple(widths)
+        self.in_channels, self.channels = in_channels, tuple(widths)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -240,8 +242,12 @@ class SegmentationNet(nn.Module):
         self.num_classes, self.embed_dim = num_classes, embed_dim
 
     def forward(self, x: torch.Tensor, return_embeddings: bool | str = False) -> SegOutput:
-        if x.dim() != 4:
-            raise ValueError(f"images must have shape [B,3,H,W], got {tuple(x.shape)}")
+        c = getattr(self.encoder, "in_channels", None)
+        if x.dim() != 4 or (c is not None and x.shape[1] != c) or not x.is_floating_point():
+            raise ValueError(
+                f"images must be a float tensor [B,{c or 'C'},H,W], got {tuple(x.shape)} {x.dtype}"
+                f" (as the dataset gives them: scaled and normalised, not raw uint8)"
+            )
         feats = self.encoder(x)
         logits = self.decoder(feats, x.shape[-2:])
         if not return_embeddings:
@@ -268,7 +274,24 @@ class ModelConfig:
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> SegmentationNet:
-    """Build the network a config names."""
+    """Build the network a config names (ValueError naming a bad setting)."""
+    check_num_classes(num_classes)
+    for name, value in (("in_channels", in_channels), ("embed_dim", cfg.embed_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    names = ("widths", "blocks") if cfg.arch == "resnet" else ("widths",)
+    for name in names:
+        value = getattr(cfg, name)
+        if (
+            not isinstance(value, tuple | list)
+            or not value
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+        ):
+            raise ValueError(f"{name} must be a list of one or more ints >= 1, got {value!r}")
+    if cfg.arch == "resnet" and len(cfg.blocks) != len(cfg.widths):
+        raise ValueError(
+            f"blocks {tuple(cfg.blocks)} needs one count per stage of widths {tuple(cfg.widths)}"
+        )
     if cfg.arch == "plain":
         encoder = PlainEncoder(in_channels, tuple(cfg.widths))
     elif cfg.arch == "resnet":

@@ -408,3 +408,20 @@ def test_cross_entropy_loss_has_the_same_call():
     assert total2.item() == total.item()
     with pytest.raises(ValueError, match="channels"):
         CrossEntropyLoss(5)(logits, None, labels)
+
+
+def test_cross_entropy_loss_refuses_bad_inputs_as_contextrast_does():
+    logits, _, labels = batch()
+    bad = logits.detach().clone()
+    bad[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="logits contains 1 NaN or inf"):
+        CrossEntropyLoss(4)(bad, None, labels)
+    with pytest.raises(ValueError, match="outside"):
+        CrossEntropyLoss(4)(logits, None, torch.full_like(labels, 4))
+    total, _ = CrossEntropyLoss(4, check_inputs=False)(bad, None, labels)  # the caller's choice
+    assert not torch.isfinite(total)
+    for num_classes in (0, True, "4"):
+        with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+            CrossEntropyLoss(num_classes)
+    with pytest.raises(ValueError, match="check_inputs must be True or False"):
+        CrossEntropyLoss(4, check_inputs="no")

@@ -144,3 +144,30 @@ def test_digit_pool_limits_training_digits():
     assert np.array_equal(data.pool_indices(digits, "train"), split_indices(digits, "train"))
     with pytest.raises(ValueError, match="digits_per_class must be in"):
         data.pool_indices(digits, "val", 76)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(image_size=4), "image_size must be an int >= 8"),
+        (dict(image_size=64.0), "image_size must be an int"),
+        (dict(min_digits=4, max_digits=3), r"max_digits \(3\) is below min_digits \(4\)"),
+        (dict(min_scale=0.0), "min_scale must be a finite number > 0"),
+        (dict(min_scale=0.5, max_scale=0.4), "max_scale must be a finite number >= 0.5"),
+        (dict(touching=1.5), "touching must be a finite number >= 0 and <= 1"),
+        (dict(noise=-0.1), "noise must be a finite number >= 0"),
+        (dict(thicken=0), "thicken must be an int >= 1"),
+        (dict(distractors=True), "distractors must be an int"),
+    ],
+)
+def test_scene_config_names_a_setting_that_cannot_make_scenes(kwargs, match):
+    with pytest.raises(ValueError, match="SceneConfig." + match):
+        SceneConfig(**kwargs)
+
+
+def test_generate_scenes_refuses_bad_counts_before_drawing():
+    assert generate_scenes("val", 0, SceneConfig(image_size=32))[0].shape == (0, 3, 32, 32)
+    with pytest.raises(ValueError, match="num_scenes must be an int >= 0, got -1"):
+        DigitScenes("val", -1)
+    with pytest.raises(ValueError, match="cfg must be a ctx.data.SceneConfig"):
+        generate_scenes("val", 2, {"image_size": 32})

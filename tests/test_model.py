@@ -75,6 +75,37 @@ def test_bad_input():
     assert PlainEncoder().channels == (16, 32, 64, 128)
 
 
+@pytest.mark.parametrize(
+    "cfg, num_classes, match",
+    [
+        (ModelConfig(widths=(0, 8, 8, 8)), 3, "widths must be a list of one or more ints >= 1"),
+        (ModelConfig(widths=()), 3, "widths must be a list"),
+        (ModelConfig(widths="abc"), 3, "widths must be a list"),
+        (ModelConfig(embed_dim=-1), 3, "embed_dim must be an int >= 1"),
+        (
+            ModelConfig(arch="resnet", blocks=(2, 2)),
+            3,
+            r"blocks \(2, 2\) needs one count per stage",
+        ),
+        (ModelConfig(arch="resnet", blocks=(2, 0, 2, 2)), 3, "blocks must be a list"),
+        (ModelConfig(), 0, "num_classes must be an int >= 1"),
+        (ModelConfig(), 3.0, "num_classes must be an int >= 1"),
+    ],
+)
+def test_build_model_names_a_bad_setting(cfg, num_classes, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(cfg, num_classes)
+
+
+def test_forward_names_wrong_images():
+    model = build_model(ModelConfig(widths=(8, 8, 16, 16), embed_dim=8), 3, in_channels=1)
+    assert model(torch.randn(1, 1, 32, 32)).logits.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"float tensor \[B,1,H,W\], got \(1, 3, 32, 32\)"):
+        model(torch.randn(1, 3, 32, 32))  # RGB into a grey-level model
+    with pytest.raises(ValueError, match="not raw uint8"):
+        model(torch.zeros(1, 1, 32, 32, dtype=torch.uint8))
+
+
 def test_l2_normalize_matches_f_normalize_values_and_gradients():
     x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
     g = torch.randn(50, 8, dtype=torch.float64)

@@ -22,7 +22,8 @@ def make_loss(cfg: TrainConfig, num_classes: int):
     from ctx.losses import ContextrastLoss, CrossEntropyLoss
 
     if cfg.loss == "ce":
-        return CrossEntropyLoss(num_classes, ignore_index=IGNORE_INDEX)
+        # As for Contextrast below: no value check that reads tensors back every step.
+        return CrossEntropyLoss(num_classes, ignore_index=IGNORE_INDEX, check_inputs=False)
     if cfg.loss == "contextrast":
         return ContextrastLoss(
             num_classes,
