@@ -135,7 +135,12 @@ def test_a_missing_run_is_skipped_or_retrained_and_checked(study, tmp_path):
     out = tmp_path / "g"
     gallery.export_gallery(results, runs, out, "CMD")
     assert (out / "default_ce.pt").exists()
+    shipped = (out / "manifest.json").read_text()
     shutil.rmtree(runs / "tune" / "default" / "ce_seed0")
+    m = gallery.export_gallery(results, runs, out, "CMD")
+    assert (out / "manifest.json").read_text() == shipped, "the shipped runs are the study's own"
+    assert (out / "default_ce.pt").exists() and len(m["runs"]) == 2
+    (out / "default_ce.pt").unlink()  # no longer shipped either: now the regime is skipped
     m = gallery.export_gallery(results, runs, out, "CMD")
     assert m["runs"] == [] and "tune/default/ce_seed0" in m["skipped"]["default"]
     assert not list(out.glob("*.pt")), "a regime no longer shipped leaves no files behind"
@@ -171,14 +176,32 @@ def test_cli_gallery_task(study, tmp_path):
 def test_updating_some_regimes_keeps_the_others(study, tmp_path):
     runs, results = study
     out = tmp_path / "g"
-    first = gallery.export_gallery(results, runs, out, "ALL")
+    first = gallery.export_gallery(results, runs, out, "DEFAULT", regimes=["default"])
+    assert first["skipped"] == {}  # crowded not asked for yet
     m = gallery.export_gallery(results, runs, out, "CROWDED", regimes=["crowded"])
-    assert m["runs"] == first["runs"] and m["skipped"] == first["skipped"]
-    assert m["commands"] == ["ALL", "CROWDED"]
+    assert m["runs"] == first["runs"] and list(m["skipped"]) == ["crowded"]
+    assert m["commands"] == ["DEFAULT", "CROWDED"]
+    m = gallery.export_gallery(results, runs, out, "AGAIN", regimes=["crowded"])
+    assert m["commands"] == ["DEFAULT", "CROWDED"]  # it changed nothing: not recorded
     shutil.rmtree(runs / "tune" / "default" / "ce_seed0")
-    m = gallery.export_gallery(results, runs, out, "DEFAULT", regimes=["default"])
+    m = gallery.export_gallery(results, runs, out, "DEFAULT2", regimes=["default"])
+    assert m["runs"] == first["runs"] and m["commands"] == ["DEFAULT", "CROWDED"]  # kept
+    (out / "default_ce.pt").unlink()
+    m = gallery.export_gallery(results, runs, out, "DEFAULT2", regimes=["default"])
     assert m["runs"] == [] and list(m["skipped"]) == ["default", "crowded"]
-    assert m["commands"] == ["ALL", "CROWDED", "DEFAULT"]
+    assert m["commands"] == ["DEFAULT", "CROWDED", "DEFAULT2"]
+
+
+def test_a_wrong_runs_folder_loses_nothing_that_ships(study, tmp_path):
+    """A mistyped --runs-dir finds no run: the shipped weights and manifest stay byte for byte."""
+    runs, results = study
+    out = tmp_path / "g"
+    gallery.export_gallery(results, runs, out, "ALL")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for regimes in (None, ["default"]):
+        m = gallery.export_gallery(results, tmp_path / "typo", out, "TYPO", regimes=regimes)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert "TYPO" not in m["commands"]
 
 
 def test_read_manifest_says_how_to_make_it(tmp_path):

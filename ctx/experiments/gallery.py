@@ -10,7 +10,8 @@ regime's Rule-1 setting, once its tuning is complete; other regimes are skipped,
 in the manifest. A run counts when its row is in the results file; its folder (runs-dir/<phase>/
 <regime>/<run>) must hold the finished checkpoint trained with the row's config, and is only read.
 A run whose folder is gone is retrained into `--remake-dir` from the row's config (the study's own
-`Job`, one CPU thread), and the manifest says whether it reproduced the row's validation mIoU.
+`Job`, one CPU thread), and the manifest says whether it reproduced the row's validation mIoU;
+without `--remake-dir`, runs the gallery already ships stay when they are that very run.
 
 Each run ships as `<out>/<regime>_<variant>.pt` (the model's state dict in fp16, its config and
 class count; `ctx.engine.checkpoint.load_model` loads it back as fp32). `<out>/manifest.json`
@@ -186,19 +187,34 @@ def export_gallery(
 ) -> dict:
     """Ship every ready regime's seed-0 ce and contextrast runs into `out` (module doc) and write
     `out`/manifest.json; returns the manifest. A regime that is not ready, or one of whose runs
-    is missing (without `remake_dir`), is skipped with the reason. `regimes`: update only these
-    in an existing manifest (its `commands` lists every command that made it)."""
+    is missing (without `remake_dir`), is skipped with the reason; but runs the gallery already
+    ships stay when they are the very runs the study now calls for (a runs folder moved or
+    deleted, a mistyped --runs-dir loses nothing). `regimes`: update only these in an existing
+    manifest (its `commands` lists every command that made it). A command that changes no run
+    and no reason leaves an existing manifest, and its list of commands, as they were."""
     tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     finals = load_results(results_dir / "regimes.json")["runs"]
-    old = {"commands": [], "runs": [], "skipped": {}}
-    if regimes is not None and (out / MANIFEST).exists():
-        old = read_manifest(out)
+    exists = (out / MANIFEST).exists()
+    old = read_manifest(out) if exists else {"commands": [], "runs": [], "skipped": {}}
     todo = regimes or list(REGIMES)
-    runs = [e for e in old["runs"] if e["regime"] not in todo]
-    skipped = {r: why for r, why in old["skipped"].items() if r not in todo}
+    others = regimes is not None  # keep the regimes this command does not update
+    runs = [e for e in old["runs"] if others and e["regime"] not in todo]
+    skipped = {r: why for r, why in old["skipped"].items() if others and r not in todo}
+    kept = False
     for regime in todo:
         jobs, why = gallery_jobs(tuning, finals, regime)
         sources, missing = _sources(jobs, runs_dir, remake_dir)
+        shipped = [e for e in old["runs"] if e["regime"] == regime]
+        same = {e["source_run"] for e in shipped} == {job.name for job, _ in jobs}
+        on_disk = all((out / Path(e["file"]).name).exists() for e in shipped)
+        if not sources and shipped and same and on_disk:
+            runs += shipped
+            kept = True
+            print(
+                f"[gallery] {regime}: kept the shipped runs, the study's own ({missing})",
+                flush=True,
+            )
+            continue
         if not sources:
             skipped[regime] = missing or why
             print(f"[gallery] {regime}: skipped, {skipped[regime]}", flush=True)
@@ -209,14 +225,20 @@ def export_gallery(
                 f"{e['study_miou']:.2f} %)",
                 flush=True,
             )
+    order = list(REGIMES)
+    runs = sorted(runs, key=lambda e: (order.index(e["regime"]), e["variant"]))
+    skipped = {r: skipped[r] for r in order if r in skipped}
+    if exists and runs == old["runs"] and skipped == old["skipped"]:
+        print(f"[gallery] nothing changed: {out / MANIFEST} is as it was", flush=True)
+        return old
     for stale in set(out.glob("*.pt")) - {out / Path(e["file"]).name for e in runs}:
         stale.unlink()  # a regime no longer shipped
-    order = list(REGIMES)
+    commands = old["commands"] if others or kept else []
     manifest = {
-        "commands": [c for c in old["commands"] if c != command] + [command],
+        "commands": [c for c in commands if c != command] + [command],
         "seed": SEED,
-        "runs": sorted(runs, key=lambda e: (order.index(e["regime"]), e["variant"])),
-        "skipped": {r: skipped[r] for r in order if r in skipped},
+        "runs": runs,
+        "skipped": skipped,
     }
     write_json(manifest, out / MANIFEST)
     return manifest
