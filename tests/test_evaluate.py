@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from ctx import evaluate
 from ctx.engine.loop import train
@@ -37,3 +38,26 @@ def test_bad_scene_count(tiny_train_config):
     train(tiny_train_config)
     with pytest.raises(ValueError, match="--scenes must be >= 1"):
         evaluate.evaluate_run(tiny_train_config.out, "test", scenes=0)
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (
+            lambda c: c["model"].update({k: torch.zeros(1) for k in list(c["model"])[:1]}),
+            "does not match",
+        ),
+        (lambda c: c["config"].update({"widths": [0]}), "holds a config no model can be built"),
+        (lambda c: c.update({"num_classes": -3}), "num_classes must be an int >= 1"),
+        (lambda c: c.pop("num_classes"), "holds a config no model can be built"),
+    ],
+)
+def test_a_tampered_checkpoint_is_one_error_line(tiny_train_config, tmp_path, tamper, words):
+    train(tiny_train_config)
+    ckpt = torch.load(tiny_train_config.out + "/checkpoint.pt", weights_only=True)
+    tamper(ckpt)
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(tmp_path / "bad.pt"), "--split", "val", "--device", "cpu"])
+    msg = str(exit_.value.code)
+    assert msg.startswith("error: ") and "\n" not in msg and words in msg and "retrain" in msg

@@ -138,12 +138,16 @@ def load_model(
 
 def model_from_checkpoint(ckpt: dict, path: Path) -> SegmentationNet:
     """The model (eval mode) a loaded checkpoint dict holds; `path` names it in errors."""
-    cfg = config_from_dict(ckpt["config"])
-    model = build_model(cfg.model_config(), ckpt["num_classes"])
+    try:
+        cfg = config_from_dict(ckpt["config"])
+        model = build_model(cfg.model_config(), ckpt["num_classes"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path} holds a config no model can be built from ({e}); retrain") from e
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
+        first = " ".join(str(e).split())  # torch lists every mismatch on its own line
         raise ValueError(
-            f"{path} does not match the model its config describes ({e}); retrain"
+            f"{path} does not match the model its config describes ({first}); retrain"
         ) from e
     return model.eval()
