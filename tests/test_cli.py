@@ -36,6 +36,9 @@ CASES = {
     "threads 0": (["--threads", "0"], 2, ["--threads", "got 0"]),
     "epochs 0": (["--epochs", "0"], 2, ["--epochs", "got 0", "--max-steps"]),
     "max-steps 0": (["--max-steps", "0"], 2, ["--max-steps", ">= 1", "got 0"]),
+    "one-step warm-up": (
+        ["--max-steps", "4"], 2, ["--pct-start 0.25 of 4 steps", "OneCycleLR", "change --max-steps"],
+    ),
     "data-seed -1": (["--data-seed", "-1"], 2, ["--data-seed", ">= 0", "got -1"]),
     "lr nan": (["--lr", "nan"], 2, ["--lr", "> 0", "nan"]),
     "lr not a number": (["--lr", "fast"], 2, ["argument --lr", "invalid float", "--help"]),

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from ctx.engine.device import resolve_device
 from ctx.engine.loop import RunResult, train, train_or_load
 from ctx.io import save_checkpoint
 from ctx.train import parse_args
+from ctx.validation import ConfigError
 
 
 def _state(model):
@@ -76,6 +78,17 @@ def test_corrupt_checkpoint_is_reported_and_kept(tiny_train_config):
     with pytest.raises(ValueError, match="corrupt"):
         train(dataclasses.replace(tiny_train_config, max_steps=8))
     assert open(path, "rb").read() == b"not a checkpoint"
+
+
+def test_a_one_step_warm_up_is_refused_before_a_step(tiny_train_config):
+    """torch's OneCycleLR divides by zero when pct_start x steps is exactly 1."""
+    with pytest.raises(ConfigError, match="change max_steps or pct_start"):
+        train(dataclasses.replace(tiny_train_config, max_steps=4, pct_start=0.25))
+    cfg = dataclasses.replace(tiny_train_config, epochs=1, pct_start=0.25)
+    with pytest.raises(ConfigError, match=r"change epochs or pct_start \(1 epochs of 4 steps\)"):
+        train(cfg)  # 32 scenes in batches of 8: 4 steps, known once the data are made
+    assert not Path(cfg.out, "checkpoint.pt").exists()
+    assert train(dataclasses.replace(cfg, pct_start=0.3)).history[-1]["step"] == 4
 
 
 def test_mismatched_checkpoint_is_refused(tiny_train_config):

@@ -252,7 +252,26 @@ def _check_place(c, name) -> str | None:
     return None
 
 
-CHECKS = (_check_stages, _check_sizes, _check_place)
+def one_cycle_problem(
+    pct_start: float, steps: int, name: Callable[[str], str] = str, length: str = "max_steps"
+) -> str | None:
+    """Why torch's OneCycleLR cannot schedule `steps` steps with warm-up fraction `pct_start`
+    (None when it can): a warm-up of exactly one step makes it divide by zero. `length`: the
+    field that set the steps, named in the fix."""
+    if float(pct_start * steps) - 1 == 0:  # the phase length OneCycleLR divides by
+        return (
+            f"{name('pct_start')} {pct_start:g} of {steps} steps is a warm-up of exactly one step, "
+            f"which torch's OneCycleLR cannot schedule (it divides by zero): change "
+            f"{name(length)} or {name('pct_start')}"
+        )
+    return None
+
+
+def _check_schedule(c, name) -> str | None:
+    return None if c.epochs is not None else one_cycle_problem(c.pct_start, c.max_steps, name)
+
+
+CHECKS = (_check_stages, _check_sizes, _check_place, _check_schedule)
 
 
 def validate_config(cfg: TrainConfig, name: Callable[[str], str] = str) -> TrainConfig:

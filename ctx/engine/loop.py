@@ -25,12 +25,13 @@ from tqdm.auto import tqdm
 
 from ctx.engine import checkpoint
 from ctx.engine.checkpoint import CHECKPOINT, Progress, model_from_checkpoint
-from ctx.engine.config import TrainConfig, config_mismatch, validate_config
+from ctx.engine.config import TrainConfig, config_mismatch, one_cycle_problem, validate_config
 from ctx.engine.device import Place, any_rank, barrier, place, resolve_device, wrap
 from ctx.engine.interrupt import Interrupted, deferred_interrupt
 from ctx.engine.step import evaluate, make_loss, train_step
 from ctx.io import load_checkpoint
 from ctx.model import SegmentationNet, build_model
+from ctx.validation import ConfigError
 
 EpochEnd = Callable[[torch.nn.Module, dict], None]
 FLUSH_EVERY = 20  # steps between reading the losses back from the device (one sync each time)
@@ -120,6 +121,8 @@ class _Run:
         self.max_steps = (
             cfg.epochs * self.steps_per_epoch if cfg.epochs is not None else cfg.max_steps
         )
+        if problem := one_cycle_problem(cfg.pct_start, self.max_steps, length="epochs"):
+            raise ConfigError(f"{problem} ({cfg.epochs} epochs of {self.steps_per_epoch} steps)")
         self.model = build_model(cfg.model_config(), self.num_classes).to(self.where.device)
         self.loss_fn = make_loss(cfg, self.num_classes)
         self.ce_fn = make_loss(dataclasses.replace(cfg, loss="ce"), self.num_classes)
