@@ -113,7 +113,13 @@ def test_cli_status_reads_the_files_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("default         14/14                   0/10")
     assert "left: 11.3 CPU hours" in out  # 7,500 s (default) + 33,300 s (long), as above
+    assert f"no runs folder at {tmp_path / 'runs'}" in out  # none made here: says so
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    (tmp_path / "runs").mkdir()
+    cli.main(
+        argv + ["--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert "no runs folder" not in capsys.readouterr().out
 
 
 def test_status_belongs_to_the_regimes_task(capsys):

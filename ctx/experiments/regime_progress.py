@@ -147,4 +147,7 @@ def status(results_dir: Path, runs_dir: Path, regimes: list[str]) -> str:
     tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     finals = load_results(results_dir / "regimes.json")["runs"]
     rows = progress(tuning, finals, regimes, runs_dir)
-    return status_text(rows, choose_default(tuning, finals) is not None)
+    text = status_text(rows, choose_default(tuning, finals) is not None)
+    if not runs_dir.is_dir():  # a mistyped --runs-dir would otherwise read as "nothing started"
+        text += f"\n(no runs folder at {runs_dir}: no run counts as started; check --runs-dir)"
+    return text
