@@ -36,6 +36,9 @@ CASES = {
     "threads 0": (["--threads", "0"], 2, ["--threads", "got 0"]),
     "epochs 0": (["--epochs", "0"], 2, ["--epochs", "got 0", "--max-steps"]),
     "max-steps 0": (["--max-steps", "0"], 2, ["--max-steps", ">= 1", "got 0"]),
+    "batch of one 1x1 map": (
+        ["--image-size", "16", "--batch-size", "1"], 2, ["--batch-size 1 at --image-size 16", "BatchNorm"],
+    ),
     "one-step warm-up": (
         ["--max-steps", "4"], 2, ["--pct-start 0.25 of 4 steps", "OneCycleLR", "change --max-steps"],
     ),

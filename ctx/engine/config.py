@@ -231,6 +231,12 @@ def _check_sizes(c, name) -> str | None:
             f"{name('image_size')} {c.image_size} is smaller than the last stage's stride "
             f"({stride} px for {n} stages of arch {c.arch}): use at least {stride}"
         )
+    if c.batch_size == 1 and c.image_size == stride:
+        return (
+            f"{name('batch_size')} 1 at {name('image_size')} {c.image_size} leaves BatchNorm one "
+            f"value per channel at the last stage (a 1x1 map): use a batch of 2 or more, or "
+            f"a larger image"
+        )
     if c.min_digits > c.max_digits:
         return f"{name('min_digits')} {c.min_digits} is above {name('max_digits')} {c.max_digits}: raise the maximum or lower the minimum"
     if c.dataset == "digits" and c.batch_size > c.train_scenes:
