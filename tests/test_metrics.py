@@ -1,9 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from ctx.metrics import ConfusionMatrix, boundary_band
 
@@ -129,3 +131,51 @@ def test_property_metrics_are_consistent(shape, num_classes, ignore_frac, width,
         assert ((iou[occurs] >= 0) & (iou[occurs] <= 1)).all()
         assert math.isnan(cm.miou(boundary)) == (m.sum() == 0)
     assert math.isnan(cm.pixel_accuracy()) == (labelled == 0)
+
+
+def _numpy_confusion(pred: np.ndarray, labels: np.ndarray, c: int, keep: np.ndarray) -> np.ndarray:
+    m = np.zeros((c, c), np.int64)
+    np.add.at(m, (labels[keep], pred[keep]), 1)
+    return m
+
+
+def _scipy_band(labels: np.ndarray, width: int, ignore: int) -> np.ndarray:
+    out = np.zeros(labels.shape, bool)
+    for i, lab in enumerate(labels):
+        edge = np.zeros(lab.shape, bool)
+        dy, dx = lab[1:] != lab[:-1], lab[:, 1:] != lab[:, :-1]
+        edge[1:] |= dy
+        edge[:-1] |= dy
+        edge[:, 1:] |= dx
+        edge[:, :-1] |= dx
+        size = 2 * (width - 1) + 1
+        out[i] = ndimage.maximum_filter(edge, size=size, mode="constant", cval=False)
+    return out & (labels != ignore)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metrics_match_numpy_and_scipy_oracles(seed):
+    """Confusion counts (np.add.at), IoU/mIoU/accuracy from them, and the boundary band
+    (scipy.ndimage.maximum_filter of the 4-neighbour label changes) on random maps."""
+    rng = np.random.default_rng(seed)
+    c, width = int(rng.integers(2, 7)), int(rng.integers(1, 5))
+    shape = (int(rng.integers(1, 4)), int(rng.integers(3, 30)), int(rng.integers(3, 30)))
+    labels = rng.integers(0, c, shape)
+    labels[rng.random(shape) < 0.1] = 255
+    pred = rng.integers(0, c, shape)
+    cm = ConfusionMatrix(c, boundary_width=width)
+    cm.update(torch.from_numpy(pred), torch.from_numpy(labels))
+    band = _scipy_band(labels, width, 255)
+    assert np.array_equal(boundary_band(torch.from_numpy(labels), width).numpy(), band)
+    for mask, boundary in ((labels != 255, False), (band, True)):
+        m = _numpy_confusion(pred, labels, c, mask)
+        assert np.array_equal(cm._matrix(boundary).long().numpy(), m)
+        tp, union = np.diag(m), m.sum(0) + m.sum(1) - np.diag(m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, tp / union, np.nan)
+        got = cm.per_class_iou(boundary).numpy()
+        np.testing.assert_allclose(got, iou, equal_nan=True)
+        want = np.nanmean(iou) if np.isfinite(iou).any() else np.nan
+        assert cm.miou(boundary) == pytest.approx(want, nan_ok=True)
+    m = _numpy_confusion(pred, labels, c, labels != 255)
+    assert cm.pixel_accuracy() == pytest.approx(np.trace(m) / m.sum())
