@@ -18,7 +18,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ctx.labels import check_scalar
+from ctx.labels import check_int, check_scalar
 from ctx.resources import data_dir
 
 DATA_DIR = data_dir()  # data/ of the checkout, or the installed package's copy
@@ -51,12 +51,14 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         """Refuse a setting that cannot make scenes, naming it (before any scene is drawn)."""
-        for name, low in (("image_size", 8), ("min_digits", 0), ("thicken", 1), ("distractors", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"SceneConfig.{name} must be an int >= {low}, got {v!r}")
-        if isinstance(self.max_digits, bool) or not isinstance(self.max_digits, int):
-            raise ValueError(f"SceneConfig.max_digits must be an int, got {self.max_digits!r}")
+        for name, low in (
+            ("image_size", 8),
+            ("min_digits", 0),
+            ("max_digits", None),
+            ("thicken", 1),
+            ("distractors", 0),
+        ):
+            check_int(f"SceneConfig.{name}", getattr(self, name), ge=low)
         if self.max_digits < self.min_digits:
             raise ValueError(
                 f"SceneConfig.max_digits ({self.max_digits}) is below min_digits "
@@ -224,8 +226,7 @@ def generate_scenes(
     """Scenes of a split: (images uint8 [N,3,S,S], labels int64 [N,S,S]). Deterministic in
     (split, seed, cfg, digits_per_class); scene i does not depend on how many scenes are asked
     for. `digits_per_class` limits the digit images drawn from (see `pool_indices`)."""
-    if isinstance(num_scenes, bool) or not isinstance(num_scenes, int) or num_scenes < 0:
-        raise ValueError(f"num_scenes must be an int >= 0, got {num_scenes!r}")
+    check_int("num_scenes", num_scenes, ge=0)
     if not isinstance(cfg, SceneConfig):
         raise ValueError(f"cfg must be a ctx.data.SceneConfig, got {type(cfg).__name__}")
     images, digits = load_mnist()

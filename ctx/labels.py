@@ -50,14 +50,21 @@ def check_labels(
 
 def check_num_classes(num_classes: int) -> None:
     """Raise ValueError unless `num_classes` is an integer >= 1 (a bool or a float is refused)."""
-    if not _is_integer(num_classes) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    check_int("num_classes", num_classes, ge=1)
 
 
 def check_ignore_index(ignore_index: int) -> None:
     """Raise ValueError unless `ignore_index` is an integer (a float or None is refused)."""
     if not _is_integer(ignore_index):
         raise ValueError(f"ignore_index must be an int (e.g. 255), got {ignore_index!r}")
+
+
+def check_int(name: str, value: int, ge: int | None = None) -> None:
+    """Raise ValueError unless `value` is an integer (not a bool or a float) >= `ge` if given."""
+    if not _is_integer(value) or (ge is not None and value < ge):
+        raise ValueError(
+            f"{name} must be an int" + (f" >= {ge}" if ge is not None else "") + f", got {value!r}"
+        )
 
 
 def _is_integer(value: object) -> bool:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_ignore_index, check_labels, check_num_classes, check_pred
+from ctx.labels import (
+    IGNORE_INDEX,
+    check_ignore_index,
+    check_int,
+    check_labels,
+    check_num_classes,
+    check_pred,
+)
 
 
 def boundary_band(
@@ -33,10 +40,7 @@ class ConfusionMatrix:
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, boundary_width: int = 2):
         check_num_classes(num_classes)
         check_ignore_index(ignore_index)
-        if isinstance(boundary_width, bool) or not isinstance(boundary_width, int):
-            raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
-        if boundary_width < 1:
-            raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
+        check_int("boundary_width", boundary_width, ge=1)
         self.num_classes, self.ignore_index, self.boundary_width = (
             num_classes,
             ignore_index,

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ctx.labels import check_num_classes
+from ctx.labels import check_int, check_num_classes
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -276,9 +276,8 @@ class ModelConfig:
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> SegmentationNet:
     """Build the network a config names (ValueError naming a bad setting)."""
     check_num_classes(num_classes)
-    for name, value in (("in_channels", in_channels), ("embed_dim", cfg.embed_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    check_int("in_channels", in_channels, ge=1)
+    check_int("embed_dim", cfg.embed_dim, ge=1)
     names = ("widths", "blocks") if cfg.arch == "resnet" else ("widths",)
     for name in names:
         value = getattr(cfg, name)

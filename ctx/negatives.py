@@ -21,6 +21,7 @@ from ctx.labels import (
     IGNORE_INDEX,
     check_flag,
     check_generator,
+    check_int,
     check_labels,
     check_pred,
     stage_prediction,
@@ -252,9 +253,8 @@ def sample_pixels(
 
 def check_sample_caps(max_positives: int, max_negatives: int) -> None:
     """Raise ValueError unless both caps of `sample_pixels` are ints >= 1."""
-    for name, cap in (("max_positives", max_positives), ("max_negatives", max_negatives)):
-        if not (isinstance(cap, int) and cap >= 1):
-            raise ValueError(f"{name} must be an int >= 1, got {cap!r}")
+    check_int("max_positives", max_positives, ge=1)
+    check_int("max_negatives", max_negatives, ge=1)
 
 
 def selection_stats(

@@ -7,6 +7,7 @@ from ctx.labels import (
     check_flag,
     check_generator,
     check_ignore_index,
+    check_int,
     check_labels,
     check_num_classes,
     check_scalar,
@@ -75,6 +76,11 @@ def test_check_scalar_accepts_numbers_and_refuses_the_rest():
 
 
 def test_integer_flag_and_generator_checks():
+    check_int("cap", np.int32(3), ge=1)
+    check_int("seed", -5)  # no bound asked for
+    for bad in (True, 2.0, "3", None, 0):  # True would count as 1
+        with pytest.raises(ValueError, match="cap must be an int >= 1, got"):
+            check_int("cap", bad, ge=1)
     check_num_classes(np.int64(3))
     for bad in (0, True, 2.0, "3", None):
         with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
