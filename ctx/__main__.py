@@ -1,12 +1,11 @@
 """`python -m ctx [--version]`: the version, and where the commands are."""
 
-import argparse
-
 from ctx import __version__
+from ctx.validation import OneLineParser
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m ctx",
         description="Contextrast in PyTorch. Commands: python -m ctx.train --help (train one "
         "run), python -m ctx.experiments --help (ablation, tuning, reference runs).",

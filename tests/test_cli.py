@@ -158,6 +158,7 @@ def test_cli_errors_have_no_traceback(argv, words, files):
     [
         ("ctx.evaluate", ["run", "--split", "bogus"], ["argument --split", "'bogus'", "'test'"]),
         ("ctx.evaluate", [], ["required: run"]),
+        ("ctx.__main__", ["--bogus"], ["unrecognized arguments: --bogus"]),
         ("ctx.experiments.cli", ["bogus"], ["argument task", "'regimes'"]),
         (
             "ctx.experiments.cli",
@@ -172,7 +173,7 @@ def test_every_cli_reports_a_bad_flag_in_one_line(module, argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
         main_of(argv)
     err = capsys.readouterr().err.strip()
-    prog = module.removesuffix(".cli")
+    prog = module.removesuffix(".cli").removesuffix(".__main__")
     assert exit_.value.code == 2 and err.splitlines() == [err], err
     assert err.startswith("error: ") and f"python -m {prog} --help" in err
     for word in words:
