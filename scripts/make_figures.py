@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ctx.plotting import class_legend, label_to_rgb, overlay, plot_history, to_image  # noqa: E402
 from ctx.reference import ReferenceRun, load_reference  # noqa: E402
+from ctx.validation import OneLineParser  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCENES = (0, 1, 2, 3, 4, 5)
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    OneLineParser(prog="python scripts/make_figures.py", description=__doc__).parse_args()
     main()

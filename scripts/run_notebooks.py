@@ -37,6 +37,8 @@ def run(path: Path) -> float:
 def main() -> None:
     os.environ.setdefault("CTX_FAST", "1")
     paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if missing := [str(p) for p in paths if p.suffix != ".ipynb" or not p.is_file()]:
+        sys.exit(f"error: not a notebook file: {', '.join(missing)} (give paths to .ipynb files)")
     for path in paths:
         print(f"{path.name}: {run(path):.1f} s", flush=True)
 
