@@ -8,7 +8,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ctx.labels import IGNORE_INDEX, check_embeddings, check_finite, check_labels, check_scalar
+from ctx.labels import (
+    IGNORE_INDEX,
+    check_embeddings,
+    check_finite,
+    check_flag,
+    check_labels,
+    check_scalar,
+)
 
 _EPS = 1e-12
 _RESCALE = (1e-6, 1e6)  # class means whose largest entry is outside are rescaled first
@@ -29,7 +36,7 @@ def pixel_major(emb: torch.Tensor) -> torch.Tensor:
     return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
 
 
-def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
+def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed, normalize):
     if detach:
         emb = emb.detach()
     acc = torch.promote_types(emb.dtype, torch.float32)  # exact sums under half precision
@@ -38,11 +45,12 @@ def _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed):
     # One one-hot matmul over pixels: [C,M] @ [M,D] -> [C,D]
     sums = own.to(acc) @ pixel_major(emb).to(acc)
     counts = own.sum(1).to(acc)
-    return _normalised_means(sums, counts, emb.dtype, distributed)
+    return _normalised_means(sums, counts, emb.dtype, distributed, normalize)
 
 
-def _normalised_means(sums, counts, dtype, distributed):
-    """Per-class sums [C,D] and pixel counts [C] -> (anchors [C,D] of `dtype`, present [C])."""
+def _normalised_means(sums, counts, dtype, distributed, normalize=True):
+    """Per-class sums [C,D] and pixel counts [C] -> (anchors [C,D] of `dtype`, present [C]):
+    the means, L2-normalised unless `normalize` is False."""
     d = sums.shape[1]
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized()
@@ -50,6 +58,8 @@ def _normalised_means(sums, counts, dtype, distributed):
         reduced = _all_reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
         sums, counts = reduced[:, :d], reduced[:, d].detach()
     means = sums / counts.clamp_min(1.0)[:, None]
+    if not normalize:
+        return means.to(dtype), counts > 0
     # Tiny or huge means over their largest entry first: F.normalize's eps would shrink a mean
     # of 1e-20 to a vector of norm 1e-8, and the norm of a 1e30 one overflows to a zero anchor.
     # Only such rows, so every other anchor (and its gradient) keeps a plain F.normalize's bits.
@@ -68,12 +78,14 @@ def class_anchors(
     detach: bool = False,
     distributed: bool | None = None,
     check_inputs: bool = True,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class L2-normalised mean embedding over the (global) batch.
 
     emb [B,D,H,W], labels [B,H,W] at the same resolution (ignore pixels excluded)
     -> (anchors [C,D], present [C] bool); an absent class gets a zero row and present False.
-    Gradients flow into `emb` unless `detach` **[choice]**. `distributed=None` auto-detects an
+    **[choice]** The mean is L2-normalised (METHOD.md, CCL 1); `normalize=False` returns the
+    plain means. Gradients flow into `emb` unless `detach` **[choice]**. `distributed=None` auto-detects an
     initialised torch.distributed group: sums and counts are then all-reduced (autograd-aware)
     so every process gets the anchors of the global batch; False or True forces it.
     Raises ValueError for NaN/inf in `emb` (ignore pixels included: the one-hot matmul would
@@ -83,7 +95,10 @@ def class_anchors(
     """
     check_labels(labels, num_classes, ignore_index, values=check_inputs)
     check_embeddings(emb, labels, values=check_inputs)
-    anchors, present = _class_anchors(emb, labels, num_classes, ignore_index, detach, distributed)
+    check_flag("normalize", normalize)
+    anchors, present = _class_anchors(
+        emb, labels, num_classes, ignore_index, detach, distributed, normalize
+    )
     if check_inputs and not bool(torch.isfinite(anchors).all()):
         raise ValueError(
             f"class anchors overflowed {anchors.dtype} (finite emb, max |emb| = "
@@ -99,6 +114,7 @@ def sampled_anchors(
     *,
     detach: bool = False,
     distributed: bool | None = None,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Anchors estimated from each class's sampled positives (opt-in; `class_anchors` is exact).
 
@@ -108,7 +124,8 @@ def sampled_anchors(
     over *all* of a class's pixels; this is the mean over its sampled positives (a uniform
     random subset of `max_positives` pixels), so it is exact for every class with at most
     `max_positives` pixels at that stage and an unbiased estimate of the mean for larger ones.
-    Gradients, `detach` and `distributed` as in `class_anchors`; no value checks, no host sync.
+    Gradients, `detach`, `distributed` and `normalize` as in `class_anchors`; no value checks,
+    no host sync.
     """
     if detach:
         rows = rows.detach()
@@ -119,7 +136,7 @@ def sampled_anchors(
             1, pos_idx, weights
         )
     sums, counts = weights @ rows.to(acc), weights.sum(1)
-    return _normalised_means(sums, counts, rows.dtype, distributed)
+    return _normalised_means(sums, counts, rows.dtype, distributed, normalize)
 
 
 def check_fusion_weights(w_l: float, w_h: float) -> None:
@@ -139,15 +156,18 @@ def fuse_anchors(
     w_h: float = 0.7,
     *,
     check_inputs: bool = True,
+    renormalize: bool = True,
 ) -> torch.Tensor:
     """Pull lower-stage anchors toward the last stage's: low, high [C,D]; presences [C] -> [C,D].
 
     Rows present in both become normalise(w_l*low + w_h*high) **[choice: re-normalised;
-    defaults 0.3/0.7]**; other rows are `low` unchanged. Raises ValueError for NaN/inf anchors;
+    defaults 0.3/0.7]**, or the plain blend with `renormalize=False`; other rows are `low`
+    unchanged. Raises ValueError for NaN/inf anchors;
     `check_inputs=False` skips that check (one host sync), as `ContextrastLoss` does for anchors
     it computed from embeddings it has already checked.
     """
     check_fusion_weights(w_l, w_h)
+    check_flag("renormalize", renormalize)
     for name, a in (("low", low), ("high", high)):
         if not isinstance(a, torch.Tensor) or not a.is_floating_point():
             got = a.dtype if isinstance(a, torch.Tensor) else type(a).__name__
@@ -170,5 +190,7 @@ def fuse_anchors(
         check_finite(low, "low")
         check_finite(high, "high")
     both = (low_present & high_present)[:, None]
-    fused = F.normalize(w_l * low + w_h * high, dim=1, eps=_EPS)
+    fused = w_l * low + w_h * high
+    if renormalize:
+        fused = F.normalize(fused, dim=1, eps=_EPS)
     return torch.where(both, fused, low)

@@ -89,6 +89,8 @@ def _pa_from_sample(rows, labels, anchors, present, hard, sample: PixelSample, *
     pos_ok, neg_ok = sample.pos_ok, sample.neg_ok
 
     # -log(e^s_p / (e^s_p + sum_q e^s_q)) = softplus(lse_q - s_p); no negatives: lse = -inf -> 0.
+    # softplus is linear past 20 (torch's threshold): an error below 2.1e-9 per positive there,
+    # under float32's resolution at that size; kept, as every run of the studies trained with it.
     has_neg = neg_ok.any(1)
     masked = torch.where(neg_ok & has_neg[:, None], neg_s / tau, float("-inf"))
     lse = torch.logsumexp(torch.where(has_neg[:, None], masked, 0.0), dim=1)
@@ -146,7 +148,8 @@ def pixel_anchor_loss(
     **[choice]**, or hard only when not; with `hard=None`, random ones up to `max_negatives`
     (`fill` unused). Caps are per process and per anchor **[choice]**: each denominator holds at
     most `max_negatives` negatives whatever the world size. A class without negatives gives 0;
-    no class gives a 0 that keeps the graph. Exactly the formula when no cap is hit.
+    no class gives a 0 that keeps the graph. Exactly the formula when no cap is hit (to float32
+    resolution: where a positive's term exceeds 20, softplus's linear tail is off by < 2.1e-9).
     `generator` (on emb's device; None = default RNG) drives all sampling.
     `return_stats=True` also returns cheap 0-dim statistics (counts, mean similarities).
     Raises ValueError for NaN/inf in `emb` or `anchors`, and for a loss that overflows although
@@ -219,8 +222,12 @@ class ContextrastLoss(nn.Module):
     shapes, dtypes and devices are always checked. Without them a call makes no host-device
     synchronisation in forward or backward: every shape is static (no .item(), nonzero() or
     boolean-mask indexing), so a GPU step never waits.
-    [choice]s: w_l/w_h, fill, max_positives, max_negatives, detach_anchors, tau; **[choice]**
-    check_inputs=False keeps the checks that cost no synchronisation.
+    [choice]s (METHOD.md), each a parameter: normalize_anchors (L2-normalised class means),
+    renormalize_fused (re-normalised after fusion), w_l/w_h, fill, max_positives,
+    max_negatives, detach_anchors, tau. **[choice]** BANE's reading: a hard pixel keeps its own
+    label (a positive of its class) and is a negative of every other anchor (METHOD.md, BANE 4;
+    not a parameter: the only reading implemented). **[choice]** check_inputs=False keeps the
+    checks that cost no synchronisation.
     `embed_pixels="sampled"` (opt-in, a cheaper step; default "all" is METHOD.md's method):
     each stage draws its sample first, then embeds only the pixels it uses (its positives and
     negatives; with `PixelEmbeddings`, the heads run on those alone) and takes each anchor as
@@ -250,6 +257,8 @@ class ContextrastLoss(nn.Module):
         distributed: bool | None = None,
         check_inputs: bool = True,
         embed_pixels: str = "all",
+        normalize_anchors: bool = True,
+        renormalize_fused: bool = True,
     ) -> None:
         super().__init__()
         if embed_pixels not in ("all", "sampled"):
@@ -262,6 +271,8 @@ class ContextrastLoss(nn.Module):
             ("fill", fill),
             ("detach_anchors", detach_anchors),
             ("check_inputs", check_inputs),
+            ("normalize_anchors", normalize_anchors),
+            ("renormalize_fused", renormalize_fused),
         ):
             check_flag(name, flag)
         check_sample_caps(max_positives, max_negatives)
@@ -302,6 +313,7 @@ class ContextrastLoss(nn.Module):
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.detach_anchors, self.seed, self.distributed = detach_anchors, seed, distributed
         self.check_inputs, self.embed_pixels = check_inputs, embed_pixels
+        self.normalize_anchors, self.renormalize_fused = normalize_anchors, renormalize_fused
         self._generators: dict[str, torch.Generator] = {}
 
     def generator(self, device: torch.device) -> torch.Generator | None:
@@ -369,7 +381,16 @@ class ContextrastLoss(nn.Module):
         last = max(anchors)
         if self.fusion and i != last:
             high, high_present = anchors[last]
-            a = fuse_anchors(a, high, p, high_present, self.w_l, self.w_h, check_inputs=False)
+            a = fuse_anchors(
+                a,
+                high,
+                p,
+                high_present,
+                self.w_l,
+                self.w_h,
+                check_inputs=False,
+                renormalize=self.renormalize_fused,
+            )
         return a, p
 
     def _draw(self, i, logits_d, y, gen, parts) -> tuple[torch.Tensor | None, PixelSample]:
@@ -396,6 +417,7 @@ class ContextrastLoss(nn.Module):
                 detach=self.detach_anchors,
                 distributed=self.distributed,
                 check_inputs=False,  # checked once in _check when self.check_inputs
+                normalize=self.normalize_anchors,
             )
         for i in self.stages:
             a, p = self._fused(i, anchors)
@@ -422,6 +444,7 @@ class ContextrastLoss(nn.Module):
                 sample.pos_ok,
                 detach=self.detach_anchors,
                 distributed=self.distributed,
+                normalize=self.normalize_anchors,
             )
             drawn[i] = (rows, hard, sample, y)
         for i in self.stages:

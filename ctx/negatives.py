@@ -226,7 +226,8 @@ def sample_pixels(
     pixels, a uniform random subset of `max_positives` if more. Negatives: labelled pixels of
     other classes; hard ones first (a random subset of `max_negatives` if more), topped up at
     random to `max_negatives` when `fill`, hard ones only when not; with `hard=None`, random ones.
-    No index repeats within a row. One uniform key per (class, pixel) from `generator` (on the
+    **[choice]** (METHOD.md, BANE 4) a hard pixel stays a positive of its own class and is a
+    negative of every other anchor. No index repeats within a row. One uniform key per (class, pixel) from `generator` (on the
     labels' device; None = default RNG) drives both: positives and negatives of a class are
     disjoint sets, so the same keys give independent random subsets of both.
     Only types, shapes and caps are checked: no host synchronisation.

@@ -48,6 +48,22 @@ def test_hand_computed(dtype):
     assert present.tolist() == [True, True, False]
 
 
+def test_normalize_false_gives_the_plain_means():
+    """METHOD.md's [choice] to L2-normalise the class means is a parameter."""
+    emb, labels = tiny(torch.float64)
+    plain, present = class_anchors(emb, labels, 3, normalize=False)
+    b, d, h, w = emb.shape
+    rows, y = emb.detach().permute(0, 2, 3, 1).reshape(-1, d), labels.reshape(-1)
+    for n in range(3):
+        mask = y == n
+        expected = rows[mask].mean(0) if mask.any() else torch.zeros(d, dtype=emb.dtype)
+        torch.testing.assert_close(plain[n], expected)
+    torch.testing.assert_close(F.normalize(plain, dim=1), class_anchors(emb, labels, 3)[0])
+    assert present.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="normalize must be True or False"):
+        class_anchors(emb, labels, 3, normalize="no")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_loop_with_ignore(dtype):
     g = torch.Generator().manual_seed(0)
@@ -130,6 +146,16 @@ def test_fuse_hand_computed(dtype):
     torch.testing.assert_close(out, expected)  # rows 2, 3: absent in one stage -> low unchanged
     out = fuse_anchors(low, high, low_p, high_p, w_l=0.5, w_h=0.5)
     torch.testing.assert_close(out[0], torch.tensor([1.0, 1.0], dtype=dtype) / math.sqrt(2))
+
+
+def test_fuse_renormalize_false_gives_the_plain_blend():
+    low, high = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    p = torch.tensor([True, True, False])
+    out = fuse_anchors(low, high, p, torch.tensor([True, False, True]), renormalize=False)
+    torch.testing.assert_close(out[0], 0.3 * low[0] + 0.7 * high[0])
+    torch.testing.assert_close(out[1:], low[1:])  # not present in both: unchanged
+    with pytest.raises(ValueError, match="renormalize must be True or False"):
+        fuse_anchors(low, high, p, p, renormalize=1)
 
 
 def test_fuse_last_stage_with_itself_is_unchanged():

@@ -35,14 +35,16 @@ def batch(b=2, c=4, size=16, d=6, dtype=torch.float64, seed=0, sizes=(8, 4, 2, 1
     return logits, embs, labels
 
 
-def by_hand(logits, embs, labels, c, weights, stages, fusion, tau=0.1, alpha=0.1):
+def by_hand(
+    logits, embs, labels, c, weights, stages, fusion, tau=0.1, alpha=0.1, norm=True, renorm=True
+):
     ys = [resize_labels(labels, e.shape[-2:]) for e in embs]
-    raw = [class_anchors(e, y, c) for e, y in zip(embs, ys, strict=True)]
+    raw = [class_anchors(e, y, c, normalize=norm) for e, y in zip(embs, ys, strict=True)]
     pa = 0.0
     for i in stages:
         a, p = raw[i]
         if fusion and i != len(embs) - 1:
-            a = fuse_anchors(a, raw[-1][0], p, raw[-1][1])
+            a = fuse_anchors(a, raw[-1][0], p, raw[-1][1], renormalize=renorm)
         pa = pa + weights[i] * pixel_anchor_loss(
             embs[i], ys[i], a, p, tau=tau, max_positives=BIG, max_negatives=BIG
         )
@@ -66,6 +68,18 @@ def test_total_equals_hand_computation(dtype, stages, fusion):
     assert {k for k in parts if k.startswith("pa/")} == {f"pa/stage{i}" for i in stages or range(4)}
     total.backward()
     assert all(torch.isfinite(e.grad).all() for e in embs if e.grad is not None)
+
+
+@pytest.mark.parametrize("norm, renorm", [(False, True), (True, False), (False, False)])
+def test_the_normalisation_choices_are_parameters(norm, renorm):
+    logits, embs, labels = batch()
+    kw = dict(negatives="random", max_positives=BIG, max_negatives=BIG)
+    loss = ContextrastLoss(4, normalize_anchors=norm, renormalize_fused=renorm, **kw)
+    total, _ = loss(logits, embs, labels)
+    weights = (0.1, 0.3, 0.7, 1.0)
+    expected = by_hand(logits, embs, labels, 4, weights, range(4), True, norm=norm, renorm=renorm)
+    torch.testing.assert_close(total, expected)
+    assert total.item() != ContextrastLoss(4, **kw)(logits, embs, labels)[0].item()
 
 
 def test_fusion_changes_lower_stages_only():
