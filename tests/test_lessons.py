@@ -299,8 +299,8 @@ def test_distance_histograms_figure():
 def test_anchor_explorer_similarity_matches_by_hand(refs):
     sets = {n: r.anchors for n, r in refs.items()}
     w = AnchorExplorer(sets, stage=0)
-    assert w.result["epoch"] == 3 and w.result["step"] == 30
-    w.controls["epoch"].value = 1
+    assert w.result["snapshot"] == 3 and w.result["step"] == 30
+    w.controls["snapshot"].value = 1
     w.controls["stage"].value = 2
     a, p = sets["contextrast"]["anchors"][0, 2], sets["contextrast"]["present"][0, 2]
     torch.testing.assert_close(
@@ -328,7 +328,7 @@ def test_anchor_views_with_one_snapshot(refs):
         for n, r in refs.items()
     }
     w = AnchorExplorer(one)
-    assert w.controls["epoch"].max == 1 and w.result["step"] == 8
+    assert w.controls["snapshot"].max == 1 and w.result["step"] == 8
     w.controls["stage"].value = 3
     assert plot_alignment_curves(one).axes
     assert len(plot_trajectories(one, 1).axes) == 2

@@ -163,6 +163,10 @@ def test_reference_setting_reads_the_runs():
         in text
     )
     assert "do not use it" not in text
+    assert "CPU time" not in text  # these histories record none
+    ce.history[-1]["train_cpu_seconds"], cx.history[-1]["train_cpu_seconds"] = 600.0, 900.0
+    text = reference_setting(ce, cx, tuned, {"regime": "scarce", "runs": test})
+    assert "CE 10.0 min, Contextrast 15.0 min: ×1.50 per step." in text
 
 
 def test_scene_gains_and_text_show_both_sides():

@@ -67,7 +67,8 @@ def gallery_jobs(tuning: list[dict], finals: list[dict], regime: str) -> tuple[l
     setting = chosen_setting(tuning, regime)
     if setting is None:
         done = sum(_row(tuning, j) is not None for j in tune_jobs(regime))
-        return [], f"phase-1 tuning incomplete ({done} of {len(tune_jobs(regime))} runs)"
+        n = len(tune_jobs(regime))
+        return [], f"phase-1 tuning incomplete when the gallery was made ({done} of {n} runs)"
     jobs = [
         Job("tune", regime, "ce", SEED),
         Job("tune", regime, "contextrast", SEED, setting["alpha"], setting["warmup"]),

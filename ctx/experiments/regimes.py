@@ -20,7 +20,8 @@ from ctx.engine.config import TrainConfig
 @dataclass(frozen=True)
 class Regime:
     """A named setting: `overrides` of TrainConfig fields, `tune_steps` for the short validation
-    runs that choose the PA setting, `why` (what it gives the method to act on), and `gpu`: a
+    runs that choose the PA setting, `why` (what it gives the method to act on and the hypothesis
+    it tests, written before any of its runs; the results say what happened), and `gpu`: a
     regime whose full CE run costs >= 3x the default's by construction (more pixels or more
     steps of the same model): meant for a GPU, it trains on the CPU when none is lent (hours of
     both cores; PROTOCOL.md), and is never the tutorials' default (Rule 2 leaves it out)."""
@@ -50,16 +51,18 @@ REGIMES: dict[str, Regime] = {
         Regime(
             "scarce",
             "Scarce labels: 500 training scenes from 35 digits per class (a tenth). Pixel "
-            "contrastive losses report their largest gains when labels are few; CE overfits "
-            "here, so a regulariser that shapes the embedding has room to act.",
+            "contrastive losses report their largest gains when labels are few. The hypothesis: "
+            "CE overfits so few scenes, and a regulariser that shapes the embedding has room to "
+            "act.",
             _SCARCE,
         ),
         Regime(
             "crowded",
             "Crowded scenes: 4-8 digits, 70 % placed against an earlier digit, up to 30 % of "
             "strokes overlapping, and up to 3 digit fragments labelled background. Class meets "
-            "class (8x the digit-digit edges of the default), so BANE's errors lie between "
-            "classes, and a fragment is a digit only in context.",
+            "class (about 8x the digit-digit label edges of the default's validation scenes). "
+            "The hypothesis: BANE's errors then lie between classes, and a fragment is a digit "
+            "only in context.",
             _CROWDED,
         ),
         Regime(
@@ -70,8 +73,8 @@ REGIMES: dict[str, Regime] = {
         Regime(
             "res128",
             "128-px scenes (digits scale with the image): the coarsest stage is 8x8 instead of "
-            "4x4, so coarse stages keep structure and BANE's distances spread beyond 1. "
-            "About 4x the cost of a default run.",
+            "4x4. The hypothesis: coarse stages keep structure and BANE's distances spread "
+            "beyond 1. 4x the pixels of a default run.",
             {"image_size": 128},
             gpu=True,
         ),

@@ -85,7 +85,7 @@ def plot_anchor_epoch(anchor_sets: dict[str, dict], epoch: int, stage: int) -> p
     ax.legend(fontsize=8)
     _alignment_panel(axes[1, -1], anchor_sets, range(last), marker=steps[epoch], bold=stage)
     fig.suptitle(
-        f"epoch {epoch + 1} of {len(steps)} (after step {steps[epoch]}), stage {stage + 1}"
+        f"snapshot {epoch + 1} of {len(steps)} (after step {steps[epoch]}), stage {stage + 1}"
     )
     return fig
 
@@ -193,13 +193,14 @@ def plot_trajectories(
 
 
 class AnchorExplorer(Explorer):
-    """Anchors across training: controls `epoch` (IntSlider, 1-based: snapshot epoch-1) and
-    `stage` (Dropdown, 0-based value, 1-based label); the figure is `plot_anchor_epoch`.
-    `result`: "similarity" and "alignment" (name -> [C,C] and [C] tensors), "step", "epoch",
-    "stage". `anchor_sets`: name -> load_reference(...).anchors."""
+    """Anchors across training: controls `snapshot` (IntSlider, 1-based: one per validation of
+    the run, after the step its title names) and `stage` (Dropdown, 0-based value, 1-based
+    label); the figure is `plot_anchor_epoch`. `result`: "similarity" and "alignment" (name ->
+    [C,C] and [C] tensors), "step", "snapshot", "stage". `anchor_sets`: name ->
+    load_reference(...).anchors."""
 
     def __init__(
-        self, anchor_sets: dict[str, dict], epoch: int | None = None, stage: int = 0
+        self, anchor_sets: dict[str, dict], snapshot: int | None = None, stage: int = 0
     ) -> None:
         self.anchor_sets = anchor_sets
         first = next(iter(anchor_sets.values()))
@@ -212,10 +213,10 @@ class AnchorExplorer(Explorer):
                 )
         self.steps = _steps(first)
         controls = {
-            "epoch": slider(
+            "snapshot": slider(
                 widgets.IntSlider,
-                "epoch",
-                value=num_epochs if epoch is None else epoch,
+                "snapshot",
+                value=num_epochs if snapshot is None else snapshot,
                 min=1,
                 max=num_epochs,
             ),
@@ -223,8 +224,8 @@ class AnchorExplorer(Explorer):
         }
         super().__init__(self.draw, controls)
 
-    def draw(self, epoch: int, stage: int) -> tuple[dict, Figure]:
-        e, sets = epoch - 1, self.anchor_sets
+    def draw(self, snapshot: int, stage: int) -> tuple[dict, Figure]:
+        e, sets = snapshot - 1, self.anchor_sets
         sim = {
             n: anchor_similarity(a["anchors"][e, stage], a["present"][e, stage])
             for n, a in sets.items()
@@ -235,7 +236,7 @@ class AnchorExplorer(Explorer):
             "similarity": sim,
             "alignment": align,
             "step": self.steps[e],
-            "epoch": epoch,
+            "snapshot": snapshot,
             "stage": stage,
         }
         return result, fig

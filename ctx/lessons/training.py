@@ -260,7 +260,8 @@ def reference_setting(ce, cx, tuned: dict | None = None, manifest: dict | None =
     """Which setting the Contextrast reference run `cx` was trained at and what it costs against
     the CE reference `ce` (both `load_reference(...)`), read from their configs, the manifest
     (`reference_manifest()` when None: its regime, and the test metrics of the shipped weights
-    when it records them) and else the runs' last validation. `tuned`: the config dict of the
+    when it records them) and else the runs' last validation; the cost is each run's training
+    CPU time from its history, when recorded. `tuned`: the config dict of the
     validation-tuned ablation (results/ablation.json), named when the reference uses it."""
     from ctx.engine.config import TrainConfig
     from ctx.reference import reference_manifest
@@ -294,6 +295,12 @@ def reference_setting(ce, cx, tuned: dict | None = None, manifest: dict | None =
         m_ce, m_cx = a["val"]["miou"], b["val"]["miou"]
         where = f"Final validation mIoU ({c.val_scenes} scenes)"
     text += f"{where}: CE {m_ce:.2f} %, Contextrast {m_cx:.2f} % ({m_cx - m_ce:+.2f} points)."
+    if "train_cpu_seconds" in a and "train_cpu_seconds" in b:
+        per_step = (b["train_cpu_seconds"] / b["step"]) / (a["train_cpu_seconds"] / a["step"])
+        text += (
+            f"\nTraining CPU time (evaluation excluded): CE {a['train_cpu_seconds'] / 60:.1f} min, "
+            f"Contextrast {b['train_cpu_seconds'] / 60:.1f} min: ×{per_step:.2f} per step."
+        )
     if tuned and not is_tuned and not manifest.get("regime"):
         text += (
             f"\nThe tuned setting (α = {tuned['alpha']:g}, {tuned['warmup_steps']} CE-only steps "
