@@ -230,6 +230,7 @@ def test_separation_reading_faces_the_paradox():
     assert "(-12.00 points)" in text
     assert "better separated embeddings, worse segmentation" in text
     assert "84 % of them lie within 2 px" in text and "0.53 % further inside" in text
+    assert "the diagnosis's CE run on the default scenes' test split, not these runs" in text
     text = separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 78.4})
     assert "better separated embeddings, equal segmentation" in text and "diagnosis.md" in text
     assert "paradox" not in separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 80.0})

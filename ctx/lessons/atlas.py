@@ -157,9 +157,10 @@ def separation_reading(
 ) -> str:
     """The separation tables (`ctx.projection.separation_table` rows, features and heads, two
     runs: the baseline first) set against the runs' segmentation (`miou`: name -> %), in words.
-    A difference within `margin` points counts as equal. `errors`: where the baseline's test
-    errors sit, if known (results/regimes/diagnosis.json's runs.ce.errors: rim_share_of_errors,
-    rim_error_rate, interior_error_rate, in %)."""
+    A difference within `margin` points counts as equal. `errors`: where a CE run's test errors
+    sit, if known (results/regimes/diagnosis.json's runs.ce.errors: rim_share_of_errors,
+    rim_error_rate, interior_error_rate, in %); named as the diagnosis's run, which need not be
+    the baseline given here."""
     a, b = list(miou)
     diffs = [r[b] - r[a] for r in features]
     better = [r["stage"] for r, d in zip(features, diffs, strict=True) if d > margin]
@@ -191,7 +192,8 @@ def separation_reading(
         )
         if errors:
             text += (
-                f" Where the errors sit (results/regimes/diagnosis.json, {a} on the test scenes): "
+                " Where a CE run's errors sit (results/regimes/diagnosis.json: the diagnosis's CE "
+                "run on the default scenes' test split, not these runs): "
                 f"{errors['rim_share_of_errors']:.0f} % of them lie within 2 px of a class edge "
                 f"(error rate {errors['rim_error_rate']:.1f} % there, "
                 f"{errors['interior_error_rate']:.2f} % further inside). Strokes are a few "
