@@ -186,8 +186,8 @@ def diagnosis_reading(diag: dict) -> list[str]:
         f"{rim[1]:.0f} %: the PA term {moved}.",
         f"Encoder features separate better with the PA term at stage(s) {_f(up, 'd')}: "
         f"{_f(fce)} % (CE) against {_f(fcx)} % (Contextrast, stages 1-4), while test mIoU is "
-        f"{ce['test']['miou']:.2f} % against {cx['test']['miou']:.2f} % (the diagnosis's own "
-        f"pair, one run each: no interval).",
+        f"{ce['test']['miou']:.2f} % against {cx['test']['miou']:.2f} % (one pair, seed 0: no "
+        f"interval).",
         f"BANE's distance ranking has nothing to rank: its picks with D > 1 are "
         f"{_f([s['picks_far_pct'] for s in bane], '.1f')} % at stages 1-4.",
         f"Little for BANE to act on past stage 1: {_f([s['errors_per_image'] for s in bane], '.1f')}"
@@ -541,8 +541,8 @@ def slide_summary(
         f"pixels; BANE's picks with D > 1 are at most "
         f"{max(s['picks_far_pct'] for s in cx['bane']):.1f} %; stage-4 encoder separation "
         f"{ce['separation_features'][-1]:.0f} → {cx['separation_features'][-1]:.0f} % with test "
-        f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (the diagnosis's own pair, "
-        f"one run each; the map's numbers are the study's)."
+        f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (one pair, seed 0; the map "
+        f"above pairs five)."
     )
     if mech:
         out.append(bane_across_regimes(mech))
