@@ -1,9 +1,12 @@
 """ctx — Contextrast (contextual contrastive learning for semantic segmentation) in PyTorch.
 
-Modules: `data` (digit scenes), `model` (multi-stage segmentation net with projection heads),
-`labels` (label checks and resizing), `anchors` and `losses` (CCL), `negatives` (BANE),
-`metrics`, `engine` (the training engine; `train` is its command line), `plotting`, `analysis`
-and `lessons` (notebook helpers), `reference` (the shipped reference runs), `experiments`.
+Modules: `data` (digit scenes), `benchmark_data` (Cityscapes and CamVid from a folder you
+have), `model` (multi-stage segmentation net with projection heads), `labels` (input checks and
+resizing), `anchors` and `losses` (CCL), `negatives` and `distance` (BANE and its exact distance
+transform), `metrics`, `engine` (the training engine; `train` is its command line), `evaluate`
+(a run's metrics, a command line), `validation` (config checks), `io` (atomic writes, locks),
+`resources` (where data ships), `plotting`, `analysis`, `bane_sets`, `projection` and `lessons`
+(notebook helpers), `reference` (the shipped reference runs), `experiments`.
 
 The public API is importable from here: `from ctx import TrainConfig, train, ContextrastLoss`.
 No name here is also a submodule's (`from ctx import evaluate` is the module ctx.evaluate), except

@@ -31,7 +31,8 @@ RUN_FIELDS = {
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on. Defaults: the CPU tutorial setting on digit scenes."""
+    """Everything a training run depends on. Defaults: the regime study's `default` regime on
+    digit scenes (the tutorials train `scarce`: `ctx.reference.tutorial_config`)."""
 
     # loss
     loss: str = "ce"  # "ce" | "contextrast"
@@ -57,7 +58,7 @@ class TrainConfig:
     train_scenes: int = 3000
     val_scenes: int = 500
     data_seed: int = 0
-    # digit scenes (ctx.data.SceneConfig; the regimes in ctx.regimes set these)
+    # digit scenes (ctx.data.SceneConfig; the regimes in ctx.experiments.regimes set these)
     min_digits: int = 2
     max_digits: int = 5
     max_overlap: float = 0.1
@@ -251,7 +252,8 @@ def _check_place(c, name) -> str | None:
     if c.dataset != "digits" and c.data_root is None:
         return (
             f"{name('dataset')} {c.dataset} needs {name('data_root')} PATH, a folder you already "
-            f"have (configs/README.md shows the layout; nothing is downloaded)"
+            f"have (the docstring of ctx/benchmark_data.py shows the layout each loader expects; "
+            f"nothing is downloaded)"
         )
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c.device):
         return f"{name('device')} must be auto, cpu, cuda, cuda:N or mps, got {c.device!r}"

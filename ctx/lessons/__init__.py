@@ -3,9 +3,9 @@
 - `base` (all notebooks): `setup()` (FAST, device, seeds, plot style) and `Explorer`, the one
   widget base every explorer below subclasses;
 - `scenes` (00, 04): `SceneBrowser`, a scene beside its labels and each model's prediction;
-- `training` (00, 04): `LiveCurves` (CE term against CE term, α·PA apart, seconds per step),
-  `train_live`, `show_ablation`, and the readings printed from the numbers (`reference_setting`,
-  `scene_gain_text`, `ablation_reading`, `short_run_verdict`);
+- `training` (04, 05, 06): `LiveCurves` (CE term against CE term, α·PA apart, seconds per
+  step), `train_live`, `show_ablation`, `load_ablation`, and the readings printed from the
+  numbers (`reference_setting`, `scene_gain_text`, `ablation_reading`, `short_run_verdict`);
 - `receptive_field` (01): `ReceptiveFieldExplorer`;
 - `confusion` (01): `plot_confusion`, `ConfusionExplorer`;
 - `pa` (02): the PA loss: `plot_points`, `TemperatureExplorer`, `FusionExplorer`,
@@ -15,8 +15,9 @@
   and the readings of its limits at coarse stages (`stages_reading`, `negatives_reading`);
 - `anchors` (05): anchor evolution: similarity matrices, alignment (`alignment_reading`),
   trajectories from start to end, `AnchorExplorer`;
-- `atlas` (06): the embedding atlas: `plot_atlas`, `AtlasExplorer`, and the separation paradox
-  (`separation_reading`: encoder features of both runs, not CE's untrained heads);
+- `atlas` (06; its `separation_reading` also in 05): the embedding atlas: `plot_atlas`,
+  `AtlasExplorer`, and the separation paradox (`separation_reading`: encoder features of both
+  runs, not CE's untrained heads);
 - `regimes` (07): where contrast helps, from the regime study: the diagnosis, the map of gain vs
   regime (`gain_map`, `plot_gain_map`), what each mechanism needs (`mechanism_rows`), the slide
   summary, and `RegimeCompare` (CE vs Contextrast predictions of a regime's shipped runs).
