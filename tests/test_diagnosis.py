@@ -49,11 +49,19 @@ def test_bane_inputs_count_far_errors_and_fill():
     full, coarse = out
     assert full["errors_per_image"] == 50  # 100 wrong pixels over 2 images
     assert full["errors_far_pct"] == pytest.approx(100 * 64 / 100)  # the inner 8x8 has D > 1
-    assert full["picks_far_pct"] < full["errors_far_pct"]  # BANE keeps the rim first
+    # 50 picks: the 36 rim pixels (D = 1), then 14 of the 28 at D = 2
+    assert full["picks_far_pct"] == pytest.approx(100 * 14 / 50)
     assert full["picks_background_pct"] == 0  # every pick is a class-3 pixel
+    # anchor 0: 50 hard class-3 pixels fill its 8 negatives (0 % at random); anchor 3: no hard
+    # pixel of another class, all 8 at random (100 %)
+    assert full["fill_pct"] == pytest.approx(50.0)
     for b in out:
         assert all(not math.isnan(v) for v in b.values() if isinstance(v, float))
-    assert 0 <= coarse["fill_pct"] <= 100
+    # 4x4: nearest keeps rows/cols 0, 4, 8, 12: a 2x2 block of class 3, wrong in image 0 only,
+    # all D = 1; 2 picks; anchor 0 fills 6 of 8 at random, anchor 3 all 8
+    assert coarse["errors_per_image"] == pytest.approx(2.0)
+    assert coarse["picks_far_pct"] == 0.0
+    assert coarse["fill_pct"] == pytest.approx((75.0 + 100.0) / 2)
 
 
 def test_separation_is_perfect_for_class_aligned_embeddings():

@@ -366,3 +366,28 @@ def test_pa_is_the_formula_on_what_was_sampled():
 def picked(idx, ok, n):
     row = torch.arange(ok.shape[1]) if idx is None else idx[n]
     return row[ok[n]].tolist()
+
+
+def test_similarity_stats_are_the_mean_cosines_over_pairs():
+    """pos_sim / neg_sim: the mean of anchor · z over every (present class, positive) pair and
+    every (present class, negative) pair, by a loop (no cap hit, hard=None: all other classes)."""
+    emb, labels = make(dtype=torch.float64, seed=3)
+    anchors, present = class_anchors(emb, labels, 3)
+    _, stats = pixel_anchor_loss(
+        emb, labels, anchors, present, max_positives=BIG, max_negatives=BIG, return_stats=True
+    )
+    z = emb.detach().permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).tolist()
+    y, a = labels.reshape(-1).tolist(), anchors.detach().tolist()
+    pos, neg = [], []
+    for n in range(3):
+        if not present[n] or n not in y:
+            continue
+        for m, label in enumerate(y):
+            dot = sum(ai * zi for ai, zi in zip(a[n], z[m], strict=True))
+            if label == n:
+                pos.append(dot)
+            elif label != 255:
+                neg.append(dot)
+    assert stats["pos_sim"].item() == pytest.approx(sum(pos) / len(pos))
+    assert stats["neg_sim"].item() == pytest.approx(sum(neg) / len(neg))
+    assert stats["pos_count"].item() == len(pos) and stats["neg_count"].item() == len(neg)

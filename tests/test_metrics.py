@@ -22,6 +22,20 @@ def test_confusion_and_iou_by_hand():
     assert cm.pixel_accuracy() == pytest.approx(5 / 7)
 
 
+def test_summary_in_percent_by_hand():
+    """The band of width 1 is every labelled pixel next to a label change: all but (0, 3)."""
+    labels = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 1]]])
+    pred = torch.tensor([[[0, 1, 1, 1], [2, 0, 2, 1]]])
+    cm = ConfusionMatrix(3, boundary_width=1)
+    cm.update(pred, labels)
+    assert cm.boundary.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = cm.summary()
+    assert s["miou"] == pytest.approx(100 * (1 / 3 + 3 / 4 + 1 / 2) / 3)
+    assert s["boundary_miou"] == pytest.approx(100 * (1 / 3 + 2 / 3 + 1 / 2) / 3)  # 50 %
+    assert s["pixel_acc"] == pytest.approx(100 * 5 / 7)
+    assert s["per_class_iou"] == pytest.approx([100 / 3, 75.0, 50.0])
+
+
 def test_absent_class_is_nan_and_excluded():
     cm = ConfusionMatrix(4)
     cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long))

@@ -172,9 +172,16 @@ def test_selection_stats():
     stats = selection_stats(sel, errors, distance_transform(errors), bins=4)
     assert torch.equal(stats["errors"], errors.sum((0, 2, 3)))
     assert torch.equal(stats["selected"], sel.sum((0, 2, 3)))
-    assert 0.5 <= stats["fraction"] <= 0.6
-    assert stats["hist_selected"].sum() == sel.sum() and stats["hist_selected"].shape == (4,)
-    assert stats["mean_selected"] <= stats["mean_unselected"]
+    n = errors.flatten(2).sum(-1)  # per (image, class) map
+    assert stats["fraction"] == pytest.approx(float(torch.ceil(0.5 * n).sum() / n.sum()))
+    # means and histograms against scipy's EDT at the selected and the other wrong pixels
+    dist = np.minimum(scipy_edt(errors), 4.0)  # +inf counts as `bins`
+    for name, mask in (("selected", sel), ("unselected", errors & ~sel)):
+        vals = dist[mask.numpy()]
+        assert stats[f"mean_{name}"] == pytest.approx(vals.mean())
+        want = np.bincount(np.minimum(np.floor(vals), 3).astype(int), minlength=4)
+        assert stats[f"hist_{name}"].tolist() == want.tolist()
+    assert stats["mean_selected"] < stats["mean_unselected"]  # the nearest first
     with pytest.raises(ValueError, match=r"\[B,C,H,W\]"):
         selection_stats(sel[0], errors)
 
