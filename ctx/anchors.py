@@ -85,9 +85,10 @@ def class_anchors(
     emb [B,D,H,W], labels [B,H,W] at the same resolution (ignore pixels excluded)
     -> (anchors [C,D], present [C] bool); an absent class gets a zero row and present False.
     **[choice]** The mean is L2-normalised (METHOD.md, CCL 1); `normalize=False` returns the
-    plain means. Gradients flow into `emb` unless `detach` **[choice]**. `distributed=None` auto-detects an
-    initialised torch.distributed group: sums and counts are then all-reduced (autograd-aware)
-    so every process gets the anchors of the global batch; False or True forces it.
+    plain means. Gradients flow into `emb` unless `detach` **[choice]**. `distributed=None`
+    auto-detects an initialised torch.distributed group: sums and counts are then all-reduced
+    (autograd-aware) so every process gets the anchors of the global batch; False or True
+    forces it.
     Raises ValueError for NaN/inf in `emb` (ignore pixels included: the one-hot matmul would
     spread one NaN to every anchor) and for anchors that overflow (sums of huge, unnormalised
     embeddings). `check_inputs=False` (a training step's setting) skips these value checks and
@@ -162,9 +163,9 @@ def fuse_anchors(
 
     Rows present in both become normalise(w_l*low + w_h*high) **[choice: re-normalised;
     defaults 0.3/0.7]**, or the plain blend with `renormalize=False`; other rows are `low`
-    unchanged. Raises ValueError for NaN/inf anchors;
-    `check_inputs=False` skips that check (one host sync), as `ContextrastLoss` does for anchors
-    it computed from embeddings it has already checked.
+    unchanged. Raises ValueError for NaN/inf anchors; `check_inputs=False` skips that check
+    (one host sync), as `ContextrastLoss` does for anchors it computed from embeddings it has
+    already checked.
     """
     check_fusion_weights(w_l, w_h)
     check_flag("renormalize", renormalize)
