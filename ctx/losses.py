@@ -36,6 +36,8 @@ from ctx.negatives import (
     BoundaryMiner,
     Miner,
     PixelSample,
+    check_fraction,
+    check_hard_for,
     check_sample_caps,
     no_hard_pixels,
     sample_pixels,
@@ -114,10 +116,17 @@ def _pa_from_sample(rows, labels, anchors, present, hard, sample: PixelSample, *
             "pos_sim": (pos_s * pos_m).sum() / pos_m.sum().clamp_min(1),
             "neg_sim": (neg_s * neg_m).sum() / neg_m.sum().clamp_min(1),
             "hard_count": (
-                (hard & (labels != ignore)).sum() if hard is not None else torch.zeros_like(c_all)
+                (_any_anchor(hard, labels) & (labels != ignore)).sum()
+                if hard is not None
+                else torch.zeros_like(c_all)
             ),
         }
     return loss, stats
+
+
+def _any_anchor(hard: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """A miner's hard pixels [B,H,W] or per anchor [C,B,H,W] -> pixels hard for some anchor."""
+    return hard.any(0) if hard.dim() > labels.dim() else hard
 
 
 def pixel_anchor_loss(
@@ -139,7 +148,8 @@ def pixel_anchor_loss(
     """PA loss of one stage: (1/|N|) sum_{n in N} L^n, an InfoNCE with anchor n as the query.
 
     emb [B,D,H,W] (L2-normalised per pixel by the heads; not re-normalised here), labels [B,H,W]
-    at the same resolution, anchors [C,D], present [C] bool, hard [B,H,W] bool or None -> scalar.
+    at the same resolution, anchors [C,D], present [C] bool, hard [B,H,W] bool (hard negatives of
+    every anchor but their own class's), [C,B,H,W] bool (hard[n]: anchor n's) or None -> scalar.
     N = present classes with at least one pixel here. Positives and negatives are drawn by
     `ctx.negatives.sample_pixels` (a miner's `hard` pixels first, `fill`, the caps), then the
     formula is applied to them. Positives of n: its pixels, a random subset of `max_positives` if
@@ -197,10 +207,6 @@ def _check_hyper(**kw) -> None:
         check_scalar("tau", kw["tau"], gt=0, hint="(METHOD.md: tau = 0.1)")
     if "alpha" in kw:
         check_scalar("alpha", kw["alpha"], ge=0, hint="(0 trains plain cross-entropy)")
-    if "k" in kw:
-        check_scalar(
-            "k (fraction of boundary pixels kept)", kw["k"], gt=0, le=1, hint="(K=50% is 0.5)"
-        )
 
 
 class ContextrastLoss(nn.Module):
@@ -224,9 +230,10 @@ class ContextrastLoss(nn.Module):
     boolean-mask indexing), so a GPU step never waits.
     [choice]s (METHOD.md), each a parameter: normalize_anchors (L2-normalised class means),
     renormalize_fused (re-normalised after fusion), w_l/w_h, fill, max_positives,
-    max_negatives, detach_anchors, tau. **[choice]** BANE's reading: a hard pixel keeps its own
-    label (a positive of its class) and is a negative of every other anchor (METHOD.md, BANE 4;
-    not a parameter: the only reading implemented). **[choice]** check_inputs=False keeps the
+    max_negatives, detach_anchors, tau, and `hard_for`, BANE's reading (METHOD.md, BANE 4): a
+    hard pixel keeps its own label (a positive of its class) and is a hard negative of every
+    other anchor ("others", the default) or only of the anchor of the class it was wrongly
+    predicted as ("predicted"; see `BoundaryMiner`). **[choice]** check_inputs=False keeps the
     checks that cost no synchronisation.
     `embed_pixels="sampled"` (opt-in, a cheaper step; default "all" is METHOD.md's method):
     each stage draws its sample first, then embeds only the pixels it uses (its positives and
@@ -259,13 +266,15 @@ class ContextrastLoss(nn.Module):
         embed_pixels: str = "all",
         normalize_anchors: bool = True,
         renormalize_fused: bool = True,
+        hard_for: str = "others",
     ) -> None:
         super().__init__()
         if embed_pixels not in ("all", "sampled"):
             raise ValueError(f"embed_pixels must be 'all' or 'sampled', got {embed_pixels!r}")
         check_num_classes(num_classes)
         check_ignore_index(ignore_index)
-        _check_hyper(tau=tau, alpha=alpha, k=k)
+        _check_hyper(tau=tau, alpha=alpha)
+        check_fraction(k)  # also when negatives='random', where k is unused
         for name, flag in (
             ("fusion", fusion),
             ("fill", fill),
@@ -277,8 +286,14 @@ class ContextrastLoss(nn.Module):
             check_flag(name, flag)
         check_sample_caps(max_positives, max_negatives)
         check_fusion_weights(w_l, w_h)
+        check_hard_for(hard_for)
+        if hard_for != "others" and negatives != "bane":
+            raise ValueError(
+                f"hard_for={hard_for!r} only acts with negatives='bane' (it says whose hard "
+                f"negatives BANE's pixels are), got negatives={negatives!r}"
+            )
         if negatives == "bane":
-            self.miner: Miner = BoundaryMiner(num_classes, k, ignore_index)
+            self.miner: Miner = BoundaryMiner(num_classes, k, ignore_index, hard_for)
         elif negatives == "random":
             self.miner = no_hard_pixels
         elif callable(negatives):
@@ -309,6 +324,7 @@ class ContextrastLoss(nn.Module):
         self.num_classes, self.tau, self.alpha = num_classes, tau, alpha
         self.stage_weights, self.w_l, self.w_h, self.fusion = stage_weights, w_l, w_h, fusion
         self.negatives, self.k, self.fill, self.stages = negatives, k, fill, stages
+        self.hard_for = hard_for
         self.ignore_index = ignore_index
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.detach_anchors, self.seed, self.distributed = detach_anchors, seed, distributed

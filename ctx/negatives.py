@@ -11,7 +11,6 @@ first, topped up at random); `ctx.losses` applies the formula to what was sample
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple, Protocol
 
 import torch
@@ -24,6 +23,7 @@ from ctx.labels import (
     check_int,
     check_labels,
     check_pred,
+    check_scalar,
     stage_prediction,
 )
 
@@ -34,6 +34,9 @@ __all__ = [
     "select_boundary_pixels",
     "Miner",
     "BoundaryMiner",
+    "HARD_FOR",
+    "check_hard_for",
+    "check_fraction",
     "no_hard_pixels",
     "PixelSample",
     "sample_pixels",
@@ -101,7 +104,7 @@ def boundary_negatives(
     wrong) are broken by a random order drawn from `generator` (None: torch's default RNG):
     a uniform permutation of the B*H*W pixels (see `select_boundary_pixels`, which this wraps).
     """
-    _check_fraction(k)
+    check_fraction(k)
     check_labels(labels, num_classes, ignore_index, name="labels")
     check_pred(pred, labels, num_classes)
     check_generator(generator, labels.device)
@@ -161,9 +164,11 @@ def select_boundary_pixels(
 
 class Miner(Protocol):
     """What `ContextrastLoss(negatives=...)` calls once per stage, under no gradient:
-    miner(logits [B,C,H,W] (detached), labels [B,h,w] of the stage, generator) -> (hard [B,h,w]
-    bool or None (no hard pixel), stats: a dict of tensors the loss reports as
-    "stage{i}/<name>"). On the training path it must not synchronise with the device."""
+    miner(logits [B,C,H,W] (detached), labels [B,h,w] of the stage, generator) -> (hard, stats).
+    hard: None (no hard pixel), bool [B,h,w] (hard negatives of every anchor but their own
+    class's) or bool [C,B,h,w] (hard[m]: anchor m's hard negatives); stats: a dict of tensors
+    the loss reports as "stage{i}/<name>". On the training path it must not synchronise with
+    the device."""
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
@@ -171,14 +176,29 @@ class Miner(Protocol):
 
 
 class BoundaryMiner:
-    """BANE as a `Miner`: hard_i = boundary_negatives(pred_i, y_i, C, k).any(1), pred_i the
-    argmax of the logits resized by nearest to the stage (`stage_prediction`). Reports
-    "selected_per_class" [C] int64, how many pixels each class's error maps gave. Inputs are not
-    checked and nothing synchronises (see `select_boundary_pixels`)."""
+    """BANE as a `Miner`: the pixels selected = boundary_negatives(pred_i, y_i, C, k).any(1),
+    pred_i the argmax of the logits resized by nearest to the stage (`stage_prediction`).
 
-    def __init__(self, num_classes: int, k: float = 0.5, ignore_index: int = IGNORE_INDEX):
-        _check_fraction(k)
+    **[choice]** `hard_for` (METHOD.md, BANE 4, whose wording is ambiguous) says whose hard
+    negatives they are: "others" (the default, METHOD.md's reading) returns them as one map
+    [B,h,w], hard negatives of every anchor but their own class's; "predicted" returns
+    [C,B,h,w] with hard[m] = the selected pixels predicted as m, hard negatives of the anchor of
+    the class they were wrongly predicted as only. In both, a selected pixel stays a positive of
+    its own class. Reports "selected_per_class" [C] int64, how many pixels each class's error
+    maps gave. Inputs are not checked and nothing synchronises (see `select_boundary_pixels`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        k: float = 0.5,
+        ignore_index: int = IGNORE_INDEX,
+        hard_for: str = "others",
+    ):
+        check_fraction(k)
+        check_hard_for(hard_for)
         self.num_classes, self.k, self.ignore_index = num_classes, k, ignore_index
+        self.hard_for = hard_for
 
     @torch.no_grad()
     def __call__(
@@ -188,7 +208,23 @@ class BoundaryMiner:
         hard, counts = select_boundary_pixels(
             pred, labels, self.num_classes, self.k, self.ignore_index, generator
         )
+        if self.hard_for == "predicted":
+            classes = torch.arange(self.num_classes, device=pred.device).view(-1, 1, 1, 1)
+            hard = (pred.unsqueeze(0) == classes) & hard.unsqueeze(0)  # [C,B,h,w]
         return hard, {"selected_per_class": counts.sum(0)}
+
+
+HARD_FOR = ("others", "predicted")
+
+
+def check_hard_for(hard_for: str) -> None:
+    """Raise ValueError unless `hard_for` names one of BANE's readings (`BoundaryMiner`)."""
+    if not isinstance(hard_for, str) or hard_for not in HARD_FOR:
+        raise ValueError(
+            f"hard_for must be 'others' (a BANE pixel is a hard negative of every other "
+            f"anchor, METHOD.md's reading) or 'predicted' (only of the anchor of the class it "
+            f"was predicted as), got {hard_for!r}"
+        )
 
 
 def no_hard_pixels(
@@ -222,18 +258,20 @@ def sample_pixels(
 ) -> PixelSample:
     """Positives and negatives of each class anchor (METHOD.md's P and Q), capped per anchor.
 
-    labels [B,H,W], hard [B,H,W] bool (a miner's hard pixels) or None. Positives of n: its
-    pixels, a uniform random subset of `max_positives` if more. Negatives: labelled pixels of
-    other classes; hard ones first (a random subset of `max_negatives` if more), topped up at
-    random to `max_negatives` when `fill`, hard ones only when not; with `hard=None`, random ones.
-    **[choice]** (METHOD.md, BANE 4) a hard pixel stays a positive of its own class and is a
-    negative of every other anchor. No index repeats within a row. One uniform key per (class, pixel) from `generator` (on the
-    labels' device; None = default RNG) drives both: positives and negatives of a class are
-    disjoint sets, so the same keys give independent random subsets of both.
+    labels [B,H,W]; hard: a miner's hard pixels, None, bool [B,H,W] (hard negatives of every
+    anchor but their own class's, METHOD.md's reading) or bool [C,B,H,W] (hard[n]: anchor n's
+    hard negatives; `BoundaryMiner(hard_for="predicted")`). Positives of n: its pixels, a
+    uniform random subset of `max_positives` if more; a hard pixel stays a positive of its own
+    class. Negatives of n: labelled pixels of other classes; hard ones first (a random subset of
+    `max_negatives` if more), topped up at random to `max_negatives` when `fill`, hard ones only
+    when not; with `hard=None`, random ones. No index repeats within a row. One uniform key per
+    (class, pixel) from `generator` (on the labels' device; None = default RNG) drives both:
+    positives and negatives of a class are disjoint sets, so the same keys give independent
+    random subsets of both.
     Only types, shapes and caps are checked: no host synchronisation.
     """
     check_labels(labels, num_classes, ignore_index, values=False)
-    _check_hard(hard, labels)
+    _check_hard(hard, labels, num_classes)
     check_sample_caps(max_positives, max_negatives)
     check_flag("fill", fill)
     check_generator(generator, labels.device)
@@ -244,7 +282,7 @@ def sample_pixels(
     keys = torch.rand(num_classes, y.numel(), generator=generator, device=labels.device)
     pos_idx, pos_ok = _pick(own, keys, max_positives)
     if hard is not None:
-        hard = hard.reshape(-1)
+        hard = hard.reshape(-1) if hard.dim() == labels.dim() else hard.reshape(num_classes, -1)
         keys = keys + hard  # hard pixels rank first (+1)
         if not fill:
             cand = cand & hard
@@ -298,21 +336,25 @@ def selection_stats(
 # --------------------------------------------------------------------------- internals
 
 
-def _check_fraction(k: float) -> None:
-    if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
-        raise ValueError(f"k must be a fraction in (0, 1], got {k!r} (K=50% is k=0.5)")
+def check_fraction(k: float) -> None:
+    """Raise ValueError unless BANE's `k` is a fraction in (0, 1] (a real number, not a bool)."""
+    check_scalar(
+        "k", k, gt=0, le=1, hint="(the fraction of each error map BANE keeps: K=50% is 0.5)"
+    )
 
 
-def _check_hard(hard: torch.Tensor | None, labels: torch.Tensor) -> None:
+def _check_hard(hard: torch.Tensor | None, labels: torch.Tensor, num_classes: int) -> None:
+    shapes = (labels.shape, (num_classes, *labels.shape))
     if hard is not None and (
         not isinstance(hard, torch.Tensor)
         or hard.dtype != torch.bool
-        or hard.shape != labels.shape
+        or hard.shape not in shapes
         or hard.device != labels.device
     ):
         got = f"{hard.dtype} {tuple(hard.shape)}" if isinstance(hard, torch.Tensor) else type(hard)
         raise ValueError(
-            f"hard must be None or a bool tensor {tuple(labels.shape)} like labels, on "
+            f"hard must be None or a bool tensor {tuple(labels.shape)} like labels (hard for "
+            f"every other anchor) or {tuple(shapes[1])} (one map per anchor), on "
             f"{labels.device}; got {got}"
         )
 

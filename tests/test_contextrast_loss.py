@@ -23,6 +23,23 @@ BIG = 10_000  # caps no test input reaches: no sampling, exactly the formula
 # ---------------------------------------------------------------- ContextrastLoss
 
 
+def pa_loop(emb, y, anchors, present, negatives_of, tau=0.1):
+    """One stage's PA term written out: for each class n present here, the mean over its pixels
+    p of -log(e^{a.z_p/tau} / (e^{a.z_p/tau} + sum_{q in Q_n} e^{a.z_q/tau})), averaged over n.
+    negatives_of(n) -> bool [B,h,w], the pixels in Q_n."""
+    z = emb.permute(0, 2, 3, 1)  # [B,h,w,D]
+    terms = []
+    for n in range(anchors.shape[0]):
+        pos = y == n
+        if not present[n] or not pos.any():
+            continue
+        s_pos = z[pos] @ anchors[n] / tau
+        s_neg = z[negatives_of(n)] @ anchors[n] / tau
+        denom = [torch.logaddexp(sp, torch.logsumexp(s_neg, 0)) for sp in s_pos]
+        terms.append(torch.stack([d - sp for d, sp in zip(denom, s_pos, strict=True)]).mean())
+    return torch.stack(terms).mean()
+
+
 def batch(b=2, c=4, size=16, d=6, dtype=torch.float64, seed=0, sizes=(8, 4, 2, 1)):
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, c, (b, size, size), generator=g)
@@ -153,6 +170,41 @@ def test_bane_matches_hand_computation():
             e, y, a, p, hard, fill=False, generator=g
         )
     torch.testing.assert_close(total, safe_cross_entropy(logits, labels) + 0.1 * pa)
+    total.backward()
+    assert all(torch.isfinite(e.grad).all() for e in embs)
+
+
+@pytest.mark.parametrize("hard_for", ["others", "predicted"])
+def test_bane_readings_against_a_loop(hard_for):
+    """fill=False, k=1 (every error pixel selected, no random tie) and no cap: anchor n's
+    negatives are the wrong pixels labelled != n ("others") or those predicted as n
+    ("predicted"); the total is CE + alpha * sum_i lambda_i PA_i computed by loops."""
+    logits, embs, labels = batch(size=32, sizes=(16, 8, 4, 2))
+    loss = ContextrastLoss(
+        4, k=1.0, fill=False, hard_for=hard_for, max_positives=BIG, max_negatives=BIG
+    )
+    total, parts = loss(logits, embs, labels)
+    ys = [resize_labels(labels, e.shape[-2:]) for e in embs]
+    raw = [class_anchors(e, y, 4) for e, y in zip(embs, ys, strict=True)]
+    pa = 0.0
+    for i, (w, e, y) in enumerate(zip((0.1, 0.3, 0.7, 1.0), embs, ys, strict=True)):
+        pred = F.interpolate(logits.detach(), size=y.shape[-2:], mode="nearest").argmax(1)
+        wrong = (pred != y) & (y != 255)
+        a, p = (
+            raw[i]
+            if i == 3
+            else (fuse_anchors(raw[i][0], raw[3][0], raw[i][1], raw[3][1]), raw[i][1])
+        )
+
+        def negatives_of(n, y=y, pred=pred, wrong=wrong):
+            return wrong & (y != n) & ((pred == n) if hard_for == "predicted" else True)
+
+        term = pa_loop(e, y, a, p, negatives_of)
+        torch.testing.assert_close(parts[f"pa/stage{i}"], term.detach())
+        pa = pa + w * term
+    torch.testing.assert_close(total, safe_cross_entropy(logits, labels) + 0.1 * pa)
+    if hard_for == "predicted":  # each wrong pixel is a negative of one anchor at most
+        assert all(parts[f"stage{i}/neg_count"] <= parts[f"stage{i}/hard_count"] for i in range(4))
     total.backward()
     assert all(torch.isfinite(e.grad).all() for e in embs)
 
@@ -298,7 +350,7 @@ def test_check_inputs_false_keeps_the_free_checks():
         # wrong types: a clear ValueError, never a TypeError from a comparison
         (dict(tau="0.1"), "tau must be a finite number"),
         (dict(alpha=None), "alpha must be a finite number"),
-        (dict(k=None), "k .* must be a finite number"),
+        (dict(k=None), "k must be a finite number"),
         (dict(w_l=None), "w_l must be a finite number"),
         (dict(stage_weights=None), "stage_weights must be a non-empty list"),
         (dict(stage_weights="0.1"), "stage_weights must be a non-empty list"),
@@ -306,6 +358,9 @@ def test_check_inputs_false_keeps_the_free_checks():
         (dict(fusion="no"), "fusion must be True or False"),  # "no" is truthy
         (dict(fill=1), "fill must be True or False"),
         (dict(ignore_index="255"), "ignore_index must be an int"),
+        (dict(hard_for="nearest"), "hard_for must be 'others'"),
+        (dict(hard_for=None), "hard_for must be 'others'"),
+        (dict(hard_for="predicted", negatives="random"), "only acts with negatives='bane'"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

@@ -328,6 +328,53 @@ def test_boundary_miner_is_bane_at_the_stage_size():
         BoundaryMiner(4, k=0.0)
 
 
+def test_boundary_miner_predicted_reading_splits_the_selection_by_predicted_class():
+    """hard_for="predicted": anchor m's hard negatives are the selected pixels predicted as m;
+    together they are "others"' map, each selected pixel under exactly one anchor, never its
+    own label's; the random stream and the counts are the same."""
+    _, labels = scene(2, 24, 4, seed=6)
+    logits = torch.randn(2, 4, 24, 24, generator=torch.Generator().manual_seed(0))
+    small = labels[:, ::2, ::2].contiguous()
+    others, s1 = BoundaryMiner(4, k=0.3)(logits, small, torch.Generator().manual_seed(3))
+    per, s2 = BoundaryMiner(4, k=0.3, hard_for="predicted")(
+        logits, small, torch.Generator().manual_seed(3)
+    )
+    pred = stage_prediction(logits, (12, 12))
+    assert per.shape == (4, 2, 12, 12) and per.dtype == torch.bool
+    assert torch.equal(per.any(0), others) and torch.equal(per.sum(0), others.long())
+    for m in range(4):
+        assert torch.equal(per[m], others & (pred == m))
+        assert not (per[m] & (small == m)).any()
+    assert torch.equal(s1["selected_per_class"], s2["selected_per_class"])
+    with pytest.raises(ValueError, match="hard_for must be 'others'"):
+        BoundaryMiner(4, hard_for="nearest")
+
+
+def test_sample_per_anchor_hard_maps_by_hand():
+    """Pixel 4 (label 1, predicted 2) under both readings: "others" makes it a hard negative of
+    anchors 0 and 2, "predicted" of anchor 2 only; it stays a positive of class 1."""
+    labels = torch.tensor([[[0, 0, 1, 1, 1, 2, 2]]])
+    hard = torch.tensor([[[False, False, False, False, True, False, False]]])
+    per = torch.zeros(3, *labels.shape, dtype=torch.bool)
+    per[2, 0, 0, 4] = True
+    g = torch.Generator().manual_seed(0)
+    s = sample_pixels(labels, 3, hard, max_negatives=1, generator=g)
+    neg = rows(s.neg_idx, s.neg_ok)
+    assert neg[0] == neg[2] == [4] and len(neg[1]) == 1 and neg[1][0] in {0, 1, 5, 6}
+    s = sample_pixels(labels, 3, hard, fill=False, generator=g)
+    assert rows(s.neg_idx, s.neg_ok) == [[4], [], [4]]
+    s = sample_pixels(labels, 3, per, fill=False, generator=g)
+    assert rows(s.neg_idx, s.neg_ok) == [[], [], [4]]
+    assert rows(s.pos_idx, s.pos_ok) == [[0, 1], [2, 3, 4], [5, 6]]
+    for seed in range(5):  # with fill, anchor 2's one negative is its hard pixel
+        s = sample_pixels(
+            labels, 3, per, max_negatives=1, generator=torch.Generator().manual_seed(seed)
+        )
+        assert rows(s.neg_idx, s.neg_ok)[2] == [4]
+    with pytest.raises(ValueError, match=r"\(3, 1, 1, 7\) \(one map per anchor\)"):
+        sample_pixels(labels, 3, torch.zeros(2, 1, 1, 7, dtype=torch.bool))
+
+
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -399,22 +446,28 @@ def test_sample_draws_one_uniform_key_per_class_and_pixel():
     shape=st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
     num_classes=st.integers(1, 4),
     hard_frac=st.sampled_from([None, 0.0, 0.3, 1.0]),
+    per_anchor=st.booleans(),
     fill=st.booleans(),
     caps=st.tuples(st.integers(1, 40), st.integers(1, 40)),
     seed=st.integers(0, 2**16),
 )
-def test_property_sample(shape, num_classes, hard_frac, fill, caps, seed):
-    """Every row: distinct pixels of the right sets, as many as the cap allows, hard first."""
+def test_property_sample(shape, num_classes, hard_frac, per_anchor, fill, caps, seed):
+    """Every row: distinct pixels of the right sets, as many as the cap allows, hard first
+    (hard: one map for every anchor, or one map per anchor)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, shape, generator=g)
     labels[torch.rand(shape, generator=g) < 0.2] = 255
-    hard = None if hard_frac is None else torch.rand(shape, generator=g) < hard_frac
+    hard_shape = (num_classes, *shape) if per_anchor else shape
+    hard = None if hard_frac is None else torch.rand(hard_shape, generator=g) < hard_frac
     s = sample_pixels(labels, num_classes, hard, caps[0], caps[1], fill, generator=g)
     y = labels.reshape(-1)
-    is_hard = torch.zeros_like(y, dtype=torch.bool) if hard is None else hard.reshape(-1)
     for n, (pos, neg) in enumerate(
         zip(rows(s.pos_idx, s.pos_ok), rows(s.neg_idx, s.neg_ok), strict=True)
     ):
+        if hard is None:
+            is_hard = torch.zeros_like(y, dtype=torch.bool)
+        else:
+            is_hard = (hard[n] if per_anchor else hard).reshape(-1)
         own = set((y == n).nonzero().squeeze(1).tolist())
         other = set(((y != n) & (y != 255)).nonzero().squeeze(1).tolist())
         hard_other = {m for m in other if is_hard[m]}

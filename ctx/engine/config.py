@@ -46,6 +46,7 @@ class TrainConfig:
     w_h: float = 0.7
     k: float = 0.5
     fill: bool = True
+    hard_for: str = "others"  # "others" | "predicted": whose hard negatives BANE's pixels are
     max_positives: int = 1024
     max_negatives: int = 256
     detach_anchors: bool = False
@@ -164,6 +165,7 @@ RULES: dict[str, Rule] = {
     "w_h": Rule("fusion weight of the last stage (w_l + w_h = 1)", ge=0, le=1, inert=_fusion_only),
     "k": Rule("fraction of boundary pixels BANE keeps", gt=0, le=1, inert=_bane_only),
     "fill": Rule("top hard negatives up with random ones", inert=_contrast_only),
+    "hard_for": Rule("whose hard negatives BANE's pixels are: others (every other class's anchor, METHOD.md) or predicted (only the anchor of the class they were predicted as)", choices=("others", "predicted"), inert=_bane_only),
     "max_positives": Rule("positives sampled per anchor and process", ge=1, inert=_contrast_only),
     "max_negatives": Rule("negatives per anchor and process", ge=1, inert=_contrast_only),
     "detach_anchors": Rule("no gradient through the anchors", inert=_contrast_only),

@@ -36,6 +36,7 @@ def make_loss(cfg: TrainConfig, num_classes: int):
             negatives=cfg.negatives,
             k=cfg.k,
             fill=cfg.fill,
+            hard_for=cfg.hard_for,
             stages=None if cfg.stages is None else tuple(cfg.stages),
             ignore_index=IGNORE_INDEX,
             max_positives=cfg.max_positives,
