@@ -67,6 +67,16 @@ def check_int(name: str, value: int, ge: int | None = None) -> None:
         )
 
 
+def check_int_list(name: str, value: object, ge: int = 1) -> None:
+    """Raise ValueError unless `value` is a non-empty tuple or list of ints >= `ge`."""
+    if (
+        not isinstance(value, tuple | list)
+        or not value
+        or any(not _is_integer(v) or v < ge for v in value)
+    ):
+        raise ValueError(f"{name} must be a list of one or more ints >= {ge}, got {value!r}")
+
+
 def _is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

@@ -147,7 +147,8 @@ def pixel_anchor_loss(
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PA loss of one stage: (1/|N|) sum_{n in N} L^n, an InfoNCE with anchor n as the query.
 
-    emb [B,D,H,W] (L2-normalised per pixel by the heads; not re-normalised here), labels [B,H,W]
+    emb [B,D,H,W] (L2-normalised per pixel by the heads, METHOD.md's [choice]: a net built with
+    normalize_embeddings=False gives raw ones; not re-normalised here), labels [B,H,W]
     at the same resolution, anchors [C,D], present [C] bool, hard [B,H,W] bool (hard negatives of
     every anchor but their own class's), [C,B,H,W] bool (hard[n]: anchor n's) or None -> scalar.
     N = present classes with at least one pixel here. Positives and negatives are drawn by

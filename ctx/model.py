@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ctx.labels import check_int, check_num_classes
+from ctx.labels import check_flag, check_int, check_int_list, check_num_classes
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -139,18 +139,21 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 class ProjectionHead(nn.Module):
-    """1x1 conv (c->c) -> ReLU -> BatchNorm -> 1x1 conv (c->d), then per-pixel L2 normalisation.
+    """1x1 conv (c->c) -> ReLU -> BatchNorm -> 1x1 conv (c->d), then per-pixel L2 normalisation
+    (**[choice]**, METHOD.md Notation, as all peers: `normalize=False` returns the raw outputs).
 
     The 1x1 convs run as linear maps over the pixels [B*h*w, c] (the same maths, about 1.4x
     faster on a CPU than NCHW 1x1 convs): f [B,c,h,w] -> embeddings [B,d,h,w] (a channels-last
     view: `emb.permute(0, 2, 3, 1)` is contiguous).
     """
 
-    def __init__(self, c: int, d: int) -> None:
+    def __init__(self, c: int, d: int, normalize: bool = True) -> None:
         super().__init__()
+        check_flag("normalize", normalize)
         self.net = nn.Sequential(
             nn.Linear(c, c), nn.ReLU(inplace=True), nn.BatchNorm1d(c), nn.Linear(c, d)
         )
+        self.normalize = normalize
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         b, c, h, w = f.shape
@@ -159,7 +162,8 @@ class ProjectionHead(nn.Module):
 
     def embed_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Features of N pixels [N,c] -> their embeddings [N,d]."""
-        return l2_normalize(self.net(rows))
+        z = self.net(rows)
+        return l2_normalize(z) if self.normalize else z
 
 
 class PixelEmbeddings:
@@ -214,8 +218,9 @@ class Decoder(nn.Module):
 
 class SegOutput(NamedTuple):
     """What SegmentationNet returns in every mode: `logits` [B,C,H,W] and `embeddings`, one
-    [B,D,h_i,w_i] per stage, L2-normalised per pixel (empty unless asked for; `PixelEmbeddings`
-    when asked for "lazy")."""
+    [B,D,h_i,w_i] per stage, L2-normalised per pixel unless the net was built with
+    `normalize_embeddings=False` (empty unless asked for; `PixelEmbeddings` when asked for
+    "lazy")."""
 
     logits: torch.Tensor
     embeddings: list[torch.Tensor] | list[PixelEmbeddings]
@@ -228,9 +233,16 @@ class SegmentationNet(nn.Module):
     forward(x, return_embeddings=True) also runs the heads: embeddings [emb_i [B,D,h_i,w_i]];
     return_embeddings="lazy" returns `PixelEmbeddings` that run them on the pixels a loss asks
     for. Without it the heads never run, so inference costs what a plain network costs.
+    `normalize_embeddings` (**[choice]**, METHOD.md: True) L2-normalises each pixel's embedding.
     """
 
-    def __init__(self, encoder: nn.Module, num_classes: int, embed_dim: int = 64) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        embed_dim: int = 64,
+        normalize_embeddings: bool = True,
+    ) -> None:
         super().__init__()
         if not hasattr(encoder, "channels"):
             raise ValueError(
@@ -238,7 +250,9 @@ class SegmentationNet(nn.Module):
             )
         self.encoder = encoder
         self.decoder = Decoder(tuple(encoder.channels), num_classes)
-        self.heads = nn.ModuleList(ProjectionHead(c, embed_dim) for c in encoder.channels)
+        self.heads = nn.ModuleList(
+            ProjectionHead(c, embed_dim, normalize_embeddings) for c in encoder.channels
+        )
         self.num_classes, self.embed_dim = num_classes, embed_dim
 
     def forward(self, x: torch.Tensor, return_embeddings: bool | str = False) -> SegOutput:
@@ -271,6 +285,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     embed_dim: int = 64
+    normalize_embeddings: bool = True  # [choice] METHOD.md: per-pixel L2 normalisation
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> SegmentationNet:
@@ -278,15 +293,9 @@ def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> Seg
     check_num_classes(num_classes)
     check_int("in_channels", in_channels, ge=1)
     check_int("embed_dim", cfg.embed_dim, ge=1)
-    names = ("widths", "blocks") if cfg.arch == "resnet" else ("widths",)
-    for name in names:
-        value = getattr(cfg, name)
-        if (
-            not isinstance(value, tuple | list)
-            or not value
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
-        ):
-            raise ValueError(f"{name} must be a list of one or more ints >= 1, got {value!r}")
+    check_flag("normalize_embeddings", cfg.normalize_embeddings)
+    for name in ("widths", "blocks") if cfg.arch == "resnet" else ("widths",):
+        check_int_list(name, getattr(cfg, name))
     if cfg.arch == "resnet" and len(cfg.blocks) != len(cfg.widths):
         raise ValueError(
             f"blocks {tuple(cfg.blocks)} needs one count per stage of widths {tuple(cfg.widths)}"
@@ -297,7 +306,7 @@ def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> Seg
         encoder = ResNetEncoder(in_channels, tuple(cfg.widths), tuple(cfg.blocks))
     else:
         raise ValueError(f"unknown arch {cfg.arch!r}: use 'plain' or 'resnet'")
-    return SegmentationNet(encoder, num_classes, cfg.embed_dim)
+    return SegmentationNet(encoder, num_classes, cfg.embed_dim, cfg.normalize_embeddings)
 
 
 def deployed_parameters(model: SegmentationNet) -> int:

@@ -63,24 +63,34 @@ def error_maps(
     return (labels.unsqueeze(1) == classes) & wrong.unsqueeze(1)
 
 
-def distance_transform(mask: torch.Tensor) -> torch.Tensor:
+def distance_transform(mask: torch.Tensor, all_true_value: float = math.inf) -> torch.Tensor:
     """Exact Euclidean distance from each True pixel to the nearest False pixel of its 2-D map.
 
     mask: bool [..., H, W] (any number of leading dims, each [H, W] slice is one map).
     Returns float32 [..., H, W] on `mask`'s device, equal to
     `scipy.ndimage.distance_transform_edt` per map; False pixels are 0.
-    [choice] A map with no False pixel is +inf everywhere.
+    **[choice]** A map with no False pixel has no distance to give (scipy returns distances to
+    a point outside the image there): every pixel gets `all_true_value`, +inf by default. BANE
+    ranks such a map's pixels at random whatever the value (all tie).
     Pure torch, no trip to the CPU. **[choice]** Two exact algorithms: on the CPU a sparse one
     whose cost grows with the sum of the distances (error-like maps are cheap; maps nearly all
     True with far-away False pixels are the slow case); on other devices the dense one BANE uses
     in training, O(H W min(H, W)) per map and free of host synchronisation.
     """
     _check_mask(mask)
+    if all_true_value != math.inf:
+        check_scalar(
+            "all_true_value", all_true_value, ge=0, hint="(+inf, the default, or a distance)"
+        )
     if mask.numel() == 0:
         return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     if mask.device.type != "cpu":
-        return dense_distance_transform(mask)
-    return sparse_distance_transform(mask)
+        dist = dense_distance_transform(mask)
+    else:
+        dist = sparse_distance_transform(mask)
+    if all_true_value != math.inf:
+        dist = dist.masked_fill_(dist == math.inf, all_true_value)
+    return dist
 
 
 @torch.no_grad()

@@ -92,6 +92,13 @@ def test_full_map_is_inf_and_leaves_others_alone():
     assert torch.isinf(out[1]).all()
     np.testing.assert_allclose(out[[0, 2]].numpy(), scipy_edt(mask[[0, 2]]), atol=1e-5)
     assert torch.isinf(distance_transform(torch.ones(4, 5, dtype=torch.bool))).all()
+    # the +inf convention is METHOD.md's [choice], a parameter: only full maps take the value
+    for value in (0.0, 7.5, 1e9):
+        other = distance_transform(mask, all_true_value=value)
+        assert (other[1] == value).all() and torch.equal(other[[0, 2]], out[[0, 2]])
+    for bad in (-1.0, float("nan"), None, "inf"):
+        with pytest.raises(ValueError, match="all_true_value must be"):
+            distance_transform(mask, all_true_value=bad)
 
 
 def test_shapes_degenerate_and_non_contiguous():

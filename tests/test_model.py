@@ -26,6 +26,28 @@ def test_default_model_shapes_and_size():
     assert 0.4e6 < deployed_parameters(model) < 0.6e6
 
 
+def test_embedding_normalisation_is_a_parameter():
+    """normalize_embeddings=False (METHOD.md's [choice] switched off): the same weights give the
+    heads' raw outputs, whose per-pixel direction is the normalised embedding's; the lazy path
+    follows the same choice."""
+    torch.manual_seed(0)
+    on = build_model(ModelConfig(widths=(8, 8, 16, 16), embed_dim=8), 3).eval()
+    off = build_model(
+        ModelConfig(widths=(8, 8, 16, 16), embed_dim=8, normalize_embeddings=False), 3
+    )
+    off.load_state_dict(on.state_dict())
+    off.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        unit, raw = on(x, True).embeddings, off(x, True).embeddings
+        lazy = off(x, "lazy").embeddings
+    for u, r, z in zip(unit, raw, lazy, strict=True):
+        norms = r.norm(dim=1)
+        assert not torch.allclose(norms, torch.ones_like(norms))
+        torch.testing.assert_close(r / norms.unsqueeze(1), u)
+        torch.testing.assert_close(z.rows(), r.permute(0, 2, 3, 1).reshape(-1, r.shape[1]))
+
+
 def test_deployed_model_never_runs_the_heads():
     model = build_model(ModelConfig(), num_classes=11).eval()
     calls = []
@@ -90,6 +112,8 @@ def test_bad_input():
         (ModelConfig(arch="resnet", blocks=(2, 0, 2, 2)), 3, "blocks must be a list"),
         (ModelConfig(), 0, "num_classes must be an int >= 1"),
         (ModelConfig(), 3.0, "num_classes must be an int >= 1"),
+        (ModelConfig(normalize_embeddings="no"), 3, "normalize_embeddings must be True or False"),
+        (ModelConfig(widths=(8, True, 8, 8)), 3, "widths must be a list"),
     ],
 )
 def test_build_model_names_a_bad_setting(cfg, num_classes, match):

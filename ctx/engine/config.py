@@ -71,6 +71,7 @@ class TrainConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     embed_dim: int = 64
+    normalize_embeddings: bool = True  # METHOD.md's per-pixel L2 normalisation [choice]
     # optimisation
     max_steps: int = 6000
     epochs: int | None = None  # if set, overrides max_steps
@@ -89,7 +90,13 @@ class TrainConfig:
     progress: bool = True
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(self.arch, tuple(self.widths), tuple(self.blocks), self.embed_dim)
+        return ModelConfig(
+            self.arch,
+            tuple(self.widths),
+            tuple(self.blocks),
+            self.embed_dim,
+            self.normalize_embeddings,
+        )
 
     def scene_config(self):
         """The digit-scene composition of every split (ctx.data.SceneConfig)."""
@@ -187,6 +194,7 @@ RULES: dict[str, Rule] = {
     "widths": Rule("channels per encoder stage, one stage each", ge=1),
     "blocks": Rule("residual blocks per stage (resnet)", ge=1, inert=_resnet_only),
     "embed_dim": Rule("embedding size of the projection heads", ge=1),
+    "normalize_embeddings": Rule("L2-normalise each pixel's embedding (METHOD.md); off: the heads' raw outputs", inert=_contrast_only),
     "max_steps": Rule("training steps", ge=1, inert=_steps_only),
     "epochs": Rule("train this many epochs instead of --max-steps", ge=1, fix="leave it unset to train --max-steps"),
     "batch_size": Rule("global batch, split over processes", ge=1),
