@@ -18,8 +18,9 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ctx.labels import check_int, check_scalar
+from ctx.labels import check_int
 from ctx.resources import data_dir
+from ctx.validation import Rule, validate
 
 DATA_DIR = data_dir()  # data/ of the checkout, or the installed package's copy
 MNIST_FILE = DATA_DIR / "mnist_5k.npz"
@@ -51,25 +52,39 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         """Refuse a setting that cannot make scenes, naming it (before any scene is drawn)."""
-        for name, low in (
-            ("image_size", 8),
-            ("min_digits", 0),
-            ("max_digits", None),
-            ("thicken", 1),
-            ("distractors", 0),
-        ):
-            check_int(f"SceneConfig.{name}", getattr(self, name), ge=low)
-        if self.max_digits < self.min_digits:
-            raise ValueError(
-                f"SceneConfig.max_digits ({self.max_digits}) is below min_digits "
-                f"({self.min_digits}): raise max_digits or lower min_digits"
-            )
-        check_scalar("SceneConfig.min_scale", self.min_scale, gt=0, le=1)
-        check_scalar("SceneConfig.max_scale", self.max_scale, ge=self.min_scale, le=1)
-        for name in ("max_overlap", "touching"):
-            check_scalar(f"SceneConfig.{name}", getattr(self, name), ge=0, le=1)
-        for name in ("noise", "texture", "gradient", "min_contrast"):
-            check_scalar(f"SceneConfig.{name}", getattr(self, name), ge=0)
+        validate(self, SCENE_RULES, (_check_scene,), lambda field: f"SceneConfig.{field}")
+
+
+# One rule per SceneConfig field; TrainConfig's scene fields reuse them (ctx.engine.config).
+SCENE_RULES: dict[str, Rule] = {
+    "image_size": Rule("side of the square scenes, px (8 is the least a scene can be drawn at)", ge=8),
+    "min_digits": Rule("fewest digits per scene", ge=0),
+    "max_digits": Rule("most digits per scene", ge=0),
+    "min_scale": Rule("smallest digit box side, as a fraction of the image side", gt=0, le=1),
+    "max_scale": Rule("largest digit box side, as a fraction of the image side", gt=0, le=1),
+    "max_overlap": Rule("fraction of a digit's strokes that may cover others", ge=0, le=1),
+    "thicken": Rule("max-filter size applied to strokes (1 = off)", ge=1),
+    "noise": Rule("max std of per-pixel background noise", ge=0),
+    "texture": Rule("amplitude of low-frequency background texture", ge=0),
+    "gradient": Rule("max amplitude of the background colour gradient", ge=0),
+    "min_contrast": Rule("min RGB distance between stroke and background colour", ge=0),
+    "touching": Rule("chance a digit is placed against an earlier one", ge=0, le=1),
+    "distractors": Rule("most digit fragments per scene, labelled background", ge=0),
+}  # fmt: skip
+
+
+def _check_scene(c: SceneConfig, name) -> str | None:
+    if c.max_digits < c.min_digits:
+        return (
+            f"{name('max_digits')} ({c.max_digits}) is below {name('min_digits')} "
+            f"({c.min_digits}): raise max_digits or lower min_digits"
+        )
+    if c.max_scale < c.min_scale:
+        return (
+            f"{name('max_scale')} ({c.max_scale}) is below {name('min_scale')} "
+            f"({c.min_scale}): raise max_scale or lower min_scale"
+        )
+    return None
 
 
 def load_mnist(path: Path = MNIST_FILE) -> tuple[np.ndarray, np.ndarray]:

@@ -149,20 +149,41 @@ def test_digit_pool_limits_training_digits():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(image_size=4), "image_size must be an int >= 8"),
-        (dict(image_size=64.0), "image_size must be an int"),
-        (dict(min_digits=4, max_digits=3), r"max_digits \(3\) is below min_digits \(4\)"),
-        (dict(min_scale=0.0), "min_scale must be a finite number > 0"),
-        (dict(min_scale=0.5, max_scale=0.4), "max_scale must be a finite number >= 0.5"),
-        (dict(touching=1.5), "touching must be a finite number >= 0 and <= 1"),
-        (dict(noise=-0.1), "noise must be a finite number >= 0"),
-        (dict(thicken=0), "thicken must be an int >= 1"),
-        (dict(distractors=True), "distractors must be an int"),
+        (dict(image_size=4), "image_size must be an integer >= 8"),
+        (dict(image_size=64.0), "image_size must be an integer"),
+        (
+            dict(min_digits=4, max_digits=3),
+            r"max_digits \(3\) is below SceneConfig.min_digits \(4\)",
+        ),
+        (dict(min_scale=0.0), "min_scale must be a number > 0"),
+        (
+            dict(min_scale=0.5, max_scale=0.4),
+            r"max_scale \(0.4\) is below SceneConfig.min_scale \(0.5\)",
+        ),
+        (dict(touching=1.5), "touching must be a number >= 0 and <= 1"),
+        (dict(noise=-0.1), "noise must be a number >= 0"),
+        (dict(texture=float("nan")), "texture must be a number >= 0"),
+        (dict(thicken=0), "thicken must be an integer >= 1"),
+        (dict(distractors=True), "distractors must be an integer"),
     ],
 )
 def test_scene_config_names_a_setting_that_cannot_make_scenes(kwargs, match):
     with pytest.raises(ValueError, match="SceneConfig." + match):
         SceneConfig(**kwargs)
+
+
+def test_train_config_checks_scene_fields_by_the_scene_rules():
+    """TrainConfig's scene fields take their bounds and help from SceneConfig's table, so the
+    two cannot drift apart; only `inert` (no effect on benchmark data) is TrainConfig's own."""
+    from ctx.engine.config import RULES
+
+    for field in ("min_digits", "max_digits", "max_overlap", "touching", "distractors"):
+        ours, theirs = RULES[field], data.SCENE_RULES[field]
+        assert (ours.help, ours.ge, ours.gt, ours.le, ours.lt) == (
+            theirs.help, theirs.ge, theirs.gt, theirs.le, theirs.lt,
+        )  # fmt: skip
+        assert ours.inert is not None and theirs.inert is None
+    assert set(data.SCENE_RULES) == set(SceneConfig.__dataclass_fields__)
 
 
 def test_generate_scenes_refuses_bad_counts_before_drawing():

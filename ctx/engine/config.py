@@ -11,8 +11,9 @@ import difflib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
+from ctx.data import SCENE_RULES
 from ctx.model import ModelConfig
 from ctx.validation import ConfigError, Rule, show, validate
 
@@ -184,11 +185,7 @@ RULES: dict[str, Rule] = {
     "train_scenes": Rule("digit scenes to train on", ge=1, inert=_digits_only),
     "val_scenes": Rule("digit scenes to validate on", ge=1, inert=_digits_only),
     "data_seed": Rule("seed of the digit scenes", ge=0, inert=_digits_only),
-    "min_digits": Rule("fewest digits per scene", ge=0, inert=_digits_only),
-    "max_digits": Rule("most digits per scene", ge=0, inert=_digits_only),
-    "max_overlap": Rule("fraction of a digit's strokes that may cover others", ge=0, le=1, inert=_digits_only),
-    "touching": Rule("chance a digit is placed against an earlier one", ge=0, le=1, inert=_digits_only),
-    "distractors": Rule("most digit fragments per scene, labelled background", ge=0, inert=_digits_only),
+    **{f: replace(SCENE_RULES[f], inert=_digits_only) for f in ("min_digits", "max_digits", "max_overlap", "touching", "distractors")},
     "train_digits_per_class": Rule("digit images per class the training scenes draw from; unset: all 350", ge=1, le=350, inert=_digits_only),
     "arch": Rule("encoder: plain (CPU) or resnet", choices=("plain", "resnet")),
     "widths": Rule("channels per encoder stage, one stage each", ge=1),
