@@ -37,6 +37,7 @@ from ctx.negatives import (
     distance_transform,
     error_maps,
 )
+from ctx.validation import OneLineParser
 
 NUM_CLASSES = 11
 BATCH = 16
@@ -235,7 +236,7 @@ def _fmt(value: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 15")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ctx.experiments.regime_study import Job
 from ctx.io import read_json, write_json
+from ctx.validation import OneLineParser
 
 ROOT = Path(__file__).resolve().parents[1]
 # The opt-in options: TrainConfig fields that differ from the default run.
@@ -139,9 +140,7 @@ def report(overhead: Path | None, breakdown: Path | None) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("train", "report"))
     p.add_argument("--option", choices=list(OPTIONS))
     p.add_argument("--seed", type=int, default=0)

@@ -33,6 +33,7 @@ from ctx.engine.step import train_step
 from ctx.io import load_checkpoint
 from ctx.losses import ContextrastLoss, CrossEntropyLoss
 from ctx.model import ModelConfig, SegmentationNet, build_model
+from ctx.validation import OneLineParser
 
 MODELS = {
     "default": (ModelConfig(), 64, 16),
@@ -204,9 +205,7 @@ def option_rows(name, device, trained, st, mem_ce, options) -> dict[str, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)

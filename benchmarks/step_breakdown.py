@@ -12,13 +12,14 @@ rest of the loss (anchors, sampling, PA terms). Last line: JSON of the medians i
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import torch
 from overhead import make_step, setup
+
+from ctx.validation import OneLineParser
 
 
 class HeadsOnly(torch.nn.Module):
@@ -31,7 +32,7 @@ class HeadsOnly(torch.nn.Module):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = OneLineParser(description=__doc__)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=15)
     args = p.parse_args()

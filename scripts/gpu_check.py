@@ -31,6 +31,7 @@ from ctx.data import NUM_CLASSES, SceneConfig, generate_scenes
 from ctx.engine.step import backward, train_step
 from ctx.losses import ContextrastLoss, CrossEntropyLoss
 from ctx.model import ModelConfig, SegmentationNet, build_model
+from ctx.validation import OneLineParser
 
 # name -> (model config, crop size, batch, timed steps per round)
 CASES = {
@@ -174,9 +175,7 @@ def run_case(name, spec, device, bf16: bool, rounds: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dry-run", action="store_true", help="tiny models and crops, 2 steps")
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (5)")
