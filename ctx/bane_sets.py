@@ -2,7 +2,8 @@
 pixels each set picks (`negative_sets`: BANE, every error, random of the same count), how far from
 the boundary they lie (`compare_negative_sets`, `bane_view`, `bane_by_stage`), and what each
 anchor's negatives are once the PA loss has drawn them (`loss_negatives`, `negatives_by_stage`:
-BANE's picks topped up at random by `fill`, against `negatives="random"`). Tensors in, tensors and
+BANE's picks topped up at random by `fill`, against `negatives="random"`; `readings_by_stage`:
+the same under BANE's two readings, `hard_for`). Tensors in, tensors and
 rows of numbers out; the figures, the explorer and the printed readings are in `ctx.lessons.bane`.
 
 A scene batch (`scene_batch`) is a reference run's predictions on validation scenes at the input
@@ -21,7 +22,9 @@ from ctx.data import NUM_CLASSES
 from ctx.labels import IGNORE_INDEX, check_labels, resize_labels
 from ctx.metrics import boundary_band
 from ctx.negatives import (
+    HARD_FOR,
     boundary_negatives,
+    check_hard_for,
     distance_transform,
     error_maps,
     sample_pixels,
@@ -250,16 +253,24 @@ def loss_negatives(
     fill: bool = True,
     ignore_index: int = IGNORE_INDEX,
     seed: int = 0,
+    hard_for: str = "others",
 ) -> dict[str, torch.Tensor]:
     """Each anchor's negatives as the PA loss draws them on one batch (pred, labels [B,H,W] at a
     stage's size), drawn by `ctx.negatives.sample_pixels` as `ContextrastLoss` draws them:
-    "bane" with `negatives="bane"` (BANE's picks first, a random subset if more than
-    `max_negatives`, topped up at random to `max_negatives` when `fill`), "random" with
+    "bane" with `negatives="bane"` (each anchor's hard pixels first, a random subset if more
+    than `max_negatives`, topped up at random to `max_negatives` when `fill`), "random" with
     `negatives="random"` (no hard pixel: `max_negatives` pixels drawn uniformly from the pixels of
     the other classes). Each is bool [C,B,H,W], row m the negatives of anchor m (empty for a class
-    absent from the batch, which has no anchor); "hard" [B,H,W] is BANE's picks."""
+    absent from the batch, which has no anchor). "hard" [C,B,H,W]: row m the hard pixels anchor m
+    may draw: BANE's picks of the other classes (`hard_for="others"`, METHOD.md's reading) or the
+    picks predicted as m (`hard_for="predicted"`, `BoundaryMiner`'s other reading)."""
+    check_hard_for(hard_for)
     g = torch.Generator(device=labels.device).manual_seed(seed)
-    hard = boundary_negatives(pred, labels, num_classes, k, ignore_index, generator=g).any(1)
+    picks = boundary_negatives(pred, labels, num_classes, k, ignore_index, generator=g).any(1)
+    classes = torch.arange(num_classes, device=labels.device).view(-1, 1, 1, 1)
+    owner = pred if hard_for == "predicted" else labels
+    per_anchor = (owner.unsqueeze(0) == classes) == (hard_for == "predicted")
+    hard = per_anchor & picks.unsqueeze(0)  # [C,B,H,W]
     valid = labels[labels != ignore_index]
     present = torch.bincount(valid.flatten(), minlength=num_classes) > 0
     out = {"hard": hard}
@@ -290,15 +301,16 @@ def negatives_by_stage(
     batch: int = 16,
     num_classes: int = NUM_CLASSES,
     seed: int = 0,
+    hard_for: str = "others",
 ) -> list[dict]:
     """What the PA loss's anchors get as negatives at each stage of a scene batch
-    (`scene_batch`), in batches of `batch` scenes as in training (`loss_negatives`). One row per
-    stage: `anchors` (present classes, summed over batches); `hard/anchor`, BANE's picks among an
-    anchor's negatives (mean); `fill %`, the share of the negatives that `fill` drew at random;
-    `all taken %`, the share of anchors whose every candidate (pixel of another class) is a
-    negative, so that no choice is made at all; `wrong %` and `band %` (as in
-    `compare_negative_sets`, counted once per anchor) of the negatives with BANE and with
-    `negatives="random"`."""
+    (`scene_batch`), in batches of `batch` scenes as in training (`loss_negatives`, with BANE's
+    reading `hard_for`). One row per stage: `anchors` (present classes, summed over batches);
+    `hard/anchor`, hard pixels among an anchor's negatives (mean); `fill %`, the share of the
+    negatives that `fill` drew at random; `all taken %`, the share of anchors whose every
+    candidate (pixel of another class) is a negative, so that no choice is made at all;
+    `wrong %` and `band %` (as in `compare_negative_sets`, counted once per anchor) of the
+    negatives with BANE and with `negatives="random"`."""
     rows = []
     for label, stage in stage_choices(scenes)[1:]:
         pred, labels = stage_maps(scenes, stage)
@@ -306,12 +318,14 @@ def negatives_by_stage(
         weights, measures = {"bane": [], "random": []}, []
         for i in range(0, len(labels), batch):
             p, y = pred[i : i + batch], labels[i : i + batch]
-            neg = loss_negatives(p, y, num_classes, k, max_negatives, seed=seed + i)
+            neg = loss_negatives(
+                p, y, num_classes, k, max_negatives, seed=seed + i, hard_for=hard_for
+            )
             valid = y != IGNORE_INDEX
             for m in y[valid].unique().tolist():
                 acc["anchors"] += 1
                 acc["negatives"] += int(neg["bane"][m].sum())
-                acc["hard"] += int((neg["bane"][m] & neg["hard"]).sum())
+                acc["hard"] += int((neg["bane"][m] & neg["hard"][m]).sum())
                 acc["all taken"] += int(((y != m) & valid).sum()) <= max_negatives
             for name in weights:
                 weights[name].append(neg[name].sum(0))
@@ -332,6 +346,44 @@ def negatives_by_stage(
                 "band % random": sets["random"]["band %"],
             }
         )
+    return rows
+
+
+@torch.no_grad()
+def readings_by_stage(
+    scenes: dict,
+    k: float = 0.5,
+    max_negatives: int = 256,
+    batch: int = 16,
+    num_classes: int = NUM_CLASSES,
+    seed: int = 0,
+) -> list[dict]:
+    """BANE's two readings side by side at each stage of a scene batch (METHOD.md, BANE 4): a
+    pick is a hard negative of every other anchor ("others") or only of the anchor of the class
+    it was predicted as ("predicted"). One row per stage: `picks`, BANE's picks (summed over
+    batches of `batch` scenes); `to background %`, the share of them predicted as background
+    (under "predicted", hard negatives of the background anchor alone); `hard/anchor` and
+    `fill %` under each reading (`negatives_by_stage`)."""
+    both = {
+        reading: negatives_by_stage(scenes, k, max_negatives, batch, num_classes, seed, reading)
+        for reading in HARD_FOR
+    }
+    rows = []
+    for s, (label, stage) in enumerate(stage_choices(scenes)[1:]):
+        pred, labels = stage_maps(scenes, stage)
+        picks, to_bg = 0, 0
+        for i in range(0, len(labels), batch):
+            p, y = pred[i : i + batch], labels[i : i + batch]
+            g = torch.Generator(device=y.device).manual_seed(seed + i)
+            hard = boundary_negatives(p, y, num_classes, k, generator=g).any(1)
+            picks, to_bg = picks + int(hard.sum()), to_bg + int((hard & (p == 0)).sum())
+        row = {"resolution": label, "picks": picks}
+        row["to background %"] = 100.0 * to_bg / picks if picks else math.nan
+        for reading in HARD_FOR:
+            row[f"hard/anchor {reading}"] = both[reading][s]["hard/anchor"]
+        for reading in HARD_FOR:
+            row[f"fill % {reading}"] = both[reading][s]["fill %"]
+        rows.append(row)
     return rows
 
 

@@ -21,6 +21,7 @@ from ctx.bane_sets import (  # noqa: E402
     negative_sets,
     negatives_by_stage,
     random_like,
+    readings_by_stage,
     scene_batch,
     stage_choices,
     stage_maps,
@@ -133,14 +134,22 @@ def test_bane_by_stage_and_worst_digit_map(refs):
 def test_loss_negatives_draws_what_the_loss_draws():
     pred, labels = square()  # 16 class-1 pixels, all wrong; 20 background pixels
     neg = loss_negatives(pred, labels, 3, k=0.5, max_negatives=4)
-    assert int(neg["hard"].sum()) == 8 and not (neg["hard"] & (labels != 1)).any()
+    hard = neg["hard"]  # [C,B,H,W]: the 8 picks (class 1) are hard for anchors 0 and 2
+    assert hard.shape == (3, 1, 6, 6) and torch.equal(hard[0], hard[2]) and not hard[1].any()
+    assert int(hard[0].sum()) == 8 and not (hard[0] & (labels != 1)).any()
     for name in ("bane", "random"):
         assert neg[name].shape == (3, 1, 6, 6)
         assert neg[name].flatten(1).sum(1).tolist() == [4, 4, 0]  # class 2 has no anchor
         for m in (0, 1):
             assert not (neg[name][m] & (labels == m)).any()  # never the anchor's own class
-    assert not (neg["bane"][0] & ~neg["hard"]).any()  # 8 hard candidates fill the 4 places
-    assert not (neg["bane"][1] & neg["hard"]).any()  # no hard pixel is another class than 1
+    assert not (neg["bane"][0] & ~hard[0]).any()  # 8 hard candidates fill the 4 places
+    assert not (neg["bane"][1] & hard.any(0)).any()  # no hard pixel is another class than 1
+    # the other reading: every pick is predicted background, so hard for anchor 0 alone
+    other = loss_negatives(pred, labels, 3, k=0.5, max_negatives=4, hard_for="predicted")
+    assert torch.equal(other["hard"][0], hard[0]) and not other["hard"][1:].any()
+    assert torch.equal(other["bane"][0], neg["bane"][0])  # same stream, same draw
+    with pytest.raises(ValueError, match="hard_for must be"):
+        loss_negatives(pred, labels, 3, hard_for="all")
     every = loss_negatives(pred, labels, 3, k=0.5, max_negatives=100)  # no cap hit
     assert torch.equal(every["bane"], every["random"])
     assert torch.equal(every["bane"][0], labels == 1) and torch.equal(every["bane"][1], labels == 0)
@@ -159,6 +168,30 @@ def test_negatives_by_stage_rows(refs):
         assert r["all taken %"] == 100
         assert r["wrong % BANE"] == pytest.approx(r["wrong % random"], nan_ok=True)
         assert r["band % BANE"] == pytest.approx(r["band % random"], nan_ok=True)
+
+
+def test_readings_by_stage(refs):
+    """ "predicted" gives anchor m a subset of "others"' hard pixels (the picks predicted as m,
+    never labelled m), so never more hard negatives per anchor; the picks are the same."""
+    scenes = scene_batch(refs["contextrast"], 4)
+    rows = readings_by_stage(scenes, k=0.5, max_negatives=8, batch=2)
+    assert len(rows) == 4
+    for r, base in zip(rows, negatives_by_stage(scenes, 0.5, 8, 2), strict=True):
+        assert r["hard/anchor others"] == base["hard/anchor"]
+        assert r["hard/anchor predicted"] <= r["hard/anchor others"]
+        assert r["fill % predicted"] >= r["fill % others"] or math.isnan(r["fill % others"])
+        assert r["picks"] >= 0 and (0 <= r["to background %"] <= 100 or r["picks"] == 0)
+    pred, labels = square()  # all 8 picks predicted background
+    sq = {
+        "images": None,
+        "labels": labels,
+        "pred": pred,
+        "stages": [{"labels": labels, "pred": pred}],
+    }
+    row = readings_by_stage(sq, k=0.5, max_negatives=4, num_classes=3)[0]
+    assert row["picks"] == 8 and row["to background %"] == 100.0
+    # "others": anchor 0 takes 4 of the 8 picks; "predicted": the same (they are all its own)
+    assert row["hard/anchor others"] == row["hard/anchor predicted"] == 4 / 2
 
 
 def test_bane_by_stage_shares_and_empty_other():

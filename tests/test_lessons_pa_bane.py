@@ -20,6 +20,7 @@ from ctx.lessons.bane import (  # noqa: E402
     empty_map_message,
     negatives_reading,
     plot_bane_steps,
+    readings_reading,
     sets_reading,
     stages_reading,
 )
@@ -152,6 +153,26 @@ def test_negatives_reading_follows_the_numbers():
     assert "100/40/14/5 % at stages 1–4 with BANE, 6/5/5/5 % at stages 1–4 with" in text
     assert "the same (within half a point) at stage 4." in text
     assert "every anchor" not in negatives_reading([row(10, 50, 30, 5)], 256)
+
+
+def test_readings_reading_follows_the_numbers():
+    def row(bg, hard_o, hard_p, fill_o, fill_p):
+        return {
+            "to background %": bg,
+            "hard/anchor others": hard_o,
+            "hard/anchor predicted": hard_p,
+            "fill % others": fill_o,
+            "fill % predicted": fill_p,
+        }
+
+    text = readings_reading([row(21.6, 256.0, 44.1, 0.0, 82.8), row(17.2, 13.6, 13.0, 94.2, 94.4)])
+    assert "Of BANE's picks, 22/17 % at stages 1–2 are predicted as background" in text
+    assert (
+        'Hard negatives per anchor: 256.0/13.6 under "others", 44.1/13.0 under "predicted"' in text
+    )
+    assert 'random: 0/94 % under "others", 83/94 % under "predicted".' in text
+    assert "(within half a point) at stage 2." in text
+    assert "within half a point" not in readings_reading([row(20, 9, 1, 50, 90)])
 
 
 def test_sets_reading_compares_by_the_numbers():

@@ -1,6 +1,7 @@
 """Notebook 03: BANE step by step on one error map (`plot_bane_steps`), the distance histograms of
-its picks (`plot_distance_histograms`) and `BaneExplorer`. The sets and their statistics are
-computed by `ctx.bane_sets`.
+its picks (`plot_distance_histograms`), `BaneExplorer`, and the sentences printed beside its tables
+(`*_reading`, each read from the numbers). The sets and their statistics are computed by
+`ctx.bane_sets`.
 """
 
 from __future__ import annotations
@@ -267,3 +268,26 @@ def negatives_reading(rows: list[dict], max_negatives: int = 256) -> str:
     if same:
         text += f": the same (within half a point) at {_stages(same)}"
     return text + "."
+
+
+def readings_reading(rows: list[dict]) -> str:
+    """What a `readings_by_stage` table says about BANE's two readings, read from its numbers:
+    where the picks go under "predicted", and what each reading leaves `fill` to draw."""
+
+    def per_stage(key: str, digits: int = 1) -> str:
+        return "/".join(f"{r[key]:.{digits}f}" for r in rows)
+
+    n = len(rows)
+    text = (
+        f"Of BANE's picks, {per_stage('to background %', 0)} % at stages 1–{n} are predicted as "
+        'background: under "predicted" these are hard negatives of the background anchor alone, '
+        "and the rest of the digit anchor each was mistaken for. Hard negatives per anchor: "
+        f'{per_stage("hard/anchor others")} under "others", '
+        f'{per_stage("hard/anchor predicted")} under "predicted". The share of the negatives '
+        f'`fill` draws at random: {per_stage("fill % others", 0)} % under "others", '
+        f'{per_stage("fill % predicted", 0)} % under "predicted".'
+    )
+    same = [i for i, r in enumerate(rows, 1) if r["fill % predicted"] - r["fill % others"] < 0.5]
+    if same:
+        text += f" The two readings leave the same share to chance (within half a point) at {_stages(same)}."
+    return text
