@@ -58,3 +58,23 @@ def test_backward_leaves_gradients_and_the_weights():
         assert torch.equal(v, before[k]), k
     backward(model, CrossEntropyLoss(NUM_CLASSES), images, labels, opt, contrast=False)
     assert all(p.grad is None for p in model.heads.parameters())  # CE: no heads, fresh grads
+
+
+def test_make_loss_passes_every_method_choice_from_the_config():
+    """Each loss field of a TrainConfig reaches the loss; BANE's reading only where BANE runs
+    (elsewhere it is inert, and the CLI warns), and the embedding choice reaches the model."""
+    from ctx.engine.config import TrainConfig
+    from ctx.engine.step import make_loss
+    from ctx.negatives import BoundaryMiner, no_hard_pixels
+
+    cfg = TrainConfig(loss="contextrast", hard_for="predicted", k=0.3, fill=False, tau=0.2)
+    fn = make_loss(cfg, NUM_CLASSES)
+    assert isinstance(fn.miner, BoundaryMiner)
+    assert (fn.miner.hard_for, fn.miner.k, fn.fill, fn.tau) == ("predicted", 0.3, False, 0.2)
+    random = make_loss(
+        TrainConfig(loss="contextrast", negatives="random", hard_for="predicted"), 11
+    )
+    assert random.miner is no_hard_pixels and random.hard_for == "others"
+    assert TrainConfig(normalize_embeddings=False).model_config().normalize_embeddings is False
+    model = build_model(TrainConfig(normalize_embeddings=False).model_config(), NUM_CLASSES)
+    assert not any(head.normalize for head in model.heads)

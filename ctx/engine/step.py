@@ -36,7 +36,8 @@ def make_loss(cfg: TrainConfig, num_classes: int):
             negatives=cfg.negatives,
             k=cfg.k,
             fill=cfg.fill,
-            hard_for=cfg.hard_for,
+            # inert without BANE: the CLI warns, and the loss refuses it, so it is not passed
+            hard_for=cfg.hard_for if cfg.negatives == "bane" else "others",
             stages=None if cfg.stages is None else tuple(cfg.stages),
             ignore_index=IGNORE_INDEX,
             max_positives=cfg.max_positives,
