@@ -261,9 +261,11 @@ def loss_negatives(
     than `max_negatives`, topped up at random to `max_negatives` when `fill`), "random" with
     `negatives="random"` (no hard pixel: `max_negatives` pixels drawn uniformly from the pixels of
     the other classes). Each is bool [C,B,H,W], row m the negatives of anchor m (empty for a class
-    absent from the batch, which has no anchor). "hard" [C,B,H,W]: row m the hard pixels anchor m
-    may draw: BANE's picks of the other classes (`hard_for="others"`, METHOD.md's reading) or the
-    picks predicted as m (`hard_for="predicted"`, `BoundaryMiner`'s other reading)."""
+    absent from the batch, which has no anchor). "picks" [B,H,W]: BANE's picks. "hard"
+    [C,B,H,W]: row m the hard pixels anchor m may draw: the picks of the other classes
+    (`hard_for="others"`, METHOD.md's reading) or the picks predicted as m
+    (`hard_for="predicted"`, `BoundaryMiner`'s other reading; a pick predicted as a class
+    absent from the batch is then no anchor's hard negative)."""
     check_hard_for(hard_for)
     g = torch.Generator(device=labels.device).manual_seed(seed)
     picks = boundary_negatives(pred, labels, num_classes, k, ignore_index, generator=g).any(1)
@@ -273,7 +275,7 @@ def loss_negatives(
     hard = per_anchor & picks.unsqueeze(0)  # [C,B,H,W]
     valid = labels[labels != ignore_index]
     present = torch.bincount(valid.flatten(), minlength=num_classes) > 0
-    out = {"hard": hard}
+    out = {"picks": picks, "hard": hard}
     for name, h in (("bane", hard), ("random", None)):
         s = sample_pixels(
             labels,
@@ -306,7 +308,8 @@ def negatives_by_stage(
     """What the PA loss's anchors get as negatives at each stage of a scene batch
     (`scene_batch`), in batches of `batch` scenes as in training (`loss_negatives`, with BANE's
     reading `hard_for`). One row per stage: `anchors` (present classes, summed over batches);
-    `hard/anchor`, hard pixels among an anchor's negatives (mean); `fill %`, the share of the
+    `hard/anchor`, hard pixels among an anchor's negatives (mean); `no hard %`, the share of
+    anchors without any; `fill %`, the share of the
     negatives that `fill` drew at random; `all taken %`, the share of anchors whose every
     candidate (pixel of another class) is a negative, so that no choice is made at all;
     `wrong %` and `band %` (as in `compare_negative_sets`, counted once per anchor) of the
@@ -314,7 +317,7 @@ def negatives_by_stage(
     rows = []
     for label, stage in stage_choices(scenes)[1:]:
         pred, labels = stage_maps(scenes, stage)
-        acc = {"anchors": 0, "negatives": 0, "hard": 0, "all taken": 0}
+        acc = {"anchors": 0, "negatives": 0, "hard": 0, "no hard": 0, "all taken": 0}
         weights, measures = {"bane": [], "random": []}, []
         for i in range(0, len(labels), batch):
             p, y = pred[i : i + batch], labels[i : i + batch]
@@ -325,7 +328,9 @@ def negatives_by_stage(
             for m in y[valid].unique().tolist():
                 acc["anchors"] += 1
                 acc["negatives"] += int(neg["bane"][m].sum())
-                acc["hard"] += int((neg["bane"][m] & neg["hard"][m]).sum())
+                hard = int((neg["bane"][m] & neg["hard"][m]).sum())
+                acc["hard"] += hard
+                acc["no hard"] += hard == 0
                 acc["all taken"] += int(((y != m) & valid).sum()) <= max_negatives
             for name in weights:
                 weights[name].append(neg[name].sum(0))
@@ -338,6 +343,7 @@ def negatives_by_stage(
                 "resolution": label,
                 "anchors": acc["anchors"],
                 "hard/anchor": acc["hard"] / n,
+                "no hard %": 100.0 * acc["no hard"] / n,
                 "fill %": 100.0 * (1 - acc["hard"] / neg_total) if neg_total else math.nan,
                 "all taken %": 100.0 * acc["all taken"] / n,
                 "wrong % BANE": sets["bane"]["wrong %"],
@@ -357,13 +363,17 @@ def readings_by_stage(
     batch: int = 16,
     num_classes: int = NUM_CLASSES,
     seed: int = 0,
+    background: int = 0,
 ) -> list[dict]:
     """BANE's two readings side by side at each stage of a scene batch (METHOD.md, BANE 4): a
     pick is a hard negative of every other anchor ("others") or only of the anchor of the class
-    it was predicted as ("predicted"). One row per stage: `picks`, BANE's picks (summed over
-    batches of `batch` scenes); `to background %`, the share of them predicted as background
-    (under "predicted", hard negatives of the background anchor alone); `hard/anchor` and
-    `fill %` under each reading (`negatives_by_stage`)."""
+    it was predicted as ("predicted"). Both are drawn by `negatives_by_stage` on the same
+    batches of `batch` scenes with the same seeds, so the picks and the random keys are the
+    same. One row per stage: `picks`, BANE's picks (summed over batches); `to background %`, the
+    share predicted as class `background` (0 in digit scenes), the background anchor's alone
+    under "predicted"; `all taken %` (the same under both); under each reading `hard/anchor`,
+    `fill %` and `wrong %` (the misclassified share of the negatives), and under "predicted"
+    `no hard %`, the share of anchors without a hard negative."""
     both = {
         reading: negatives_by_stage(scenes, k, max_negatives, batch, num_classes, seed, reading)
         for reading in HARD_FOR
@@ -372,18 +382,26 @@ def readings_by_stage(
     for s, (label, stage) in enumerate(stage_choices(scenes)[1:]):
         pred, labels = stage_maps(scenes, stage)
         picks, to_bg = 0, 0
-        for i in range(0, len(labels), batch):
+        for i in range(0, len(labels), batch):  # the picks negatives_by_stage drew from
             p, y = pred[i : i + batch], labels[i : i + batch]
-            g = torch.Generator(device=y.device).manual_seed(seed + i)
-            hard = boundary_negatives(p, y, num_classes, k, generator=g).any(1)
-            picks, to_bg = picks + int(hard.sum()), to_bg + int((hard & (p == 0)).sum())
-        row = {"resolution": label, "picks": picks}
-        row["to background %"] = 100.0 * to_bg / picks if picks else math.nan
-        for reading in HARD_FOR:
-            row[f"hard/anchor {reading}"] = both[reading][s]["hard/anchor"]
-        for reading in HARD_FOR:
-            row[f"fill % {reading}"] = both[reading][s]["fill %"]
-        rows.append(row)
+            hard = loss_negatives(p, y, num_classes, k, max_negatives, seed=seed + i)["picks"]
+            picks, to_bg = picks + int(hard.sum()), to_bg + int((hard & (p == background)).sum())
+        others, predicted = both["others"][s], both["predicted"][s]
+        rows.append(
+            {
+                "resolution": label,
+                "picks": picks,
+                "to background %": 100.0 * to_bg / picks if picks else math.nan,
+                "all taken %": others["all taken %"],
+                "hard/anchor others": others["hard/anchor"],
+                "hard/anchor predicted": predicted["hard/anchor"],
+                "no hard % predicted": predicted["no hard %"],
+                "fill % others": others["fill %"],
+                "fill % predicted": predicted["fill %"],
+                "wrong % others": others["wrong % BANE"],
+                "wrong % predicted": predicted["wrong % BANE"],
+            }
+        )
     return rows
 
 

@@ -136,6 +136,7 @@ def test_loss_negatives_draws_what_the_loss_draws():
     neg = loss_negatives(pred, labels, 3, k=0.5, max_negatives=4)
     hard = neg["hard"]  # [C,B,H,W]: the 8 picks (class 1) are hard for anchors 0 and 2
     assert hard.shape == (3, 1, 6, 6) and torch.equal(hard[0], hard[2]) and not hard[1].any()
+    assert torch.equal(neg["picks"], hard[0])  # the picks [B,H,W], all of class 1
     assert int(hard[0].sum()) == 8 and not (hard[0] & (labels != 1)).any()
     for name in ("bane", "random"):
         assert neg[name].shape == (3, 1, 6, 6)
@@ -162,7 +163,7 @@ def test_negatives_by_stage_rows(refs):
     for r in rows:
         assert r["anchors"] > 0 and 0 <= r["all taken %"] <= 100
         assert 0 <= r["fill %"] <= 100 or math.isnan(r["fill %"])
-        assert r["hard/anchor"] <= 8
+        assert r["hard/anchor"] <= 8 and 0 <= r["no hard %"] <= 100
     uncapped = negatives_by_stage(scenes, k=0.5, max_negatives=10**6, batch=2)
     for r in uncapped:  # every anchor takes every candidate: BANE changes nothing
         assert r["all taken %"] == 100
@@ -172,26 +173,37 @@ def test_negatives_by_stage_rows(refs):
 
 def test_readings_by_stage(refs):
     """ "predicted" gives anchor m a subset of "others"' hard pixels (the picks predicted as m,
-    never labelled m), so never more hard negatives per anchor; the picks are the same."""
+    never labelled m), so never more hard negatives per anchor; the rows are
+    `negatives_by_stage`'s under each reading, on the same picks."""
     scenes = scene_batch(refs["contextrast"], 4)
     rows = readings_by_stage(scenes, k=0.5, max_negatives=8, batch=2)
     assert len(rows) == 4
-    for r, base in zip(rows, negatives_by_stage(scenes, 0.5, 8, 2), strict=True):
-        assert r["hard/anchor others"] == base["hard/anchor"]
+    others = negatives_by_stage(scenes, 0.5, 8, 2)
+    predicted = negatives_by_stage(scenes, 0.5, 8, 2, hard_for="predicted")
+    for r, o, p in zip(rows, others, predicted, strict=True):
+        pairs = [
+            ("hard/anchor others", o["hard/anchor"]),
+            ("fill % others", o["fill %"]),
+            ("wrong % others", o["wrong % BANE"]),
+            ("all taken %", o["all taken %"]),
+            ("hard/anchor predicted", p["hard/anchor"]),
+            ("fill % predicted", p["fill %"]),
+            ("wrong % predicted", p["wrong % BANE"]),
+            ("no hard % predicted", p["no hard %"]),
+        ]
+        for key, value in pairs:
+            assert r[key] == pytest.approx(value, nan_ok=True), key
         assert r["hard/anchor predicted"] <= r["hard/anchor others"]
-        assert r["fill % predicted"] >= r["fill % others"] or math.isnan(r["fill % others"])
         assert r["picks"] >= 0 and (0 <= r["to background %"] <= 100 or r["picks"] == 0)
     pred, labels = square()  # all 8 picks predicted background
-    sq = {
-        "images": None,
-        "labels": labels,
-        "pred": pred,
-        "stages": [{"labels": labels, "pred": pred}],
-    }
+    stage = {"labels": labels, "pred": pred}
+    sq = {"images": None, "labels": labels, "pred": pred, "stages": [stage]}
     row = readings_by_stage(sq, k=0.5, max_negatives=4, num_classes=3)[0]
     assert row["picks"] == 8 and row["to background %"] == 100.0
-    # "others": anchor 0 takes 4 of the 8 picks; "predicted": the same (they are all its own)
+    # anchor 0 takes 4 of the 8 picks under both readings, anchor 1 none (all picks are its own)
     assert row["hard/anchor others"] == row["hard/anchor predicted"] == 4 / 2
+    assert row["no hard % predicted"] == 50.0
+    assert readings_by_stage(sq, 0.5, 4, num_classes=3, background=1)[0]["to background %"] == 0
 
 
 def test_bane_by_stage_shares_and_empty_other():

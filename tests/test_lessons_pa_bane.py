@@ -156,23 +156,35 @@ def test_negatives_reading_follows_the_numbers():
 
 
 def test_readings_reading_follows_the_numbers():
-    def row(bg, hard_o, hard_p, fill_o, fill_p):
+    def row(bg, taken, hard_o, hard_p, none_p, fill_o, fill_p, wrong_o, wrong_p):
         return {
             "to background %": bg,
+            "all taken %": taken,
             "hard/anchor others": hard_o,
             "hard/anchor predicted": hard_p,
+            "no hard % predicted": none_p,
             "fill % others": fill_o,
             "fill % predicted": fill_p,
+            "wrong % others": wrong_o,
+            "wrong % predicted": wrong_p,
         }
 
-    text = readings_reading([row(21.6, 256.0, 44.1, 0.0, 82.8), row(17.2, 13.6, 13.0, 94.2, 94.4)])
+    rows = [
+        row(21.6, 0, 256.0, 44.1, 0, 0.0, 82.8, 100, 22.3),
+        row(17.2, 100, 15.0, 0.0, 27.3, 94.2, 100, 7, 7),
+    ]
+    text = readings_reading(rows, 256)
     assert "Of BANE's picks, 22/17 % at stages 1–2 are predicted as background" in text
-    assert (
-        'Hard negatives per anchor: 256.0/13.6 under "others", 44.1/13.0 under "predicted"' in text
-    )
-    assert 'random: 0/94 % under "others", 83/94 % under "predicted".' in text
-    assert "(within half a point) at stage 2." in text
-    assert "within half a point" not in readings_reading([row(20, 9, 1, 50, 90)])
+    assert 'gets 5.8/– times as many hard negatives as under "predicted" at stages 1–2' in text
+    assert "(256.0/15.0 against 44.1/0.0); at stage 1" in text
+    assert "all 256 of an anchor's negatives are hard" in text
+    assert "0/27 % of the anchors get no hard negative at all, and `fill` draws 83/100 %" in text
+    assert '(under "others": 0/94 %)' in text
+    assert 'make up 100/7 % of the negatives under "others", 22/7 % under "predicted".' in text
+    assert "At stage 2 every anchor takes every pixel" in text
+    quiet = readings_reading([row(20, 50, 9, 1, 0, 50, 90, 30, 10)], 256)
+    assert "every anchor takes every pixel" not in quiet and "cap" not in quiet
+    assert "9.0 times as many" in quiet
 
 
 def test_sets_reading_compares_by_the_numbers():

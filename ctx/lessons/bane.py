@@ -270,24 +270,47 @@ def negatives_reading(rows: list[dict], max_negatives: int = 256) -> str:
     return text + "."
 
 
-def readings_reading(rows: list[dict]) -> str:
+def readings_reading(rows: list[dict], max_negatives: int = 256) -> str:
     """What a `readings_by_stage` table says about BANE's two readings, read from its numbers:
-    where the picks go under "predicted", and what each reading leaves `fill` to draw."""
+    where the picks go under "predicted", how many hard negatives each reading gives an anchor,
+    what is left to `fill`, and where the two give the loss the same negatives."""
 
-    def per_stage(key: str, digits: int = 1) -> str:
+    def per_stage(key: str, digits: int = 0) -> str:
         return "/".join(f"{r[key]:.{digits}f}" for r in rows)
 
     n = len(rows)
-    text = (
-        f"Of BANE's picks, {per_stage('to background %', 0)} % at stages 1–{n} are predicted as "
-        'background: under "predicted" these are hard negatives of the background anchor alone, '
-        "and the rest of the digit anchor each was mistaken for. Hard negatives per anchor: "
-        f'{per_stage("hard/anchor others")} under "others", '
-        f'{per_stage("hard/anchor predicted")} under "predicted". The share of the negatives '
-        f'`fill` draws at random: {per_stage("fill % others", 0)} % under "others", '
-        f'{per_stage("fill % predicted", 0)} % under "predicted".'
+    ratios = "/".join(
+        f"{r['hard/anchor others'] / r['hard/anchor predicted']:.1f}"
+        if r["hard/anchor predicted"] > 0
+        else "–"
+        for r in rows
     )
-    same = [i for i, r in enumerate(rows, 1) if r["fill % predicted"] - r["fill % others"] < 0.5]
+    text = (
+        f"Of BANE's picks, {per_stage('to background %')} % at stages 1–{n} are predicted as "
+        'background: under "predicted" they are hard negatives of the background anchor only, '
+        "and every other pick only of the anchor of the digit it was predicted as. Under "
+        '"others" a pick is a hard negative of every anchor but its own class\'s, so an anchor '
+        f'gets {ratios} times as many hard negatives as under "predicted" at stages 1–{n} '
+        f"({per_stage('hard/anchor others', 1)} against {per_stage('hard/anchor predicted', 1)})"
+    )
+    capped = [i for i, r in enumerate(rows, 1) if r["hard/anchor others"] >= max_negatives]
+    if capped:
+        text += (
+            f'; at {_stages(capped)} "others" is held at the cap: all {max_negatives} of an '
+            "anchor's negatives are hard"
+        )
+    text += (
+        f'. Under "predicted", {per_stage("no hard % predicted")} % of the anchors get no hard '
+        f"negative at all, and `fill` draws {per_stage('fill % predicted')} % of the negatives "
+        f'at random (under "others": {per_stage("fill % others")} %). Misclassified pixels '
+        f'make up {per_stage("wrong % others")} % of the negatives under "others", '
+        f'{per_stage("wrong % predicted")} % under "predicted".'
+    )
+    same = [i for i, r in enumerate(rows, 1) if r["all taken %"] == 100]
     if same:
-        text += f" The two readings leave the same share to chance (within half a point) at {_stages(same)}."
+        text += (
+            f" At {_stages(same)} every anchor takes every pixel of the other classes under "
+            "both readings, so the two give the loss the same negatives there; only which of "
+            "them count as hard differs."
+        )
     return text
