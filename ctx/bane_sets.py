@@ -374,6 +374,10 @@ def readings_by_stage(
     under "predicted"; `all taken %` (the same under both); under each reading `hard/anchor`,
     `fill %` and `wrong %` (the misclassified share of the negatives), and under "predicted"
     `no hard %`, the share of anchors without a hard negative."""
+    if isinstance(background, bool) or not isinstance(background, int):
+        raise ValueError(f"background must be a class index (an int), got {background!r}")
+    if not 0 <= background < num_classes:
+        raise ValueError(f"background must be a class in [0, {num_classes}), got {background}")
     both = {
         reading: negatives_by_stage(scenes, k, max_negatives, batch, num_classes, seed, reading)
         for reading in HARD_FOR

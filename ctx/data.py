@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ctx.labels import check_int
 from ctx.resources import data_dir
-from ctx.validation import Rule, validate
+from ctx.validation import Rule, plain_numbers, validate
 
 DATA_DIR = data_dir()  # data/ of the checkout, or the installed package's copy
 MNIST_FILE = DATA_DIR / "mnist_5k.npz"
@@ -51,7 +51,9 @@ class SceneConfig:
     distractors: int = 0  # max digit fragments drawn per scene and labelled background
 
     def __post_init__(self) -> None:
-        """Refuse a setting that cannot make scenes, naming it (before any scene is drawn)."""
+        """Refuse a setting that cannot make scenes, naming it (before any scene is drawn); numpy
+        and torch numbers count as the Python numbers they hold."""
+        plain_numbers(self)
         validate(self, SCENE_RULES, (_check_scene,), lambda field: f"SceneConfig.{field}")
 
 

@@ -95,6 +95,7 @@ def check_scalar(
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if isinstance(value, torch.Tensor):
         ok = value.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool)
+        ok = ok and value.device.type != "meta"  # a meta tensor holds no value
     if ok:
         v = float(value)
         ok = (

@@ -219,8 +219,9 @@ class ContextrastLoss(nn.Module):
     the last stage's when `fusion`. `stages` restricts the PA sum (fusion still uses the last stage).
     Per stage: the miner marks hard pixels, `sample_pixels` draws each anchor's positives and
     negatives from them (hard first, `fill`, the caps), and the PA formula is applied to those.
-    `negatives`: the miner, a `ctx.negatives.Miner`, or "bane" (`BoundaryMiner(C, k)`: hard =
-    boundary_negatives(argmax resized, y_i, C, k).any(1)) or "random" (`no_hard_pixels`).
+    `negatives`: the miner, a `ctx.negatives.Miner`, or "bane" (`BoundaryMiner(C, k, hard_for=)`:
+    the picks boundary_negatives(argmax resized, y_i, C, k).any(1), as one map [B,h,w] or, with
+    hard_for="predicted", one per anchor [C,B,h,w]) or "random" (`no_hard_pixels`).
     `seed` seeds a private generator per device for all sampling (None: global RNG).
     `distributed` is passed to class_anchors (None: auto). Caps: see `pixel_anchor_loss`.
     `check_inputs=True` raises ValueError for labels out of range, NaN/inf in the logits or

@@ -248,6 +248,7 @@ class SegmentationNet(nn.Module):
             raise ValueError(
                 "encoder must expose `channels`, the widths of the stage features it returns"
             )
+        check_flag("normalize_embeddings", normalize_embeddings)
         self.encoder = encoder
         self.decoder = Decoder(tuple(encoder.channels), num_classes)
         self.heads = nn.ModuleList(

@@ -78,9 +78,13 @@ def distance_transform(mask: torch.Tensor, all_true_value: float = math.inf) -> 
     in training, O(H W min(H, W)) per map and free of host synchronisation.
     """
     _check_mask(mask)
-    if all_true_value != math.inf:
+    if not (isinstance(all_true_value, float) and all_true_value == math.inf):
         check_scalar(
-            "all_true_value", all_true_value, ge=0, hint="(+inf, the default, or a distance)"
+            "all_true_value",
+            all_true_value,
+            ge=0,
+            le=torch.finfo(torch.float32).max,
+            hint="(+inf, the default, or a distance that float32 holds)",
         )
     if mask.numel() == 0:
         return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
@@ -88,8 +92,8 @@ def distance_transform(mask: torch.Tensor, all_true_value: float = math.inf) -> 
         dist = dense_distance_transform(mask)
     else:
         dist = sparse_distance_transform(mask)
-    if all_true_value != math.inf:
-        dist = dist.masked_fill_(dist == math.inf, all_true_value)
+    if not (isinstance(all_true_value, float) and all_true_value == math.inf):
+        dist = dist.masked_fill_(dist == math.inf, float(all_true_value))
     return dist
 
 
@@ -361,7 +365,11 @@ def _check_hard(hard: torch.Tensor | None, labels: torch.Tensor, num_classes: in
         or hard.shape not in shapes
         or hard.device != labels.device
     ):
-        got = f"{hard.dtype} {tuple(hard.shape)}" if isinstance(hard, torch.Tensor) else type(hard)
+        got = (
+            f"{hard.dtype} {tuple(hard.shape)} on {hard.device}"
+            if isinstance(hard, torch.Tensor)
+            else type(hard)
+        )
         raise ValueError(
             f"hard must be None or a bool tensor {tuple(labels.shape)} like labels (hard for "
             f"every other anchor) or {tuple(shapes[1])} (one map per anchor), on "

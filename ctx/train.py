@@ -146,7 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
         for field, why in inert_fields(cfg, RULES, given):
-            print(f"warning: {name(field)} does nothing here: {why}", file=sys.stderr)
+            flag = name(field)
+            if getattr(cfg, field) is False and flag.startswith("--"):
+                flag = "--no-" + flag[2:]  # as the user typed it
+            print(f"warning: {flag} does nothing here: {why}", file=sys.stderr)
     warnings.showwarning = _one_line_warning
     try:
         result = train(cfg)

@@ -102,11 +102,36 @@ def show(value: Any) -> str:
     return repr(value)
 
 
+def plain_number(value: Any) -> Any:
+    """A numpy or 0-dim torch number as the Python number it holds (np.int64(3) -> 3); tuples
+    and lists element by element; anything else unchanged. Config dataclasses apply it to their
+    fields, so a value from a numpy sweep is checked, and saved to JSON, like a typed one."""
+    if isinstance(value, tuple | list):
+        return type(value)(plain_number(v) for v in value)
+    is_scalar = getattr(value, "ndim", None) == 0 and hasattr(value, "item")
+    if is_scalar and not isinstance(value, bool | int | float | str):
+        try:
+            return value.item()
+        except (RuntimeError, ValueError):  # e.g. a tensor on the meta device: no value
+            return value
+    return value
+
+
+def plain_numbers(cfg: Any) -> None:
+    """Replace every numpy or torch number among a dataclass's fields by its Python value
+    (`plain_number`), in place, frozen dataclasses included."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        plain = plain_number(value)
+        if plain is not value:
+            object.__setattr__(cfg, f.name, plain)
+
+
 def check_field(value: Any, ftype: FieldType, rule: Rule) -> str | None:
     """What is wrong with `value` ("must be ..., got ..."), or None."""
     if value is None and ftype.optional:
         return None
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    names = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
     if ftype.kind is tuple:
         kind = {int: "integers", float: "numbers"}[ftype.elem]
         need = f"a list of one or more {kind}" + (f" {rule.bounds()}" if rule.bounds() else "")

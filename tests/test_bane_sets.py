@@ -204,6 +204,9 @@ def test_readings_by_stage(refs):
     assert row["hard/anchor others"] == row["hard/anchor predicted"] == 4 / 2
     assert row["no hard % predicted"] == 50.0
     assert readings_by_stage(sq, 0.5, 4, num_classes=3, background=1)[0]["to background %"] == 0
+    for bad in ("x", None, 3, 1.5, True):
+        with pytest.raises(ValueError, match="background must be a class"):
+            readings_by_stage(sq, 0.5, 4, num_classes=3, background=bad)
 
 
 def test_bane_by_stage_shares_and_empty_other():

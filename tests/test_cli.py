@@ -71,7 +71,7 @@ CASES = {
     "config unknown key": (
         ["--config", "{tmp}/typo.json"], 2, ["unknown config key 'max_step'", "'max_steps'"],
     ),
-    "config wrong type": (["--config", "{tmp}/string.json"], 2, ["lr (in", "a number", "'fast'"]),
+    "config wrong type": (["--config", "{tmp}/string.json"], 2, ["lr (in", "a finite number", "'fast'"]),
     "config wrong list": (["--config", "{tmp}/widths.json"], 2, ["widths (in", "list of one or more integers"]),
     "config bool as text": (["--config", "{tmp}/fusion.json"], 2, ["fusion (in", "true or false"]),
     "unknown regime": (["--regime", "sparse"], 2, ["argument --regime", "'sparse'", "scarce"]),
@@ -225,6 +225,20 @@ def test_regime_is_a_base_that_config_and_flags_override(files):
     assert (cfg.train_scenes, cfg.train_digits_per_class, cfg.eval_every) == (400, 35, 3)
 
 
+def test_config_numbers_from_numpy_are_python_numbers():
+    """A TrainConfig built from a numpy sweep holds Python numbers: it validates and saves to
+    JSON like a typed one."""
+    import json
+
+    import numpy as np
+
+    cfg = validate_config(
+        TrainConfig(seed=np.int64(3), alpha=np.float32(0.25), widths=(np.int64(8),) * 4)
+    )
+    assert (cfg.seed, cfg.alpha, cfg.widths) == (3, 0.25, (8, 8, 8, 8)) and type(cfg.seed) is int
+    json.dumps(dataclasses.asdict(cfg))
+
+
 def test_inert_flags_warn_once(monkeypatch, capsys, files):
     monkeypatch.setattr(ctx_train, "train", lambda cfg: RunResult(None, [], cfg, Path("x"), 0))
     (files / "ce.json").write_text('{"tau": 0.2, "loss": "ce"}')
@@ -241,6 +255,13 @@ def test_inert_flags_warn_once(monkeypatch, capsys, files):
         "warning: --blocks does nothing here: only arch resnet has blocks",
         "warning: --k does nothing here: it only acts with negatives bane",
         "warning: --max-steps does nothing here: epochs sets the length of the run",
+    ]
+    main(["--no-normalize-embeddings", "--no-fill", "--hard-for", "predicted"])  # loss ce
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [  # named as typed: --no-..., sorted by field
+        "warning: --no-fill does nothing here: it only acts with loss contextrast",
+        "warning: --hard-for does nothing here: it only acts with loss contextrast",
+        "warning: --no-normalize-embeddings does nothing here: it only acts with loss contextrast",
     ]
 
 

@@ -155,14 +155,14 @@ def test_digit_pool_limits_training_digits():
             dict(min_digits=4, max_digits=3),
             r"max_digits \(3\) is below SceneConfig.min_digits \(4\)",
         ),
-        (dict(min_scale=0.0), "min_scale must be a number > 0"),
+        (dict(min_scale=0.0), "min_scale must be a finite number > 0"),
         (
             dict(min_scale=0.5, max_scale=0.4),
             r"max_scale \(0.4\) is below SceneConfig.min_scale \(0.5\)",
         ),
-        (dict(touching=1.5), "touching must be a number >= 0 and <= 1"),
-        (dict(noise=-0.1), "noise must be a number >= 0"),
-        (dict(texture=float("nan")), "texture must be a number >= 0"),
+        (dict(touching=1.5), "touching must be a finite number >= 0 and <= 1"),
+        (dict(noise=-0.1), "noise must be a finite number >= 0"),
+        (dict(texture=float("nan")), "texture must be a finite number >= 0"),
         (dict(thicken=0), "thicken must be an integer >= 1"),
         (dict(distractors=True), "distractors must be an integer"),
     ],
@@ -170,6 +170,20 @@ def test_digit_pool_limits_training_digits():
 def test_scene_config_names_a_setting_that_cannot_make_scenes(kwargs, match):
     with pytest.raises(ValueError, match="SceneConfig." + match):
         SceneConfig(**kwargs)
+
+
+def test_scene_config_takes_numpy_and_torch_numbers_as_python_ones():
+    """A value from a numpy sweep or a 0-dim tensor counts as the number it holds (as before
+    the rule table); a float for an integer field is still refused."""
+    cfg = SceneConfig(
+        image_size=np.int64(32), max_digits=np.int32(4), touching=np.float32(0.5),
+        max_overlap=torch.tensor(0.2),
+    )  # fmt: skip
+    assert (cfg.image_size, cfg.max_digits) == (32, 4) and type(cfg.image_size) is int
+    assert type(cfg.touching) is float and cfg.max_overlap == pytest.approx(0.2)
+    assert generate_scenes("val", 2, cfg)[0].shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="image_size must be an integer"):
+        SceneConfig(image_size=np.float64(32.0))
 
 
 def test_train_config_checks_scene_fields_by_the_scene_rules():

@@ -96,7 +96,7 @@ def test_full_map_is_inf_and_leaves_others_alone():
     for value in (0.0, 7.5, 1e9):
         other = distance_transform(mask, all_true_value=value)
         assert (other[1] == value).all() and torch.equal(other[[0, 2]], out[[0, 2]])
-    for bad in (-1.0, float("nan"), None, "inf"):
+    for bad in (-1.0, float("nan"), None, "inf", 1e40, torch.tensor([1.0, 2.0]), np.array([1, 2])):
         with pytest.raises(ValueError, match="all_true_value must be"):
             distance_transform(mask, all_true_value=bad)
 

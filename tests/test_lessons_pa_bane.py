@@ -185,6 +185,8 @@ def test_readings_reading_follows_the_numbers():
     quiet = readings_reading([row(20, 50, 9, 1, 0, 50, 90, 30, 10)], 256)
     assert "every anchor takes every pixel" not in quiet and "cap" not in quiet
     assert "9.0 times as many" in quiet
+    empty = readings_reading([row(float("nan"), 0, 0.0, 0.0, 0, 0, 0, float("nan"), 1)], 256)
+    assert "Of BANE's picks, – % at stages 1–1" in empty and "nan" not in empty
 
 
 def test_sets_reading_compares_by_the_numbers():

@@ -48,6 +48,11 @@ def test_embedding_normalisation_is_a_parameter():
         torch.testing.assert_close(z.rows(), r.permute(0, 2, 3, 1).reshape(-1, r.shape[1]))
 
 
+def test_segmentation_net_names_its_own_flag():
+    with pytest.raises(ValueError, match="normalize_embeddings must be True or False"):
+        SegmentationNet(PlainEncoder(3, (4, 4)), 3, 4, normalize_embeddings="no")
+
+
 def test_deployed_model_never_runs_the_heads():
     model = build_model(ModelConfig(), num_classes=11).eval()
     calls = []

@@ -373,6 +373,8 @@ def test_sample_per_anchor_hard_maps_by_hand():
         assert rows(s.neg_idx, s.neg_ok)[2] == [4]
     with pytest.raises(ValueError, match=r"\(3, 1, 1, 7\) \(one map per anchor\)"):
         sample_pixels(labels, 3, torch.zeros(2, 1, 1, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"on cpu; got torch.bool \(3, 1, 1, 7\) on meta"):
+        sample_pixels(labels, 3, torch.zeros(3, 1, 1, 7, dtype=torch.bool, device="meta"))
 
 
 # ----------------------------------------------------------------------------- sampling

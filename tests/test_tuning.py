@@ -55,6 +55,6 @@ def test_tune_appends_each_setting_once_and_resumes(tiny_train_config, tmp_path)
 
 
 def test_tune_refuses_a_bad_setting_before_any_run(tiny_train_config, tmp_path):
-    with pytest.raises(ValueError, match="alpha .*must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="alpha .*must be a finite number >= 0, got -1"):
         tune({"alpha": [0.1, -1.0]}, tiny_train_config, tmp_path, tmp_path / "runs", "cmd")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "tuning.json").exists()

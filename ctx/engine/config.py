@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from ctx.data import SCENE_RULES
 from ctx.model import ModelConfig
-from ctx.validation import ConfigError, Rule, show, validate
+from ctx.validation import ConfigError, Rule, plain_numbers, show, validate
 
 # Fields that may differ between a checkpoint and the run that resumes or loads it.
 RUN_FIELDS = {
@@ -89,6 +89,10 @@ class TrainConfig:
     threads: int | None = None
     num_workers: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # numpy and torch numbers (from a sweep) become Python ones: checked and saved alike
+        plain_numbers(self)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(

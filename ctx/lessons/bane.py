@@ -276,7 +276,7 @@ def readings_reading(rows: list[dict], max_negatives: int = 256) -> str:
     what is left to `fill`, and where the two give the loss the same negatives."""
 
     def per_stage(key: str, digits: int = 0) -> str:
-        return "/".join(f"{r[key]:.{digits}f}" for r in rows)
+        return "/".join("–" if math.isnan(r[key]) else f"{r[key]:.{digits}f}" for r in rows)
 
     n = len(rows)
     ratios = "/".join(
