@@ -8,6 +8,7 @@ only DDP calls training makes.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -23,11 +24,16 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.split(":")[0] not in {"cpu", "cuda", "mps"}:
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda (or cuda:N) or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
-            "device 'cuda' asked for but CUDA is not available here: use --device auto or cpu"
+            f"device {name!r} asked for but CUDA is not available here: use --device auto or cpu"
+        )
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}: use one of them or cuda"
         )
     if name == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
