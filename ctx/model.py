@@ -294,7 +294,6 @@ def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> Seg
     check_num_classes(num_classes)
     check_int("in_channels", in_channels, ge=1)
     check_int("embed_dim", cfg.embed_dim, ge=1)
-    check_flag("normalize_embeddings", cfg.normalize_embeddings)
     for name in ("widths", "blocks") if cfg.arch == "resnet" else ("widths",):
         check_int_list(name, getattr(cfg, name))
     if cfg.arch == "resnet" and len(cfg.blocks) != len(cfg.widths):

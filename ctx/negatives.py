@@ -78,7 +78,8 @@ def distance_transform(mask: torch.Tensor, all_true_value: float = math.inf) -> 
     in training, O(H W min(H, W)) per map and free of host synchronisation.
     """
     _check_mask(mask)
-    if not (isinstance(all_true_value, float) and all_true_value == math.inf):
+    finite_fill = not (isinstance(all_true_value, float) and all_true_value == math.inf)
+    if finite_fill:
         check_scalar(
             "all_true_value",
             all_true_value,
@@ -92,7 +93,7 @@ def distance_transform(mask: torch.Tensor, all_true_value: float = math.inf) -> 
         dist = dense_distance_transform(mask)
     else:
         dist = sparse_distance_transform(mask)
-    if not (isinstance(all_true_value, float) and all_true_value == math.inf):
+    if finite_fill:
         dist = dist.masked_fill_(dist == math.inf, float(all_true_value))
     return dist
 
