@@ -74,6 +74,7 @@ def test_separation_is_perfect_for_class_aligned_embeddings():
 def test_reading_is_built_from_the_numbers():
     bane = [
         {
+            "errors_far_pct": 12.0,
             "picks_far_pct": 0.1,
             "fill_pct": 20.0,
             "negatives_background_pct": 30.0,
@@ -92,6 +93,40 @@ def test_reading_is_built_from_the_numbers():
     text = "\n".join(diagnosis.reading({"ce": run, "contextrast": other}))
     assert "60/55 % (CE) to 61/90 %" in text and "79.94" not in text and "79.90 → 77.10" in text
     assert "84 % of CE's test errors" in text and "0.1/0.1 %" in text
+    assert "acts at every stage: 12.0/12.0 % of the error pixels" in text
+
+
+def _stages(errors_far: list[float], picks_far: list[float] | None = None) -> list[dict]:
+    picks_far = picks_far or [0.0] * len(errors_far)
+    return [
+        {"errors_far_pct": e, "picks_far_pct": p, "fill_pct": 0.0}
+        for e, p in zip(errors_far, picks_far, strict=True)
+    ]
+
+
+def test_ranking_acts_where_errors_lie_deeper_than_the_rim():
+    """The ranking matters where the errors hold pixels deeper than the rim (D > 1) for its cut
+    to leave out, whatever share of its picks end up there: 12 % of the errors at D > 1 with no
+    pick among them is the ranking at work."""
+    from ctx.experiments.diagnosis import bane_summary, ranking_reading, ranking_where
+
+    default = _stages([12.6, 1.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0])
+    assert bane_summary(default)["ranks_at"] == [1]
+    assert ranking_where(default) == "only at stage 1"
+    text = ranking_reading(default)
+    assert text.startswith("BANE's distance ranking acts only at stage 1: 12.6/1.5/0.0/0.0 % of")
+    assert "against 0.1/0.0/0.0/0.0 % of its picks" in text
+    assert "so at stage 1 its cut leaves out the errors inside thick regions" in text
+    assert text.endswith(
+        "at stages 2-4 (≤ 5 % of the errors deeper than the rim) its picks are "
+        "(nearly) a random subset of the errors"
+    )
+    flat = _stages([5.0, 0.0])  # at the bound: not more than 5 %
+    assert ranking_where(flat) == "at no stage" and "leaves out" not in ranking_reading(flat)
+    assert ranking_where(_stages([40.0, 6.0])) == "at every stage"
+    assert "; at" not in ranking_reading(_stages([40.0, 6.0]))
+    assert ranking_where(_stages([40.0, 0.0, 9.0])) == "only at stages 1, 3"
+    assert ranking_where(_stages([40.0, 13.0, 1.0, 0.0])) == "only at stages 1-2"
 
 
 def test_train_command_names_the_recorded_sources():

@@ -115,8 +115,10 @@ def test_diagnosis_sentences_follow_the_numbers():
     assert text[0].endswith("does not move errors off the rims.")
     diag["runs"]["contextrast"]["errors"]["rim_share_of_errors"] = 50.0
     assert R.diagnosis_reading(diag)[0].endswith("by more than 2 points.")
-    picks = [s["picks_far_pct"] for s in diag["runs"]["contextrast"]["bane"]]
-    assert "/".join(f"{p:.1f}" for p in picks) in text[2]
+    bane = diag["runs"]["contextrast"]["bane"]
+    for key in ("errors_far_pct", "picks_far_pct"):
+        assert "/".join(f"{s[key]:.1f}" for s in bane) in text[2]
+    assert text[2].startswith("BANE's distance ranking acts")
     assert len(R.diagnosis_rows(diag)) == 15 and len(R.bane_rows(diag)) == 4
     assert len(R.plot_diagnosis(diag).axes) == 2
 
@@ -124,12 +126,18 @@ def test_diagnosis_sentences_follow_the_numbers():
 def test_mechanism_verdicts_flip_with_the_numbers():
     diag = R.load_diagnosis()
     rows = {r["mechanism"]: r for r in R.mechanism_rows(diag, [98.0, 98.0, 98.0])}
-    assert rows["BANE"]["acts?"].startswith("no ranking")
+    where = R.ranking_where(diag["runs"]["contextrast"]["bane"])
+    assert rows["BANE"]["acts?"].startswith(f"ranks {where}" if where != "at no stage" else "no")
     assert rows["fusion"]["acts?"] == "yes"
     for s in diag["runs"]["contextrast"]["bane"]:
-        s["picks_far_pct"] = 30.0
+        s["errors_far_pct"] = 1.0
+    rows = {r["mechanism"]: r for r in R.mechanism_rows(diag, [98.0, 98.0, 98.0])}
+    assert rows["BANE"]["acts?"].startswith("no ranking (errors with D > 1 ≤ 5 %)")
+    for s in diag["runs"]["contextrast"]["bane"]:
+        s["errors_far_pct"] = 30.0
     rows = {r["mechanism"]: r for r in R.mechanism_rows(diag, [10.0, 98.0, 98.0])}
-    assert rows["BANE"]["acts?"].startswith("ranks") and rows["fusion"]["acts?"] == "little"
+    assert rows["BANE"]["acts?"].startswith("ranks at every stage")
+    assert rows["fusion"]["acts?"] == "little"
 
 
 def test_fusion_coverage_by_hand():
@@ -296,7 +304,11 @@ def _mech(**far):
     return {
         regime: {
             "runs": {
-                "contextrast": {"bane": [{"picks_far_pct": v, "fill_pct": 0.0} for v in values]}
+                "contextrast": {
+                    "bane": [
+                        {"errors_far_pct": v, "picks_far_pct": 0.0, "fill_pct": 0.0} for v in values
+                    ]
+                }
             }
         }
         for regime, values in far.items()
@@ -304,11 +316,15 @@ def _mech(**far):
 
 
 def test_bane_across_regimes_names_where_the_ranking_acts():
-    flat = _mech(default=[0.1, 0.0], scarce=[0.7, 0.0])
+    flat = _mech(default=[0.1, 0.0], scarce=[4.0, 0.0])
     text = R.bane_across_regimes(flat)
-    assert "at or below 0.7 % in all 2 shipped regimes" in text and "nothing to rank" in text
-    text = R.bane_across_regimes(_mech(default=[0.1, 0.0], res128=[0.4, 6.3]))
-    assert text == "BANE across regimes: picks with D > 1 exceed 1 % in res128 (6.3 %)."
+    assert text.endswith(": default at no stage (0/0 %); scarce at no stage (4/0 %).")
+    text = R.bane_across_regimes(_mech(default=[12.6, 1.5], res128=[38.7, 13.2]))
+    assert text == (
+        "BANE across regimes: its distance ranking acts where more than 5 % of the errors lie "
+        "deeper than the rim (D > 1; stages 1-4 in brackets): default only at stage 1 (13/2 %); "
+        "res128 at every stage (39/13 %)."
+    )
     assert "no shipped Contextrast run" in R.bane_across_regimes({"x": {"runs": {"ce": {}}}})
     bullets = R.slide_summary([], R.load_diagnosis(), mech=flat)
     assert R.bane_across_regimes(flat) in bullets
@@ -331,7 +347,7 @@ def _kinds(n, digit, to_bg, from_bg, misread):
 
 
 def test_slide_reads_the_error_kinds_when_the_pairs_are_shipped():
-    bane = [{"picks_far_pct": 0.1, "fill_pct": 0.0}]
+    bane = [{"errors_far_pct": 0.1, "picks_far_pct": 0.1, "fill_pct": 0.0}]
     mech = {
         "scarce": {
             "split": "test",
@@ -347,7 +363,8 @@ def test_slide_reads_the_error_kinds_when_the_pairs_are_shipped():
     mech["scarce"]["runs"]["contextrast"]["errors"] = _kinds(174, 131, 23, 20, 100)
     bullets = R.slide_summary([], R.load_diagnosis(), mech=mech)
     assert "fewer digits for other digits" not in bullets[-1]  # the cut is at the edges now
-    assert bullets[-1].endswith("BANE has nothing to rank.")
+    want = R.ranking_where(R.load_diagnosis()["runs"]["contextrast"]["bane"])
+    assert bullets[-1].endswith(f"BANE's distance ranking acts {want}.")
     plain = R.slide_summary([], R.load_diagnosis(), mech=_mech(default=[0.1]))
     assert not any(b.startswith("Error kinds") for b in plain)
 

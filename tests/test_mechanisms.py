@@ -35,8 +35,11 @@ def test_measures_every_shipped_run_on_its_split(tmp_path):
     assert got["bane"] == bane_inputs(pred, scenes.labels, sizes, cfg.k, cfg.max_negatives)
 
 
-def _regime(picks_far: list[float], fill: list[float]) -> dict:
-    stages = [{"picks_far_pct": p, "fill_pct": f} for p, f in zip(picks_far, fill, strict=True)]
+def _regime(errors_far: list[float], fill: list[float]) -> dict:
+    stages = [
+        {"errors_far_pct": e, "picks_far_pct": 0.0, "fill_pct": f}
+        for e, f in zip(errors_far, fill, strict=True)
+    ]
     errors = {
         "errors_per_image": 120.0,
         "rim_share_of_errors": 80.0,
@@ -48,7 +51,7 @@ def _regime(picks_far: list[float], fill: list[float]) -> dict:
 
 def test_reading_follows_the_numbers():
     d = {
-        "flat": _regime([0.4, 0.0, 0.0, 0.0], [10.0, 60.0, 90.0, 99.0]),
+        "flat": _regime([4.9, 0.0, 0.0, 0.0], [10.0, 60.0, 90.0, 99.0]),
         "thick": _regime([12.5, 3.0, 0.0, 0.0], [0.0, 10.0, 40.0, 50.0]),
         "no_contextrast": {"split": "val", "runs": {}},
     }
@@ -57,9 +60,9 @@ def test_reading_follows_the_numbers():
         "flat (test): 120 error px per image, 80 % on the rims, 40 % a digit taken for another, "
         "25 % inside digits misread as a whole;"
     )
-    assert "at most 0.4 %, so its distance ranking has nothing to rank" in flat
+    assert "BANE's distance ranking acts at no stage (5/0/0/0 % of the errors at stages" in flat
     assert "random from stage 2 on" in flat
-    assert "reach 12.5 %: its distance ranking acts" in thick
+    assert "acts only at stage 1 (12/3/0/0 % of the errors at stages 1-4 lie deeper" in thick
     assert "BANE's own picks fill the negatives at every stage" in thick  # 50 % is not most
 
 
@@ -88,12 +91,14 @@ def test_an_empty_gallery_gives_a_section_that_says_so():
 def test_bane_summary_reads_the_stages_at_their_bounds():
     from ctx.experiments.diagnosis import bane_summary
 
-    stage = lambda far, fill: {"picks_far_pct": far, "fill_pct": fill}  # noqa: E731
-    at_bounds = bane_summary([stage(1.0, 10.0), stage(0.5, 50.0), stage(0.0, 50.1)])
-    assert at_bounds == {"picks_far": 1.0, "ranks": False, "random_from": 3}
-    assert bane_summary([stage(0.2, 0.0), stage(1.1, 20.0)]) == {
+    def stage(errors_far, picks_far, fill):
+        return {"errors_far_pct": errors_far, "picks_far_pct": picks_far, "fill_pct": fill}
+
+    at_bounds = bane_summary([stage(5.0, 1.0, 10.0), stage(0.5, 0.5, 50.0), stage(0, 0, 50.1)])
+    assert at_bounds == {"ranks_at": [], "picks_far": 1.0, "random_from": 3}
+    assert bane_summary([stage(5.1, 0.2, 0.0), stage(30.0, 1.1, 20.0)]) == {
+        "ranks_at": [1, 2],
         "picks_far": 1.1,
-        "ranks": True,
         "random_from": None,
     }
 

@@ -137,18 +137,74 @@ def bane_inputs(
     return out
 
 
-RANKS_ABOVE = 1.0  # %: BANE's distance ranking acts once more of its picks than this have D > 1
+# %: BANE's distance ranking acts at a stage where more of the error pixels than this lie deeper
+# than the rim of their region (D > 1). Its lowest-K cut leaves those out, where a random draw of
+# the errors would take them as often as any other; below it, fewer than 1 pick in 20 differs.
+RANKS_ABOVE = 5.0
 MOSTLY_RANDOM = 50.0  # %: above this share of an anchor's negatives, `fill` supplies most
 
 
 def bane_summary(bane: list[dict]) -> dict:
-    """What `bane_inputs`' stages add up to: `picks_far` (the largest % of picks with D > 1 at
-    any stage), `ranks` (whether that exceeds RANKS_ABOVE, so the distance ranking acts) and
-    `random_from` (the first stage, 1-based, from which `fill` supplies most negatives at
-    random; None if at none)."""
+    """What `bane_inputs`' stages add up to: `ranks_at` (the stages, 1-based, where more than
+    RANKS_ABOVE % of the error pixels have D > 1, so that BANE's picks differ from a random
+    draw of the errors), `picks_far` (the largest % of picks with D > 1 at any stage: how far
+    past the rims the cut reaches) and `random_from` (the first stage from which `fill`
+    supplies most negatives at random; None if at none)."""
+    ranks_at = [i + 1 for i, s in enumerate(bane) if s["errors_far_pct"] > RANKS_ABOVE]
     picks_far = max(s["picks_far_pct"] for s in bane)
     random_from = next((i + 1 for i, s in enumerate(bane) if s["fill_pct"] > MOSTLY_RANDOM), None)
-    return {"picks_far": picks_far, "ranks": picks_far > RANKS_ABOVE, "random_from": random_from}
+    return {"ranks_at": ranks_at, "picks_far": picks_far, "random_from": random_from}
+
+
+def stage_span(stages: list[int]) -> str:
+    """ "stage 1", "stages 1-2", "stages 1, 3" for 1-based stage numbers (sorted)."""
+    if len(stages) == 1:
+        return f"stage {stages[0]}"
+    if stages == list(range(stages[0], stages[-1] + 1)):
+        return f"stages {stages[0]}-{stages[-1]}"
+    return "stages " + ", ".join(map(str, stages))
+
+
+def ranking_where(bane: list[dict]) -> str:
+    """Where BANE's distance ranking acts (`bane_summary`): "at no stage", "at every stage",
+    "only at stage 1", "only at stages 1-2", ..."""
+    ranks_at = bane_summary(bane)["ranks_at"]
+    if not ranks_at:
+        return "at no stage"
+    if len(ranks_at) == len(bane):
+        return "at every stage"
+    return f"only at {stage_span(ranks_at)}"
+
+
+def fill_reading(bane: list[dict]) -> str:
+    """From which stage `fill` supplies most of an anchor's negatives at random (no stop)."""
+    start = bane_summary(bane)["random_from"]
+    if start is None:
+        return "BANE's own picks fill the negatives at every stage"
+    return f"`fill` supplies most negatives at random from stage {start} on"
+
+
+def ranking_reading(bane: list[dict]) -> str:
+    """One sentence (no final stop) on where BANE's distance ranking acts, with the per-stage
+    shares of the error pixels and of BANE's picks that lie deeper than the rim (D > 1)."""
+    n = len(bane)
+    ranks_at = bane_summary(bane)["ranks_at"]
+    rest = [s for s in range(1, n + 1) if s not in ranks_at]
+    errors = "/".join(f"{s['errors_far_pct']:.1f}" for s in bane)
+    picks = "/".join(f"{s['picks_far_pct']:.1f}" for s in bane)
+    text = (
+        f"BANE's distance ranking acts {ranking_where(bane)}: {errors} % of the error pixels lie "
+        f"deeper than the rim of their region (D > 1) at stages 1-{n}, against {picks} % of its "
+        f"picks"
+    )
+    if ranks_at:
+        text += f", so at {stage_span(ranks_at)} its cut leaves out the errors inside thick regions"
+    if rest:
+        text += (
+            f"; at {stage_span(rest)} (≤ {RANKS_ABOVE:g} % of the errors deeper than the rim) its "
+            f"picks are (nearly) a random subset of the errors"
+        )
+    return text
 
 
 def _nanmean(xs: list[float]) -> float:
@@ -209,7 +265,6 @@ def reading(d: dict) -> list[str]:
     """What the tables say, as sentences built from their numbers (so a rerun rewrites them)."""
     ce, cx = d["ce"], d["contextrast"]
     n = len(cx["bane"])
-    far = [b["picks_far_pct"] for b in cx["bane"]]
     fill = [b["fill_pct"] for b in cx["bane"]]
     bg = [b["negatives_background_pct"] for b in cx["bane"]]
     errs = [b["errors_per_image"] for b in cx["bane"]]
@@ -245,21 +300,18 @@ def reading(d: dict) -> list[str]:
         f"{cx['train_test_gap']:.1f} with the PA term; train mIoU {ce['train_miou']:.1f} → "
         f"{cx['train_miou']:.1f} %, test mIoU {ce['test']['miou']:.1f} → "
         f"{cx['test']['miou']:.1f} % (a smaller gap from a lower train score is no gain).",
-        f"- **BANE's distance ranking has nothing to rank.** BANE picks with D > 1: "
-        f"{'/'.join(f'{v:.1f}' for v in far)} % at stages 1-{n}: in (nearly) every error map "
-        f"at least K = 50 % of the pixels are the region's own edge (D = 1), so the cut keeps "
-        f"a random subset of edge pixels, which is a random subset of the errors.",
+        f"- **The distance ranking.** {ranking_reading(cx['bane'])}.",
         f"- **At coarse stages BANE has almost nothing to act on at all.** Error pixels per "
         f"image: {'/'.join(f'{v:.1f}' for v in errs)} at stages 1-{n}; `fill` tops up "
         f"{'/'.join(f'{v:.0f}' for v in fill)} % of each anchor's negatives with random pixels, "
         f"so from stage 2 on the negatives are essentially the random ones of `ccl`, and "
         f"{'/'.join(f'{v:.0f}' for v in bg)} % of them are background.",
         "",
-        "So on the default scenes BANE's distance ranking has nothing to act on at any stage and "
-        "BANE itself little past stage 1 (its negatives are random, mostly background); the "
-        "multi-stage anchors do act — deep features separate far better — but in this pair the "
-        "test mIoU does not follow. The regimes below change what the mechanisms have to work "
-        "with: errors between classes (`crowded`), larger coarse maps (`res128`), fewer labels "
+        f"So on the default scenes BANE's distance ranking acts {ranking_where(cx['bane'])}, "
+        f"and {fill_reading(cx['bane'])}; the multi-stage anchors do act — deep features "
+        "separate far better — but in this pair the test mIoU does not follow. The regimes below change what "
+        "the mechanisms have to work with: errors between classes (`crowded`), larger coarse "
+        "maps (`res128`), fewer labels "
         "(`scarce`).",
     ]
     return lines

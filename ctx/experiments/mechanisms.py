@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 
 from ctx.data import NUM_CLASSES
-from ctx.experiments.diagnosis import RIM, bane_inputs, bane_summary, error_split, run_outputs
+from ctx.experiments.diagnosis import (
+    RIM,
+    bane_inputs,
+    error_split,
+    fill_reading,
+    ranking_where,
+    run_outputs,
+)
 from ctx.experiments.error_kinds import (
     KINDS,
     cut_in_recognition,
@@ -86,6 +93,7 @@ def rows(d: dict) -> list[dict]:
                     "on rims %": f"{e['rim_share_of_errors']:.0f}",
                     "digit for digit %": f"{e['digit_confusion_share']:.0f}",
                     "in misread digits %": f"{e['misread_digit_share']:.0f}",
+                    "errors D>1 %": _stages([s["errors_far_pct"] for s in b], ".1f"),
                     "BANE picks D>1 %": _stages([s["picks_far_pct"] for s in b], ".1f"),
                     "fill (random) %": _stages([s["fill_pct"] for s in b]),
                     "background negatives %": _stages([s["negatives_background_pct"] for s in b]),
@@ -95,32 +103,25 @@ def rows(d: dict) -> list[dict]:
 
 
 def reading(d: dict) -> list[str]:
-    """Per regime, one sentence built from its Contextrast run's numbers: the errors, whether
-    BANE's distance ranking has anything to rank, and from which stage `fill` supplies most
-    negatives at random."""
+    """Per regime, one sentence built from its Contextrast run's numbers: the errors, at which
+    stages BANE's distance ranking acts (`diagnosis.bane_summary`), and from which stage `fill`
+    supplies most negatives at random."""
     lines = []
     for regime, r in d.items():
         if "contextrast" not in r["runs"]:
             continue
         m = r["runs"]["contextrast"]
-        b = bane_summary(m["bane"])
+        far = _stages([s["errors_far_pct"] for s in m["bane"]])
         ranking = (
-            f"BANE's picks with D > 1 reach {b['picks_far']:.1f} %: its distance ranking acts"
-            if b["ranks"]
-            else f"BANE's picks with D > 1 are at most {b['picks_far']:.1f} %, so its distance "
-            f"ranking has nothing to rank"
-        )
-        negatives = (
-            f"`fill` supplies most negatives at random from stage {b['random_from']} on"
-            if b["random_from"]
-            else "BANE's own picks fill the negatives at every stage"
+            f"BANE's distance ranking acts {ranking_where(m['bane'])} ({far} % of the errors at "
+            f"stages 1-{len(m['bane'])} lie deeper than the rim)"
         )
         lines.append(
             f"{regime} ({SPLIT_NAMES[r['split']]}): {m['errors']['errors_per_image']:.0f} "
             f"error px per image, {m['errors']['rim_share_of_errors']:.0f} % on the rims, "
             f"{m['errors']['digit_confusion_share']:.0f} % a digit taken for another, "
             f"{m['errors']['misread_digit_share']:.0f} % inside digits misread as a whole; "
-            f"{ranking}; {negatives}."
+            f"{ranking}; {fill_reading(m['bane'])}."
         )
     return lines
 

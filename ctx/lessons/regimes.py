@@ -27,7 +27,12 @@ from matplotlib.figure import Figure
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
 from ctx.experiments import error_kinds, mechanisms
-from ctx.experiments.diagnosis import bane_summary
+from ctx.experiments.diagnosis import (
+    RANKS_ABOVE,
+    bane_summary,
+    ranking_reading,
+    ranking_where,
+)
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.experiments.regime_study import (
     FINAL_SEEDS,
@@ -188,8 +193,7 @@ def diagnosis_reading(diag: dict) -> list[str]:
         f"{_f(fce)} % (CE) against {_f(fcx)} % (Contextrast, stages 1-4), while test mIoU is "
         f"{ce['test']['miou']:.2f} % against {cx['test']['miou']:.2f} % (one pair, seed 0: no "
         f"interval).",
-        f"BANE's distance ranking has nothing to rank: its picks with D > 1 are "
-        f"{_f([s['picks_far_pct'] for s in bane], '.1f')} % at stages 1-4.",
+        f"{ranking_reading(bane)}.",
         f"Little for BANE to act on past stage 1: {_f([s['errors_per_image'] for s in bane], '.1f')}"
         f" error pixels per image at stages 1-4, so `fill` tops up "
         f"{_f([s['fill_pct'] for s in bane])} % of each anchor's negatives at random, and "
@@ -418,6 +422,7 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
     fce, fcx, heads = ce["separation_features"], cx["separation_features"], cx["separation_heads"]
     up = [i + 1 for i, (a, b) in enumerate(zip(fce, fcx, strict=True)) if b - a > 2]
     rim = cx["errors"]["rim_share_of_errors"]
+    far = [s["errors_far_pct"] for s in cx["bane"]]
     picks = [s["picks_far_pct"] for s in cx["bane"]]
     fill = [s["fill_pct"] for s in cx["bane"]]
     bane = bane_summary(cx["bane"])
@@ -442,9 +447,13 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
             "mechanism": "BANE",
             "needs": "error regions thicker than 1 px (distances to rank) and enough errors "
             "to fill the negatives",
-            "default scenes": f"picks with D > 1: {_f(picks, '.1f')} %; negatives filled at "
-            f"random: {_f(fill)} %",
-            "acts?": ("ranks" if bane["ranks"] else "no ranking (picks with D > 1 ≤ 1 %)")
+            "default scenes": f"errors with D > 1: {_f(far, '.1f')} %, picks with D > 1: "
+            f"{_f(picks, '.1f')} %; negatives filled at random: {_f(fill)} %",
+            "acts?": (
+                f"ranks {ranking_where(cx['bane'])}"
+                if bane["ranks_at"]
+                else f"no ranking (errors with D > 1 ≤ {RANKS_ABOVE:g} %)"
+            )
             + (
                 ""
                 if bane["random_from"] is None
@@ -467,24 +476,21 @@ def load_error_kinds(folder: Path | None = None) -> dict:
 
 
 def bane_across_regimes(mech: dict) -> str:
-    """One sentence: in which regimes BANE's distance ranking has something to rank (its
-    Contextrast run's picks with D > 1 above 1 % at some stage)."""
+    """One sentence: at which stages BANE's distance ranking acts in each shipped regime (its
+    Contextrast run: more than RANKS_ABOVE % of the errors deeper than the rim)."""
     bane = {
-        regime: bane_summary(r["runs"]["contextrast"]["bane"])
-        for regime, r in mech.items()
-        if "contextrast" in r["runs"]
+        r: m["runs"]["contextrast"]["bane"] for r, m in mech.items() if "contextrast" in m["runs"]
     }
     if not bane:
         return "BANE across regimes: no shipped Contextrast run is measured yet."
-    ranks = [f"{regime} ({b['picks_far']:.1f} %)" for regime, b in bane.items() if b["ranks"]]
-    if not ranks:
-        far = max(b["picks_far"] for b in bane.values())
-        return (
-            f"BANE across regimes: its picks with D > 1 stay at or below {far:.1f} % "
-            f"in all {len(bane)} shipped regimes, so its distance ranking has nothing to rank in "
-            f"any of them."
-        )
-    return f"BANE across regimes: picks with D > 1 exceed 1 % in {', '.join(ranks)}."
+    where = "; ".join(
+        f"{regime} {ranking_where(b)} ({_f([s['errors_far_pct'] for s in b])} %)"
+        for regime, b in bane.items()
+    )
+    return (
+        f"BANE across regimes: its distance ranking acts where more than {RANKS_ABOVE:g} % of "
+        f"the errors lie deeper than the rim (D > 1; stages 1-4 in brackets): {where}."
+    )
 
 
 def slide_summary(
@@ -538,8 +544,9 @@ def slide_summary(
     ce, cx = diag["runs"]["ce"], diag["runs"]["contextrast"]
     out.append(
         f"Default scenes: {ce['errors']['rim_share_of_errors']:.0f} % of CE's errors are rim "
-        f"pixels; BANE's picks with D > 1 are at most "
-        f"{max(s['picks_far_pct'] for s in cx['bane']):.1f} %; stage-4 encoder separation "
+        f"pixels; BANE's distance ranking acts {ranking_where(cx['bane'])} "
+        f"({_f([s['errors_far_pct'] for s in cx['bane']])} % of the errors deeper than the rim at "
+        f"stages 1-4); stage-4 encoder separation "
         f"{ce['separation_features'][-1]:.0f} → {cx['separation_features'][-1]:.0f} % with test "
         f"mIoU {ce['test']['miou']:.1f} → {cx['test']['miou']:.1f} % (one pair, seed 0; the map "
         f"above pairs five)."
@@ -563,8 +570,7 @@ def slide_summary(
         claim += f" over {len(FINAL_SEEDS)} seeds its gain is fewer digits taken for other digits ({', '.join(kinds)});"
     elif not kinds and mech and mechanisms.gains_by_recognition(mechanisms.error_deltas(mech)):
         claim += " in every shipped regime its run takes fewer digits for other digits;"
-    ranks = bane_summary(cx["bane"])["ranks"]
-    claim += " BANE ranks its picks." if ranks else " BANE has nothing to rank."
+    claim += f" BANE's distance ranking acts {ranking_where(cx['bane'])}."
     out.append(claim)
     return out
 
