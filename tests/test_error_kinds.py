@@ -167,13 +167,14 @@ def test_reading_and_summary_follow_the_intervals():
     text = E.summary({"scarce": recognition, "x": edges})
     assert text.startswith("In every measured regime (scarce/x)")
     assert (
-        "at most 0.1/3.0 px per image (clear of zero in x: digit pixels taken for background -3.0)"
-        in text
+        "on average by at most 0.1/3.0 px per image (clear of zero in x: digit pixels taken for "
+        "background -3.0)" in text
     )
     bigger = _stats((-6, -9, -3), (-7, -9, -5), (0, -1, 1))  # the edges move more than the digits
     assert E.summary({"x": bigger}) == (
         "Digit-for-digit errors change by -6.0 px per image (x); the errors between a digit and "
-        "the background by up to 7.0 (clear of zero in x: digit pixels taken for background -7.0)."
+        "the background on average by up to 7.0 (clear of zero in x: digit pixels taken for "
+        "background -7.0)."
     )
     across = _stats((-2, -5, 1), (0, -1, 1), (0, -1, 1))  # the digit interval reaches above zero
     assert E.summary({"x": across}).startswith("Digit-for-digit")
@@ -277,3 +278,31 @@ def test_shipped_error_kinds_are_consistent_with_their_runs_and_the_study():
     missing = [r for r in E.complete(finals) if r not in saved["regimes"]]
     page = E.markdown(saved["paired"], saved["regimes"], saved["command"], missing) + "\n"
     assert (root / "regimes" / "error_kinds.md").read_text() == page
+
+
+def test_shipped_page_is_the_rendering_of_its_json_and_report_only_rebuilds_it(tmp_path):
+    """`error-kinds --report-only` rewrites error_kinds.md from error_kinds.json, measuring
+    nothing, and names a regime whose five test pairs are in but unmeasured."""
+    from ctx.resources import project_root
+
+    results = project_root() / "results"
+    saved = json.loads((results / "regimes" / "error_kinds.json").read_text())
+    finals = regime_study.load_results(results / "regimes.json")["runs"]
+    missing = [r for r in E.complete(finals) if r not in saved["regimes"]]
+    want = E.markdown(saved["paired"], saved["regimes"], saved["command"], missing) + "\n"
+    assert (results / "regimes" / "error_kinds.md").read_text() == want
+    (tmp_path / "regimes").mkdir()
+    (tmp_path / "regimes" / "error_kinds.json").write_text(json.dumps(saved))
+    (tmp_path / "regimes.json").write_text((results / "regimes.json").read_text())
+    cli.main(["error-kinds", "--report-only", "--results-dir", str(tmp_path)])
+    assert (tmp_path / "regimes" / "error_kinds.md").read_text() == want
+    one = {**saved, "regimes": {"scarce": saved["regimes"]["scarce"]}}
+    one["paired"] = {"scarce": saved["paired"]["scarce"]}
+    (tmp_path / "regimes" / "error_kinds.json").write_text(json.dumps(one))
+    cli.main(["error-kinds", "--report-only", "--results-dir", str(tmp_path)])
+    page = (tmp_path / "regimes" / "error_kinds.md").read_text()
+    assert "Not measured yet, though their five test pairs are in: default," in page
+    assert "## Which errors the PA term removes" in (tmp_path / "regimes.md").read_text()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["error-kinds", "--report-only", "--results-dir", str(tmp_path / "none")])
+    assert "python -m ctx.experiments error-kinds" in str(e.value) and "\n" not in str(e.value)

@@ -142,3 +142,21 @@ def test_changes_reading_claims_recognition_only_when_every_regime_shows_it():
     more = _pair((100, 50, 30, 20, 30), (102, 52, 30, 20, 31))
     assert M.changes_reading({"scarce": gain, "worse": more}).startswith("Digit-for-digit")
     assert M.changes_reading({}) is None
+
+
+def test_shipped_page_is_the_rendering_of_its_json_and_report_only_rebuilds_it(tmp_path, capsys):
+    """`mechanisms --report-only` rewrites mechanisms.md from mechanisms.json, measuring
+    nothing; the shipped page must be what the current reading makes of the shipped numbers."""
+    from ctx.resources import project_root
+
+    shipped = project_root() / "results" / "regimes"
+    d = read_json(shipped / "mechanisms.json")["regimes"]
+    assert (shipped / "mechanisms.md").read_text() == M.markdown(d) + "\n"
+    (tmp_path / "regimes").mkdir()
+    (tmp_path / "regimes" / "mechanisms.json").write_text((shipped / "mechanisms.json").read_text())
+    cli.main(["mechanisms", "--report-only", "--results-dir", str(tmp_path)])
+    assert (tmp_path / "regimes" / "mechanisms.md").read_text() == M.markdown(d) + "\n"
+    assert "## What the mechanisms act on" in (tmp_path / "regimes.md").read_text()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["mechanisms", "--report-only", "--results-dir", str(tmp_path / "none")])
+    assert "python -m ctx.experiments mechanisms" in str(e.value) and "\n" not in str(e.value)

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="regimes, diagnose: rewrite the report from the results files, train nothing",
+        help="regimes, diagnose, mechanisms, error-kinds: rewrite the report from the results "
+        "files, train and measure nothing",
     )
     p.add_argument(
         "--status",
@@ -220,8 +221,14 @@ def _run(
         regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "diagnose":
         diagnosis.main(args.results_dir / "regimes", ROOT / "runs" / "diagnose", args.threads)
+    elif args.task == "mechanisms" and args.report_only:
+        mechanisms.rewrite(args.results_dir / "regimes")
+        regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "mechanisms":
         mechanisms.main(args.out, args.results_dir / "regimes", args.threads)
+        regime_report.write_report(args.results_dir, regime_command(args))
+    elif args.task == "error-kinds" and args.report_only:
+        error_kinds.rewrite(args.results_dir)
         regime_report.write_report(args.results_dir, regime_command(args))
     elif args.task == "error-kinds":
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir

@@ -35,7 +35,7 @@ from ctx.experiments.error_kinds import (
     error_kinds,
 )
 from ctx.experiments.gallery import load_gallery_model, read_manifest
-from ctx.io import write_json, write_text
+from ctx.io import read_json, write_json, write_text
 from ctx.metrics import ConfusionMatrix
 from ctx.resources import portable
 
@@ -242,5 +242,16 @@ def main(gallery: Path, out_dir: Path, threads: int | None = None, scenes: int =
         torch.set_num_threads(threads)
     d = regime_mechanisms(gallery, scenes)
     write_json({"gallery": portable(gallery), "regimes": d}, out_dir / "mechanisms.json")
+    write_text(markdown(d) + "\n", out_dir / "mechanisms.md")
+    return d
+
+
+def rewrite(out_dir: Path) -> dict:
+    """mechanisms.md again from out_dir/mechanisms.json (`mechanisms --report-only`), measuring
+    nothing."""
+    path = out_dir / "mechanisms.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments mechanisms` first")
+    d = read_json(path)["regimes"]
     write_text(markdown(d) + "\n", out_dir / "mechanisms.md")
     return d
