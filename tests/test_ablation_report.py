@@ -39,7 +39,9 @@ def test_report_writes_the_paired_column(tmp_path):
     ]
     ablation_report.report({"runs": runs, "command": "C", "dataset": {"test_scenes": 5}}, tmp_path)
     table = (tmp_path / "ablation.md").read_text()
+    # diffs +1, +3: mean 2, sd √2, t(0.975, 1) = 12.706: half-width 12.706 · √2 / √2
     assert (
-        "| `bane` | PA loss, BANE negatives, no fusion | 2 | 77.00 ± 8.49 | +2.00 ± 1.41 |" in table
+        "| `bane` | PA loss, BANE negatives, no fusion | 2 | 77.00 ± 8.49 | +2.00 ± 1.41 | "
+        "[-10.71, +14.71] |" in table
     )
     assert (tmp_path / "ablation.png").stat().st_size > 0

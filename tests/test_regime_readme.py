@@ -98,7 +98,7 @@ def test_readme_study_prose_quotes_only_numbers_the_results_files_hold():
     """The hand-written paragraphs around the report's block (README's Results, up to the
     ablation) may quote a result only as the results files state it: every 2-decimal number is
     some number of results/*.md or a shipped manifest, rounded; every paired interval is one
-    that results/regimes.md prints. Catches a paragraph left behind when the results move."""
+    that results/regimes.md or an ablation report prints. Catches a paragraph left behind when the results move."""
     import re
 
     from ctx.resources import project_root
@@ -115,4 +115,8 @@ def test_readme_study_prose_quotes_only_numbers_the_results_files_hold():
     assert not stray, f"README quotes numbers no results file holds: {sorted(stray)}"
     interval = r"[+-]\d+\.\d{2} \[[+-]\d+\.\d{2}, [+-]\d+\.\d{2}\]"
     report = (root / "results" / "regimes.md").read_text()
+    # the ablation reports print "Δ ± std | [lo, hi]": the same interval, quoted "Δ [lo, hi]"
+    row = r"\| ([+-]\d+\.\d{2}) ± [\d.]+(?: \(\d+ seeds\))? \| (\[[^]]+\])"
+    ablations = [p.read_text() for p in (root / "results").rglob("ablation.md")]
+    report += " ".join(f"{m} {i}" for text in ablations for m, i in re.findall(row, text))
     assert not [i for i in set(re.findall(interval, prose)) if i not in report]

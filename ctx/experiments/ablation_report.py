@@ -1,5 +1,5 @@
-"""results/ablation.md (mean ± std per variant, differences to ce paired by seed) and
-results/ablation.png from an ablation results file."""
+"""results/ablation.md (mean ± std per variant, differences to ce paired by seed with their
+95 % t-interval) and results/ablation.png from an ablation results file."""
 
 from __future__ import annotations
 
@@ -42,23 +42,26 @@ def report(results: dict, results_dir: Path) -> None:
         return
     lines = [
         "| variant | what it is | seeds | test mIoU (%) | Δ vs ce, paired by seed | "
-        "boundary mIoU (%) | steps | train min |",
-        "|---|---|---|---|---|---|---|---|",
+        "95 % interval of Δ | boundary mIoU (%) | steps | train min |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["paired"] is None:
-            delta = "–"
-        else:
+        delta, interval = "–", "–"
+        if r["paired"] is not None:
             m, s, n = r["paired"]
             delta = pm(m, s, "+.2f") + (f" ({n} seeds)" if n != r["n"] else "")
+            lo, hi = t_interval(r["diffs"])
+            interval = "–" if lo != lo else f"[{lo:+.2f}, {hi:+.2f}]"
         lines.append(
             f"| `{r['variant']}` | {DESCRIPTIONS[r['variant']]} | {r['n']} | {pm(*r['miou'])} "
-            f"| {delta} | {pm(*r['boundary_miou'])} | {r['steps']:.0f} | {r['minutes']:.1f} |"
+            f"| {delta} | {interval} | {pm(*r['boundary_miou'])} | {r['steps']:.0f} "
+            f"| {r['minutes']:.1f} |"
         )
     text = (
         f"Test mIoU on the frozen digit-scene test split ({results['dataset']['test_scenes']} "
         "scenes), mean ± std over seeds; Δ = mean ± std over seeds of (variant − ce) with the "
-        "same seed; train minutes on one CPU thread of a shared machine.\n"
+        "same seed, and the two-sided 95 % t-interval of its mean (n − 1 degrees of freedom); "
+        "train minutes on one CPU thread of a shared machine.\n"
         f"Reproduce: `{results['command']}`\n\n" + "\n".join(lines) + "\n"
     )
     (results_dir / "ablation.md").write_text(text)
