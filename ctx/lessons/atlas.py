@@ -178,7 +178,9 @@ def separation_reading(
     text = (
         f"Encoder features (both runs train them: the fair comparison): {b} separates the classes "
         f"better than {a} at {stages(better)} and worse at {stages(worse)} "
-        f"(differences {', '.join(f'{d:+.1f}' for d in diffs)} points, stages 1-{len(diffs)}).\n"
+        f"(differences {', '.join(f'{d:+.1f}' for d in diffs)} points, stages 1-{len(diffs)}; "
+        f"one pair of runs on these probe scenes, so no interval: within {margin:g} point counts "
+        f"as equal).\n"
         f"Projection heads: {heads_text[1]} % ({b}) against {heads_text[0]} % ({a}), stages "
         f"1-{len(heads)}; only a contrastive run trains its heads, so this row compares a trained "
         f"head with a random one, not two methods.\n"

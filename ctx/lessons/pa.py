@@ -41,7 +41,7 @@ def _circle(ax: plt.Axes) -> None:
 
 def toy_colours(num_classes: int) -> list[np.ndarray]:
     """Colours for a toy's classes 0..num_classes-1: the digits' (classes 1..num_classes), so that
-    the toy's class 0 is not drawn in the background's near-black."""
+    the toy's class 0 is not drawn in the background's grey."""
     return [colour(c + 1) for c in range(num_classes)]
 
 
