@@ -94,6 +94,8 @@ def test_reading_is_built_from_the_numbers():
     assert "60/55 % (CE) to 61/90 %" in text and "79.94" not in text and "79.90 → 77.10" in text
     assert "84 % of CE's test errors" in text and "0.1/0.1 %" in text
     assert "acts at every stage: 12.0/12.0 % of the error pixels" in text
+    assert "yet BANE's own picks make most of them at every stage" in text  # fill 20 % < 50 %
+    assert "random ones of `ccl`" not in text
 
 
 def _stages(errors_far: list[float], picks_far: list[float] | None = None) -> list[dict]:

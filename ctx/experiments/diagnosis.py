@@ -147,13 +147,11 @@ MOSTLY_RANDOM = 50.0  # %: above this share of an anchor's negatives, `fill` sup
 def bane_summary(bane: list[dict]) -> dict:
     """What `bane_inputs`' stages add up to: `ranks_at` (the stages, 1-based, where more than
     RANKS_ABOVE % of the error pixels have D > 1, so that BANE's picks differ from a random
-    draw of the errors), `picks_far` (the largest % of picks with D > 1 at any stage: how far
-    past the rims the cut reaches) and `random_from` (the first stage from which `fill`
-    supplies most negatives at random; None if at none)."""
+    draw of the errors) and `random_from` (the first stage from which `fill` supplies most
+    negatives at random; None if at none)."""
     ranks_at = [i + 1 for i, s in enumerate(bane) if s["errors_far_pct"] > RANKS_ABOVE]
-    picks_far = max(s["picks_far_pct"] for s in bane)
     random_from = next((i + 1 for i, s in enumerate(bane) if s["fill_pct"] > MOSTLY_RANDOM), None)
-    return {"ranks_at": ranks_at, "picks_far": picks_far, "random_from": random_from}
+    return {"ranks_at": ranks_at, "random_from": random_from}
 
 
 def stage_span(stages: list[int]) -> str:
@@ -268,6 +266,12 @@ def reading(d: dict) -> list[str]:
     fill = [b["fill_pct"] for b in cx["bane"]]
     bg = [b["negatives_background_pct"] for b in cx["bane"]]
     errs = [b["errors_per_image"] for b in cx["bane"]]
+    start = bane_summary(cx["bane"])["random_from"]
+    random_negatives = (
+        f"so from stage {start} on the negatives are essentially the random ones of `ccl`, and"
+        if start
+        else "yet BANE's own picks make most of them at every stage, and"
+    )
     lines = [
         "What it says:",
         "",
@@ -304,15 +308,13 @@ def reading(d: dict) -> list[str]:
         f"- **At coarse stages BANE has almost nothing to act on at all.** Error pixels per "
         f"image: {'/'.join(f'{v:.1f}' for v in errs)} at stages 1-{n}; `fill` tops up "
         f"{'/'.join(f'{v:.0f}' for v in fill)} % of each anchor's negatives with random pixels, "
-        f"so from stage 2 on the negatives are essentially the random ones of `ccl`, and "
-        f"{'/'.join(f'{v:.0f}' for v in bg)} % of them are background.",
+        f"{random_negatives} {'/'.join(f'{v:.0f}' for v in bg)} % of them are background.",
         "",
         f"So on the default scenes BANE's distance ranking acts {ranking_where(cx['bane'])}, "
         f"and {fill_reading(cx['bane'])}; the multi-stage anchors do act — deep features "
-        "separate far better — but in this pair the test mIoU does not follow. The regimes below change what "
-        "the mechanisms have to work with: errors between classes (`crowded`), larger coarse "
-        "maps (`res128`), fewer labels "
-        "(`scarce`).",
+        "separate far better — but in this pair the test mIoU does not follow. The regimes "
+        "below change what the mechanisms have to work with: errors between classes "
+        "(`crowded`), larger coarse maps (`res128`), fewer labels (`scarce`).",
     ]
     return lines
 
