@@ -110,7 +110,7 @@ def test_ranking_acts_where_errors_lie_deeper_than_the_rim():
     """The ranking matters where the errors hold pixels deeper than the rim (D > 1) for its cut
     to leave out, whatever share of its picks end up there: 12 % of the errors at D > 1 with no
     pick among them is the ranking at work."""
-    from ctx.experiments.diagnosis import bane_summary, ranking_reading, ranking_where
+    from ctx.experiments.diagnosis import bane_summary, ranking_reading, ranking_where, stage_span
 
     default = _stages([12.6, 1.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0])
     assert bane_summary(default)["ranks_at"] == [1]
@@ -129,6 +129,12 @@ def test_ranking_acts_where_errors_lie_deeper_than_the_rim():
     assert "; at" not in ranking_reading(_stages([40.0, 6.0]))
     assert ranking_where(_stages([40.0, 0.0, 9.0])) == "only at stages 1, 3"
     assert ranking_where(_stages([40.0, 13.0, 1.0, 0.0])) == "only at stages 1-2"
+    assert [stage_span(s) for s in ([], [3], [1, 2, 3], [1, 3])] == [
+        "no stage",
+        "stage 3",
+        "stages 1-3",
+        "stages 1, 3",
+    ]
 
 
 def test_train_command_names_the_recorded_sources():

@@ -225,7 +225,7 @@ HEADS = [{"stage": s + 1, "ce": 50.0, "cx": 90.0} for s in range(4)]
 def test_separation_reading_faces_the_paradox():
     errors = {"rim_share_of_errors": 84.0, "rim_error_rate": 10.57, "interior_error_rate": 0.53}
     text = separation_reading(FEATURES, HEADS, {"ce": 78.0, "cx": 66.0}, errors)
-    assert "better than ce at stages 2, 3, 4 and worse at no stage" in text
+    assert "better than ce at stages 2-4 and worse at no stage" in text
     assert "one pair of runs on these probe scenes, so no interval: within 1 point" in text
     assert "90/90/90/90 % (cx) against 50/50/50/50 % (ce)" in text and "random one" in text
     assert "(-12.00 points)" in text

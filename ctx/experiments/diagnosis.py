@@ -155,7 +155,9 @@ def bane_summary(bane: list[dict]) -> dict:
 
 
 def stage_span(stages: list[int]) -> str:
-    """ "stage 1", "stages 1-2", "stages 1, 3" for 1-based stage numbers (sorted)."""
+    """ "no stage", "stage 1", "stages 1-2", "stages 1, 3" for 1-based stage numbers (sorted)."""
+    if not stages:
+        return "no stage"
     if len(stages) == 1:
         return f"stage {stages[0]}"
     if stages == list(range(stages[0], stages[-1] + 1)):

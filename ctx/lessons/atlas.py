@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ctx.data import NUM_CLASSES
+from ctx.experiments.diagnosis import stage_span
 from ctx.lessons.base import Explorer, dropdown
 from ctx.plotting import PALETTE, class_legend, class_name, figure
 from ctx.projection import METHODS, Atlas
@@ -167,17 +168,10 @@ def separation_reading(
     worse = [r["stage"] for r, d in zip(features, diffs, strict=True) if d < -margin]
     seg = miou[b] - miou[a]
 
-    def stages(s: list[int]) -> str:
-        return (
-            "no stage"
-            if not s
-            else ("stage " if len(s) == 1 else "stages ") + ", ".join(map(str, s))
-        )
-
     heads_text = "/".join(f"{r[a]:.0f}" for r in heads), "/".join(f"{r[b]:.0f}" for r in heads)
     text = (
         f"Encoder features (both runs train them: the fair comparison): {b} separates the classes "
-        f"better than {a} at {stages(better)} and worse at {stages(worse)} "
+        f"better than {a} at {stage_span(better)} and worse at {stage_span(worse)} "
         f"(differences {', '.join(f'{d:+.1f}' for d in diffs)} points, stages 1-{len(diffs)}; "
         f"one pair of runs on these probe scenes, so no interval: within {margin:g} point counts "
         f"as equal).\n"
