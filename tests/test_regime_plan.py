@@ -120,3 +120,24 @@ def test_rule_2_waits_for_defaults_gate_when_the_best_is_within_a_tie():
     assert regime_study.rule_2(tuning, scarce, names) == (None, "default")  # default's gate next
     assert choose_default(tuning, scarce + _ce_finals("default", [65] * 5), names) == "default"
     assert choose_default(tuning, scarce + _ce_finals("default", [55] * 5), names) == "scarce"
+
+
+def test_post_hoc_controls_train_last_at_rule_1s_setting(monkeypatch):
+    regimes = {k: REGIMES[k] for k in ("default", "scarce", "res128")}
+    monkeypatch.setattr(regime_study, "REGIMES", regimes)
+    tuning = _tuning_rows("default", {0: 70.0, 1: 70.0}, _full_grid(69.0))  # -1
+    tuning += _tuning_rows("scarce", {0: 60.0, 1: 60.0}, _full_grid(62.0))  # +2
+    tuning += _tuning_rows("res128", {0: 50.0, 1: 50.0}, _full_grid(50.5, at={(0.05, 0.5): 51.0}))
+    tuning, names = _steps(tuning, 2000), list(regimes)
+    finals = [{**r, "train_cpu_seconds": 1.0, "steps": 1} for r in _ce_finals("scarce", [65] * 5)]
+    jobs = [j for j in plan(tuning, finals, names) if j.phase == "final"]
+    post = [j for j in jobs if (j.regime, j.variant) == ("res128", "ccl")]
+    assert [j.seed for j in post] == list(FINAL_SEEDS)
+    assert {(j.alpha, j.warmup) for j in post} == {(0.05, 0.5)}  # Rule 1's setting in res128
+    assert jobs[-len(post) :] == post  # after every run the protocol asks for
+    assert len({j.key for j in jobs}) == len(jobs)
+    assert {j.regime for j in jobs if j.variant == "ccl"} == {"scarce", "res128"}
+    # were res128 the default, its protocol `ccl` runs would be the only ones
+    monkeypatch.setattr(regime_study, "choose_default", lambda *a, **k: "res128")
+    jobs = [j for j in plan(tuning, finals, names) if j.variant == "ccl"]
+    assert [(j.regime, j.seed) for j in jobs] == [("res128", s) for s in FINAL_SEEDS]

@@ -53,6 +53,10 @@ def test_study_jobs_are_the_protocols_runs():
     jobs = P.study_jobs(tuning, "long", default="default")
     assert [sum(j.phase == p for j in jobs) for p in ("tune", "final")] == [14, 10]
     assert {j.variant for j in jobs if j.phase == "final"} == {"ce", "contextrast"}
+    jobs = P.study_jobs(tuning, "res128", default="default")  # its post-hoc `ccl` control
+    final = [j.variant for j in jobs if j.phase == "final"]
+    assert [final.count(v) for v in ("ce", "contextrast", "ccl")] == [5, 5, 5]
+    assert len(P.study_jobs(tuning, "res128", default="res128")) == 14 + 20  # the protocol's own
 
 
 def test_rates_are_medians_and_pa_borrows_the_measured_ratio():
@@ -120,6 +124,28 @@ def test_cli_status_reads_the_files_and_writes_nothing(tmp_path, capsys):
         argv + ["--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs")]
     )
     assert "no runs folder" not in capsys.readouterr().out
+
+
+def test_status_names_the_post_hoc_control():
+    row = {"tune": {"done": 14, "started": 0, "planned": 14}, "cpu_seconds_left": 3600.0}
+    rows = [
+        {
+            **row,
+            "regime": "res128",
+            "default": False,
+            "final": {"done": 0, "started": 1, "planned": 15},
+        },
+        {
+            **row,
+            "regime": "long",
+            "default": False,
+            "final": {"done": 0, "started": 0, "planned": 10},
+        },
+    ]
+    text = P.status_text(rows, decided=True)
+    assert "0/15, 1 started" in text.splitlines()[1]
+    assert "res128 also trains `ccl`, post hoc (PROTOCOL.md, 2026-12-02)" in text
+    assert "long also" not in text
 
 
 def test_status_belongs_to_the_regimes_task(capsys):

@@ -290,6 +290,32 @@ def test_report_lists_every_regime_even_without_runs(tmp_path):
     assert data["chosen"] == dict.fromkeys(REGIMES)  # no tuning run: no setting chosen
 
 
+def test_post_hoc_section_pairs_contextrast_with_its_control_once_all_seeds_are_in():
+    def rows(variant, mious):
+        return [
+            {
+                "regime": "res128",
+                "variant": variant,
+                "seed": s,
+                "miou": m,
+                "steps": 6000,
+                "train_cpu_seconds": 60.0,
+            }
+            for s, m in enumerate(mious)
+        ]
+
+    finals = rows("ce", [50, 51, 52, 53, 54]) + rows("contextrast", [52, 53, 53, 55, 56])
+    finals += rows("ccl", [51, 52, 53, 54, 55][:4])
+    md = "\n".join(regime_report.post_hoc_section(finals, default="scarce"))
+    assert "Post-hoc control in res128" in md and "| `ccl` | 4 |" in md
+    assert "waits for its runs: 5 of 5 Contextrast and 4 of 5 `ccl`" in md
+    finals += rows("ccl", [0, 0, 0, 0, 55])[4:]
+    md = "\n".join(regime_report.post_hoc_section(finals, default="scarce"))
+    # differences 1, 1, 0, 1, 1: mean 0.8, sd 0.447, t(0.975, 4) = 2.776 -> ±0.555
+    assert "Contextrast − `ccl`, paired by seed: +0.80 [+0.24, +1.36] (n=5)" in md
+    assert regime_report.post_hoc_section(finals, default="res128") == []  # the protocol's own
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ctx.experiments.regime_study import (
     FINAL_SEEDS,
+    POST_HOC,
     Job,
     _row_key,
     choose_default,
@@ -30,11 +31,12 @@ FAMILY = {"ce": "ce", "ce_time": "ce", "contextrast": "pa", "ccl": "pa"}  # same
 
 def study_jobs(tuning: list[dict], regime: str, default: str | None) -> list[Job]:
     """Every run the protocol asks of `regime`: its phase-1 grid, then CE and Contextrast over
-    the final seeds (plus `ccl` and `ce_time` if it is the `default` regime). PA finals carry the
+    the final seeds (plus `ccl` and `ce_time` if it is the `default` regime, and its POST_HOC
+    controls if it is not). PA finals carry the
     Rule-1 setting once phase 1 has chosen it (none can have started before)."""
     setting = chosen_setting(tuning, regime) or {"alpha": None, "warmup": None}
     a, w = setting["alpha"], setting["warmup"]
-    pa = ["contextrast", "ccl"] if regime == default else ["contextrast"]
+    pa = ["contextrast", "ccl"] if regime == default else ["contextrast", *POST_HOC.get(regime, ())]
     jobs = tune_jobs(regime) + [Job("final", regime, "ce", s) for s in FINAL_SEEDS]
     jobs += [Job("final", regime, v, s, a, w) for v in pa for s in FINAL_SEEDS]
     if regime == default:
@@ -131,6 +133,12 @@ def status_text(rows: list[dict], decided: bool) -> str:
     elif unknown:
         total = f"at least {total} (and the runs of {', '.join(unknown)})"
     lines.append(f"left: {total}; one worker per core shares them")
+    post = [r["regime"] for r in rows if r["regime"] in POST_HOC and not r["default"]]
+    lines += [
+        f"{r} also trains {', '.join(f'`{v}`' for v in POST_HOC[r])}, post hoc (PROTOCOL.md, "
+        "2026-12-02): counted above"
+        for r in post
+    ]
     if any(r["default"] for r in rows):
         lines.append("* the tutorials' regime (Rule 2): it also trains `ccl` and `ce_time`")
     elif not decided:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ctx.experiments.regime_study import (
     ALPHAS,
     FINAL_SEEDS,
+    POST_HOC,
     TUNE_SEEDS,
     WARMUPS,
     _row_key,
@@ -148,16 +149,20 @@ def _boundary_delta(rs: list[dict]) -> str:
     return "–" if not d else f"{statistics.mean(d):+.2f}"
 
 
-def default_table(finals: list[dict], regime: str) -> list[str]:
-    """All variants of the default regime against CE, paired by seed. Cost is the runs' mean
-    training CPU minutes (one thread each): wall minutes count whatever else shared the cores,
-    and the time a worker was paused."""
+def default_table(
+    finals: list[dict],
+    regime: str,
+    variants: tuple[str, ...] = ("ce", "contextrast", "ccl", "ce_time"),
+) -> list[str]:
+    """`variants` of `regime` (all of the default regime's) against CE, paired by seed. Cost is
+    the runs' mean training CPU minutes (one thread each): wall minutes count whatever else
+    shared the cores, and the time a worker was paused."""
     lines = [
         "| variant | seeds | test mIoU | Δ vs ce [95 % CI] | steps | train CPU min |",
         "|---|---|---|---|---|---|",
     ]
     rs = [r for r in finals if r["regime"] == regime]
-    for v in ("ce", "contextrast", "ccl", "ce_time"):
+    for v in variants:
         vr = [r for r in rs if r["variant"] == v]
         if not vr:
             lines.append(f"| `{v}` | 0 | not run yet | | | |")
@@ -214,6 +219,41 @@ def target_reading(finals: list[dict], regime: str) -> str:
     return text + "; " + ", ".join(rivals) + "."
 
 
+def post_hoc_reading(finals: list[dict], regime: str, variant: str) -> str:
+    """Contextrast − `variant` in `regime`, paired by seed with its 95 % interval, once all
+    final seeds of both are in; else how many are."""
+    n = {
+        v: sum((r["regime"], r["variant"]) == (regime, v) for r in finals)
+        for v in ("contextrast", variant)
+    }
+    if min(n.values()) < len(FINAL_SEEDS):
+        return (
+            f"Contextrast − `{variant}` waits for its runs: {n['contextrast']} of "
+            f"{len(FINAL_SEEDS)} Contextrast and {n[variant]} of {len(FINAL_SEEDS)} `{variant}`."
+        )
+    p = paired(finals, regime, "contextrast", base=variant)
+    return f"Contextrast − `{variant}`, paired by seed: {_interval(p)}."
+
+
+def post_hoc_section(finals: list[dict], default: str | None) -> list[str]:
+    """regimes.md's section on the POST_HOC controls (none in the default regime, whose
+    controls the protocol has)."""
+    lines = []
+    for regime, extra in POST_HOC.items():
+        if regime == default:
+            continue
+        lines += [
+            "",
+            f"### Post-hoc control in {regime} (added after the protocol, before any of "
+            f"{regime}'s test runs: PROTOCOL.md, 2026-12-02)",
+            "",
+            *default_table(finals, regime, ("ce", "contextrast", *extra)),
+            "",
+            *(post_hoc_reading(finals, regime, v) for v in extra),
+        ]
+    return lines
+
+
 def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
     finals = data["runs"]
     default = data.get("default_regime")
@@ -245,6 +285,7 @@ def write(data: dict, tuning: list[dict], results_dir: Path) -> None:
         parts += ["", f"### All variants in the default regime ({default})", ""]
         parts += default_table(finals, default)
         parts += ["", target_reading(finals, default)]
+    parts += post_hoc_section(finals, default)
     (results_dir / "regimes.md").write_text("\n".join(parts) + "\n")
     plot(finals, results_dir / "regimes.png")
     readme = results_dir.parent / "README.md"

@@ -9,7 +9,8 @@ Phase 1 (validation only): per regime, CE and Contextrast on a grid of PA settin
 warm-up), short runs, 2 seeds, scored on the validation scenes -> results/regimes/tuning.json.
 Phase 2 (test): per regime, CE and Contextrast at the setting the protocol's rule picks from
 phase 1, 5 seeds paired by seed -> results/regimes.json; in the default regime (picked by the
-protocol's rule from validation numbers only) also `ccl` and `ce_time`. Every run trains into its own folder
+protocol's rule from validation numbers only) also `ccl` and `ce_time`; last, the post-hoc
+controls of POST_HOC (`ccl` in `res128`). Every run trains into its own folder
 under runs/regimes/ (a killed run resumes), and is appended to its results file under a lock.
 Workers share the files: a run is claimed with a lock on its folder, so two workers never train
 the same run, and each takes the first job of the plan that is free and whose inputs exist.
@@ -45,6 +46,12 @@ MAX_COST_RATIO = 1.5  # a default regime's CE run may cost 1.5x today's (6.65 ->
 MIN_CE_VAL_MIOU = 60.0  # ... and must reach 60 % validation mIoU
 TIE = 0.1  # mIoU points: closer than this counts as a tie
 FALLBACK = "default"
+# Controls added after the protocol was written, before any of their regime's test runs
+# (PROTOCOL.md's log, 2026-12-02): `ccl` (random negatives) at Rule 1's setting in `res128`, the
+# one regime where BANE's distance ranking acts past stage 1, so that Contextrast − `ccl` asks
+# what boundary-aware negatives add where they have distances to rank. Reported as post hoc;
+# no rule reads them, and they train after every run the protocol asks for.
+POST_HOC = {"res128": ("ccl",)}
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,8 @@ def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator
     while Rule 2 is undecided, the final CE runs its gates read, in the order it reads them
     (the regimes by validation gain, best first); once it has chosen, the default regime's
     finals first (CE, Contextrast, then `ccl` and `ce_time`); then every other regime's CE and
-    Contextrast (once Rule 1 has chosen its setting). The order changes no run, only when it
-    trains."""
+    Contextrast (once Rule 1 has chosen its setting); last the POST_HOC controls. The order
+    changes no run, only when it trains."""
     for regime in regimes:
         yield from tune_jobs(regime)[: len(TUNE_SEEDS)]
     for regime in regimes:
@@ -266,6 +273,13 @@ def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator
         steps = ce_time_steps(finals, regime)
         if steps is not None:
             yield from (Job("final", regime, "ce_time", s, steps=steps) for s in FINAL_SEEDS)
+    for regime in order:
+        setting = settings[regime]
+        if regime == default or setting is None:
+            continue
+        a, w = setting["alpha"], setting["warmup"]
+        for v in POST_HOC.get(regime, ()):
+            yield from (Job("final", regime, v, s, a, w) for s in FINAL_SEEDS)
 
 
 # --------------------------------------------------------------------------- running
