@@ -18,8 +18,10 @@ def check_labels(
     name: str = "labels",
     *,
     values: bool = True,
+    classes_from: str = "num_classes",
 ) -> None:
     """Raise ValueError unless `labels` is an integer [B,H,W] map with values in [0, C) or ignore.
+    `classes_from` names where C came from, for the message (e.g. "anchors' rows").
 
     `values=False` checks the type, dtype and shape only: reading the values makes the host wait
     for the device (one sync), which a training step may not want to pay every step.
@@ -44,7 +46,7 @@ def check_labels(
         raise ValueError(
             f"{name} hold values {values} outside [0, {num_classes}) that are not the ignore value "
             f"{ignore_index}; map them to a class id or to {ignore_index} (or pass the right "
-            f"num_classes / ignore_index)"
+            f"{classes_from} / ignore_index)"
         )
 
 
@@ -65,6 +67,15 @@ def check_int(name: str, value: int, ge: int | None = None) -> None:
         raise ValueError(
             f"{name} must be an int" + (f" >= {ge}" if ge is not None else "") + f", got {value!r}"
         )
+
+
+SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a 64-bit integer; beyond, it overflows
+
+
+def check_seed(seed: int) -> None:
+    """Raise ValueError unless `seed` is an int in [0, 2**63) (a bool or a float is refused)."""
+    if not _is_integer(seed) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
 
 
 def check_int_list(name: str, value: object, ge: int = 1) -> None:
@@ -141,7 +152,9 @@ def check_embeddings(
     if not isinstance(emb, torch.Tensor) or emb.dim() != 4 or not emb.is_floating_point():
         desc = f"{tuple(emb.shape)} {emb.dtype}" if isinstance(emb, torch.Tensor) else type(emb)
         raise ValueError(f"{name} must be a floating tensor [B,D,H,W], got {desc}")
-    b, _, h, w = emb.shape
+    b, d, h, w = emb.shape
+    if d == 0:
+        raise ValueError(f"{name} {tuple(emb.shape)} has no channels: D must be >= 1")
     if tuple(labels.shape) != (b, h, w):
         raise ValueError(
             f"labels {tuple(labels.shape)} do not match {name} {tuple(emb.shape)}: labels must be "
@@ -179,6 +192,11 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h_in, w_in = labels.shape[-2:]
     if (h_in, w_in) == tuple(size):
         return labels
+    if 0 in (h_in, w_in, *size):
+        raise ValueError(
+            f"cannot resize a {h_in}x{w_in} label map to {size[0]}x{size[1]}: both need at least "
+            f"1x1 pixels"
+        )
     if h_in % size[0] == 0 and w_in % size[1] == 0:  # integer factor: nearest picks every s-th
         return labels[..., :: h_in // size[0], :: w_in // size[1]].contiguous()
     iy = nearest_indices(h_in, size[0], labels.device)

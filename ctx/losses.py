@@ -29,6 +29,7 @@ from ctx.labels import (
     check_labels,
     check_num_classes,
     check_scalar,
+    check_seed,
     resize_labels,
 )
 from ctx.model import PixelEmbeddings
@@ -58,8 +59,17 @@ def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int |
         )
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 when it is half or bfloat16 (a sum of many terms overflows float16's 65504;
+    autocast does the same for F.cross_entropy); float32 and float64 are returned as they are."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+    # int64 targets: F.cross_entropy refuses the int32 labels the checks accept (a no-op on int64)
+    total = F.cross_entropy(
+        _at_least_float32(logits), labels.long(), ignore_index=ignore_index, reduction="sum"
+    )
     return total / (labels != ignore_index).sum().clamp_min(1)
 
 
@@ -86,7 +96,8 @@ def _pa_from_sample(rows, labels, anchors, present, hard, sample: PixelSample, *
     the embeddings the sample's indices point at."""
     # [M,D] @ [D,C] -> [M,C], used as its [C,M] view: the gradient reaching emb is then a
     # contiguous [M,D] (A @ E^T would hand the heads a transposed one, 5x slower to backprop).
-    sims = (rows @ anchors.to(rows.dtype).T).T
+    # Reduced in float32 at least: 1,024 per-positive terms overflow float16 (a no-op in float32).
+    sims = _at_least_float32((rows @ anchors.to(rows.dtype).T).T)
     pos_s, neg_s = _take(sims, sample.pos_idx), _take(sims, sample.neg_idx)  # [C,P], [C,Q]
     pos_ok, neg_ok = sample.pos_ok, sample.neg_ok
 
@@ -171,7 +182,9 @@ def pixel_anchor_loss(
     if c is None or not anchors.is_floating_point():
         desc = tuple(anchors.shape) if isinstance(anchors, torch.Tensor) else type(anchors)
         raise ValueError(f"anchors must be a floating tensor [C,D], got {desc}")
-    check_labels(labels, c, ignore_index, values=check_inputs)
+    check_labels(
+        labels, c, ignore_index, values=check_inputs, classes_from="anchors (one row per class)"
+    )
     check_embeddings(emb, labels, values=check_inputs)
     if anchors.shape[1] != emb.shape[1] or anchors.device != emb.device:
         raise ValueError(
@@ -197,8 +210,9 @@ def pixel_anchor_loss(
     if check_inputs and not bool(torch.isfinite(loss)):
         raise ValueError(
             f"pixel_anchor_loss overflowed although emb and anchors are finite: similarities "
-            f"/ tau exceed {emb.dtype}'s range (tau={tau}, max |emb| = "
-            f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings"
+            f"/ tau exceed float32's range (tau={tau}, max |emb| = "
+            f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings (|emb| = 1) "
+            f"and a tau near METHOD.md's 0.1"
         )
     return (loss, stats) if return_stats else loss
 
@@ -289,6 +303,10 @@ class ContextrastLoss(nn.Module):
         check_sample_caps(max_positives, max_negatives)
         check_fusion_weights(w_l, w_h)
         check_hard_for(hard_for)
+        if seed is not None:
+            check_seed(seed)
+        if distributed is not None:
+            check_flag("distributed", distributed)
         if hard_for != "others" and negatives != "bane":
             raise ValueError(
                 f"hard_for={hard_for!r} only acts with negatives='bane' (it says whose hard "
@@ -345,12 +363,18 @@ class ContextrastLoss(nn.Module):
 
     def reseed(self, seed: int) -> None:
         """Restart sampling from `seed` (the trainer reseeds every step, so resuming is exact)."""
+        check_seed(seed)
         self.seed = seed
         self._generators.clear()
 
     def _check(self, logits, embeddings, labels) -> None:
         check_labels(labels, self.num_classes, self.ignore_index, values=self.check_inputs)
         _check_logits(logits, labels, self.num_classes)
+        if 0 in labels.shape[1:]:
+            raise ValueError(
+                f"labels {tuple(labels.shape)} have no pixels: the stages' labels are resized "
+                f"from them, so pass images of at least 1x1"
+            )
         n = len(self.stage_weights)
         if not isinstance(embeddings, (list, tuple)) or len(embeddings) != n:
             got = len(embeddings) if isinstance(embeddings, (list, tuple)) else type(embeddings)
@@ -368,6 +392,11 @@ class ContextrastLoss(nn.Module):
             if e.shape[0] != labels.shape[0]:
                 raise ValueError(
                     f"embeddings[{i}] has batch {e.shape[0]}, labels {labels.shape[0]}"
+                )
+            if 0 in e.shape[1:]:
+                raise ValueError(
+                    f"embeddings[{i}] {tuple(e.shape)} is empty: each stage needs D >= 1 "
+                    f"channels and a map of at least 1x1 pixels"
                 )
             if e.device != labels.device or logits.device != labels.device:
                 raise ValueError(f"embeddings[{i}], logits and labels must share one device")
@@ -499,10 +528,10 @@ class ContextrastLoss(nn.Module):
             ]
             raise ValueError(
                 f"the loss is not finite although logits and embeddings are: {bad} overflowed "
-                f"(max |embedding| per stage = "
-                f"{[float(_embed(e, None).detach().abs().max()) for e in embeddings]}, "
-                f"tau={self.tau}); "
-                f"the embeddings must be L2-normalised per pixel"
+                f"(max |logit| = {float(logits.detach().abs().max()):.3g}, max |embedding| per "
+                f"stage = {[float(_embed(e, None).detach().abs().max()) for e in embeddings]}, "
+                f"tau={self.tau}); a PA term needs L2-normalised embeddings (|e| = 1) and a tau "
+                f"near METHOD.md's 0.1"
             )
         return total, {"ce": ce.detach(), "pa": pa.detach(), **parts}
 

@@ -57,7 +57,7 @@ def error_maps(
     Returns bool [B,C,H,W]; ignore pixels are never set.
     """
     check_labels(labels, num_classes, ignore_index, name="labels")
-    check_pred(pred, labels, num_classes)
+    check_pred(pred, labels, num_classes, ignore_index)  # never read at ignore pixels
     wrong = (pred != labels) & (labels != ignore_index)
     classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
     return (labels.unsqueeze(1) == classes) & wrong.unsqueeze(1)
@@ -121,7 +121,7 @@ def boundary_negatives(
     """
     check_fraction(k)
     check_labels(labels, num_classes, ignore_index, name="labels")
-    check_pred(pred, labels, num_classes)
+    check_pred(pred, labels, num_classes, ignore_index)  # never read at ignore pixels
     check_generator(generator, labels.device)
     hard, _ = select_boundary_pixels(pred, labels, num_classes, k, ignore_index, generator)
     classes = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
@@ -150,6 +150,9 @@ def select_boundary_pixels(
     batch, height, width = labels.shape
     n_pix, n_maps = labels.numel(), batch * num_classes
     device = labels.device
+    if n_pix == 0:  # no pixel, no error map to rank (a shape, so no synchronisation)
+        empty = torch.zeros(batch, num_classes, dtype=torch.int64, device=device)
+        return torch.zeros_like(labels, dtype=torch.bool), empty
     wrong = (pred != labels) & (labels != ignore_index)
     # Map of each pixel: image * C + label for a wrong pixel, n_maps (none) otherwise.
     image = torch.arange(batch, device=device).view(-1, 1, 1)
@@ -375,6 +378,12 @@ def _check_hard(hard: torch.Tensor | None, labels: torch.Tensor, num_classes: in
             f"hard must be None or a bool tensor {tuple(labels.shape)} like labels (hard for "
             f"every other anchor) or {tuple(shapes[1])} (one map per anchor), on "
             f"{labels.device}; got {got}"
+            + (
+                "; boundary_negatives(...) gives [B,C,H,W] maps: pass its .any(1)"
+                if isinstance(hard, torch.Tensor)
+                and hard.shape == (labels.shape[0], num_classes, *labels.shape[1:])
+                else ""
+            )
         )
 
 

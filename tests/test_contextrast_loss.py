@@ -494,3 +494,56 @@ def test_cross_entropy_loss_refuses_bad_inputs_as_contextrast_does():
             CrossEntropyLoss(num_classes)
     with pytest.raises(ValueError, match="check_inputs must be True or False"):
         CrossEntropyLoss(4, check_inputs="no")
+
+
+# ---------------------------------------------------------------- dtypes and degenerate inputs
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+def test_integer_labels_of_any_width_give_the_int64_losses(dtype):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    embs = [F.normalize(torch.randn(2, 4, s, s), dim=1) for s in (8, 4)]
+    y = torch.randint(0, 3, (2, 8, 8))
+    y[0, 0, 0] = 255  # ignore, representable in uint8
+    ce = CrossEntropyLoss(3)
+    assert ce(logits, None, y.to(dtype))[0] == ce(logits, None, y)[0]
+    assert safe_cross_entropy(logits, y.to(dtype)) == safe_cross_entropy(logits, y)
+    loss = ContextrastLoss(3, stage_weights=(0.5, 1.0))
+    assert loss(logits, embs, y.to(dtype))[0] == loss(logits, embs, y)[0]
+
+
+def test_half_logits_give_a_finite_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 128, 128) * 3  # 32,768 terms: their float16 sum overflows
+    y = torch.randint(0, 3, (2, 128, 128))
+    exact = safe_cross_entropy(logits, y)
+    half = safe_cross_entropy(logits.half(), y)
+    assert torch.isfinite(half) and half.item() == pytest.approx(exact.item(), rel=1e-2)
+    embs = [F.normalize(torch.randn(2, 4, s, s), dim=1).half() for s in (32, 16)]
+    total, parts = ContextrastLoss(3, stage_weights=(0.5, 1.0))(logits.half(), embs, y)
+    assert torch.isfinite(total) and parts["ce"].item() == pytest.approx(exact.item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, True, -1, 2**63])
+def test_seed_is_checked_when_the_loss_is_built(seed):
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+        ContextrastLoss(3, seed=seed)
+    with pytest.raises(ValueError, match="seed must be"):
+        ContextrastLoss(3).reseed(seed)
+
+
+def test_distributed_must_be_a_flag():
+    with pytest.raises(ValueError, match="distributed must be True or False, got 'no'"):
+        ContextrastLoss(3, distributed="no")
+
+
+def test_empty_maps_are_refused_before_any_work():
+    loss = ContextrastLoss(3, stage_weights=(1.0,))
+    with pytest.raises(ValueError, match="no pixels"):
+        loss(torch.zeros(1, 3, 0, 4), [torch.zeros(1, 4, 0, 2)], torch.zeros(1, 0, 4).long())
+    y = torch.zeros(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"embeddings\[0\] \(1, 0, 2, 2\) is empty"):
+        loss(torch.zeros(1, 3, 4, 4), [torch.zeros(1, 0, 2, 2)], y)
+    with pytest.raises(ValueError, match="is empty"):
+        loss(torch.zeros(1, 3, 4, 4), [torch.zeros(1, 4, 0, 2)], y)

@@ -11,6 +11,7 @@ from ctx.labels import (
     check_labels,
     check_num_classes,
     check_scalar,
+    check_seed,
     resize_labels,
     stage_prediction,
 )
@@ -98,3 +99,19 @@ def test_integer_flag_and_generator_checks():
         check_generator(3, torch.device("cpu"))
     with pytest.raises(ValueError, match="lives on cpu but the labels on meta"):
         check_generator(torch.Generator(), torch.device("meta"))
+
+
+def test_check_seed_takes_64_bit_ints_only():
+    for ok in (0, 1, 2**63 - 1):
+        check_seed(ok)
+        torch.Generator().manual_seed(ok)  # torch takes them all
+    for bad in (-1, 2**63, 2**70, True, 1.0, "1", None):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+            check_seed(bad)
+
+
+def test_resize_labels_refuses_empty_maps():
+    with pytest.raises(ValueError, match="at least 1x1"):
+        resize_labels(torch.zeros(1, 0, 4, dtype=torch.long), (2, 2))
+    with pytest.raises(ValueError, match="at least 1x1"):
+        resize_labels(torch.zeros(1, 4, 4, dtype=torch.long), (0, 2))

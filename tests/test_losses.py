@@ -391,3 +391,51 @@ def test_similarity_stats_are_the_mean_cosines_over_pairs():
     assert stats["pos_sim"].item() == pytest.approx(sum(pos) / len(pos))
     assert stats["neg_sim"].item() == pytest.approx(sum(neg) / len(neg))
     assert stats["pos_count"].item() == len(pos) and stats["neg_count"].item() == len(neg)
+
+
+def test_half_precision_reduces_in_float32_where_float16_would_overflow():
+    # 1,024 positives with terms near 90 sum past float16's 65504 (the float64 loss is 89.5)
+    torch.manual_seed(0)
+    e = F.normalize(torch.randn(2, 8, 32, 32), dim=1)
+    y = torch.randint(0, 2, (2, 32, 32))
+    anchors, present = class_anchors(e, y, 2)
+
+    def loss(dtype):
+        g = torch.Generator().manual_seed(0)  # the same sample at every precision
+        return pixel_anchor_loss(e.to(dtype), y, -anchors.to(dtype), present, tau=0.01, generator=g)
+
+    exact, half = loss(torch.float64), loss(torch.float16)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert half.item() == pytest.approx(exact.item(), rel=1e-2)
+    assert loss(torch.bfloat16).item() == pytest.approx(exact.item(), rel=2e-2)
+    assert loss(torch.float64).dtype == torch.float64  # float64 stays float64 (gradcheck)
+
+
+def test_label_range_error_names_the_anchors_as_the_class_count():
+    e = F.normalize(torch.randn(1, 4, 3, 3), dim=1)
+    y = torch.full((1, 3, 3), 2)
+    anchors, present = torch.randn(2, 4), torch.ones(2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"outside \[0, 2\).*anchors \(one row per class\)"):
+        pixel_anchor_loss(e, y, anchors, present)
+
+
+def test_boundary_negatives_maps_as_hard_get_a_hint():
+    from ctx.negatives import boundary_negatives
+
+    e = F.normalize(torch.randn(2, 4, 5, 5), dim=1)
+    y = torch.randint(0, 3, (2, 5, 5))
+    anchors, present = class_anchors(e, y, 3)
+    maps = boundary_negatives(torch.zeros_like(y), y, 3)  # [B,C,H,W]
+    with pytest.raises(ValueError, match=r"pass its \.any\(1\)"):
+        pixel_anchor_loss(e, y, anchors, present, hard=maps)
+    pixel_anchor_loss(e, y, anchors, present, hard=maps.any(1))  # the fix works
+
+
+def test_embeddings_without_channels_are_refused():
+    y = torch.zeros(1, 3, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="no channels"):
+        pixel_anchor_loss(
+            torch.zeros(1, 0, 3, 3), y, torch.zeros(1, 0), torch.ones(1, dtype=torch.bool)
+        )
+    with pytest.raises(ValueError, match="no channels"):
+        class_anchors(torch.zeros(1, 0, 3, 3), y, 1)

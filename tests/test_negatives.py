@@ -477,3 +477,29 @@ def test_property_sample(shape, num_classes, hard_frac, per_anchor, fill, caps, 
         assert len(set(pos)) == len(pos) == min(len(own), caps[0]) and set(pos) <= own
         assert len(set(neg)) == len(neg) == min(len(pool), caps[1]) and set(neg) <= pool
         assert set(neg) >= hard_other or set(neg) <= hard_other  # hard ones first
+
+
+def test_maps_without_pixels_give_empty_selections():
+    for shape in ((2, 0, 5), (2, 5, 0)):
+        y = torch.zeros(shape, dtype=torch.long)
+        picks = boundary_negatives(y, y, 3)
+        assert picks.shape == (shape[0], 3, *shape[1:]) and picks.dtype == torch.bool
+        assert error_maps(y, y, 3).shape == picks.shape
+        hard, counts = select_boundary_pixels(y, y, 3)
+        assert hard.shape == shape and counts.tolist() == [[0, 0, 0]] * 2
+
+
+def test_pred_is_not_read_at_ignored_pixels():
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (2, 6, 6))
+    y[:, :2] = 255
+    pred = torch.randint(0, 3, (2, 6, 6))
+    void = torch.where(y == 255, 255, pred)  # e.g. predictions saved with the void id
+    assert torch.equal(error_maps(void, y, 3), error_maps(pred, y, 3))
+    g = [torch.Generator().manual_seed(1) for _ in range(2)]
+    assert torch.equal(
+        boundary_negatives(void, y, 3, generator=g[0]),
+        boundary_negatives(pred, y, 3, generator=g[1]),
+    )
+    with pytest.raises(ValueError, match="at labelled pixels"):
+        error_maps(torch.where(y == 255, pred, 7), y, 3)
