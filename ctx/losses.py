@@ -338,7 +338,7 @@ class ContextrastLoss(nn.Module):
         if (
             not stages
             or len(set(stages)) != len(stages)
-            or any(not isinstance(s, int) or not 0 <= s < n for s in stages)
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n for s in stages)
         ):
             raise ValueError(f"stages must be distinct stage indices in [0, {n}), got {stages}")
         self.num_classes, self.tau, self.alpha = num_classes, tau, alpha
@@ -442,7 +442,13 @@ class ContextrastLoss(nn.Module):
 
     def _draw(self, i, logits_d, y, gen, parts) -> tuple[torch.Tensor | None, PixelSample]:
         """Stage i's hard pixels (the miner) and its sample of positives and negatives."""
-        hard, mined = self.miner(logits_d, y, gen)
+        out = self.miner(logits_d, y, gen)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            raise ValueError(
+                f"negatives={self.miner!r} must return (hard, stats): hard None or a bool map, "
+                f"stats a dict of tensors (ctx.negatives.Miner), got {type(out).__name__}"
+            )
+        hard, mined = out
         parts.update({f"stage{i}/{name}": v for name, v in mined.items()})
         sample = sample_pixels(
             y, self.num_classes, hard, self.max_positives, self.max_negatives, self.fill,

@@ -547,3 +547,13 @@ def test_empty_maps_are_refused_before_any_work():
         loss(torch.zeros(1, 3, 4, 4), [torch.zeros(1, 0, 2, 2)], y)
     with pytest.raises(ValueError, match="is empty"):
         loss(torch.zeros(1, 3, 4, 4), [torch.zeros(1, 4, 0, 2)], y)
+
+
+def test_a_miner_that_returns_the_wrong_thing_is_named():
+    logits, y = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
+    embs = [F.normalize(torch.randn(1, 4, 4, 4), dim=1)]
+    loss = ContextrastLoss(3, stage_weights=(1.0,), negatives=lambda *a: None)
+    with pytest.raises(ValueError, match=r"must return \(hard, stats\).*got NoneType"):
+        loss(logits, embs, y)
+    with pytest.raises(ValueError, match="stages must be distinct stage indices"):
+        ContextrastLoss(3, stage_weights=(1.0, 1.0), stages=(True,))
