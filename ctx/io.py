@@ -112,7 +112,40 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(
             f"{path} is not a ctx checkpoint (no 'model'/'config' entries); point to another file"
         )
+    check_contents(ckpt, path)
     return ckpt
+
+
+def check_contents(ckpt: dict, path: Path) -> None:
+    """Raise ValueError (one line) unless the checkpoint's config is a dict and its model a
+    state dict of finite tensors: NaN weights would otherwise be scored, or trained on."""
+    model, config = ckpt["model"], ckpt["config"]
+    if not isinstance(config, dict):
+        what = f"its 'config' is {kind_of(config)}, not a dict of settings"
+        raise ValueError(f"{path} is not a ctx checkpoint ({what}); point to another file")
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        kind = "a dict of other values" if isinstance(model, dict) else kind_of(model)
+        what = f"its 'model' is {kind}, not a state dict of tensors"
+        raise ValueError(f"{path} is not a ctx checkpoint ({what}); point to another file")
+    bad = non_finite(model)
+    if bad:
+        floats = sum(v.is_floating_point() for v in model.values())
+        raise ValueError(
+            f"{path} holds non-finite weights (NaN or inf in {len(bad)} of {floats} tensors, "
+            f"e.g. {bad[0]!r}): the file is damaged or its run diverged; delete it and train "
+            f"again (with a lower --lr if it diverged), or point to another file"
+        )
+
+
+def kind_of(value: Any) -> str:
+    """What a value is, for a message: 'an int', 'a list', 'null'."""
+    name = "null" if value is None else type(value).__name__
+    return name if value is None else ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors in `state` that hold a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
 def _why_unloadable(path: Path, error: Exception) -> str:

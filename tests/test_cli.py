@@ -1,6 +1,7 @@
 """Bad settings fail before any data are made, with one `error: ...` line that names the flag;
 flags that do nothing warn; checkpoints we can't use are described without unsafe advice."""
 
+import copy
 import dataclasses
 import importlib
 import os
@@ -296,6 +297,69 @@ def test_ctrl_c_while_training_says_how_to_resume(monkeypatch, capsys, tmp_path)
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
+AFRESH = "use another --out, or delete it to start again"
+
+
+def _unfinished(c, **changes):
+    return {**c, "max_steps": 6, **changes}  # resumed with --max-steps 6: step 2 of 6
+
+
+# what is done to a finished 2-step run's checkpoint -> extra flags, words the error must hold
+TAMPERED = {
+    "only model and config": (
+        lambda c: {"model": c["model"], "config": c["config"]}, [], ["(no 'step')", AFRESH],
+    ),
+    "wrong shapes": (
+        lambda c: {**c, "model": {**c["model"], next(iter(c["model"])): torch.zeros(1)}}, [],
+        ["does not match the model its config describes", "size mismatch", AFRESH],
+    ),
+    "optimizer without groups": (
+        lambda c: _unfinished(c, optimizer={"bad": 1}), ["--max-steps", "6"],
+        ["does not match this run's optimizer (no 'param_groups')", AFRESH],
+    ),
+    "scheduler of another step": (
+        lambda c: {**c, "step": 0, "optimizer": {"bad": 1}}, [],
+        ["can't be resumed (its scheduler is at step 2, not step 0)", AFRESH],
+    ),
+    "scheduler without a count": (
+        lambda c: _unfinished(c, scheduler={"bad": 1}), ["--max-steps", "6"],
+        ["its scheduler is at no step, not step 2", AFRESH],
+    ),
+    "step not a number": (lambda c: {**c, "step": "2"}, [], ["its 'step' is a str", AFRESH]),
+    "model not a state dict": (
+        lambda c: {**c, "model": 5}, [], ["'model' is an int", "point to another file"],
+    ),
+    "NaN weights": (
+        lambda c: {**c, "model": {k: v * float("nan") for k, v in c["model"].items()}}, [],
+        ["non-finite weights", "damaged or its run diverged", "delete it and train again"],
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The checkpoint of a finished 2-step TINY run."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(ctx_train.parse_args([*TINY, "--device", "cpu", "--no-progress", "--out", str(out)]))
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))
+def test_a_checkpoint_that_cannot_resume_is_one_line_and_kept(case, finished_run, tmp_path, capsys):
+    tamper, flags, words = TAMPERED[case]
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save(tamper(copy.deepcopy(finished_run)), out / "checkpoint.pt")
+    before = (out / "checkpoint.pt").read_bytes()
+    argv = [*TINY, *flags, "--device", "cpu", "--no-progress", "--out", str(out)]
+    code, err = _run_main(argv, capsys)
+    assert code == 1 and err.strip().splitlines() == [err.strip()], err
+    assert err.startswith(f"error: {out / 'checkpoint.pt'} ")
+    for word in words:
+        assert word in err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
 
 
 def test_random_bytes_checkpoint_gets_no_unsafe_advice(tmp_path):

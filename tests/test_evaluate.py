@@ -70,3 +70,30 @@ def test_a_tampered_checkpoint_is_one_error_line(tiny_train_config, tmp_path, ta
         evaluate.main([str(tmp_path / "bad.pt"), "--split", "val", "--device", "cpu"])
     msg = str(exit_.value.code)
     assert msg.startswith("error: ") and "\n" not in msg and words in msg and "retrain" in msg
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (
+            lambda c: c["model"].update({k: v * float("nan") for k, v in c["model"].items()}),
+            ["non-finite weights", "damaged or its run diverged", "train again"],
+        ),
+        (lambda c: c.update({"model": 5}), ["'model' is an int", "point to another file"]),
+        (lambda c: c.update({"config": [1]}), ["'config' is a list", "point to another file"]),
+    ],
+)
+def test_unusable_weights_are_refused_before_scoring(tiny_train_config, tmp_path, tamper, words):
+    """NaN weights would be scored as if valid; the file is left as it was."""
+    train(tiny_train_config)
+    ckpt = torch.load(tiny_train_config.out + "/checkpoint.pt", weights_only=True)
+    tamper(ckpt)
+    torch.save(ckpt, tmp_path / "bad.pt")
+    before = (tmp_path / "bad.pt").read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(tmp_path / "bad.pt"), "--split", "val", "--device", "cpu"])
+    msg = str(exit_.value.code)
+    assert msg.startswith(f"error: {tmp_path / 'bad.pt'} ") and "\n" not in msg
+    for word in words:
+        assert word in msg
+    assert (tmp_path / "bad.pt").read_bytes() == before

@@ -16,11 +16,17 @@ from pathlib import Path
 import torch
 
 from ctx.engine.config import TrainConfig, config_from_dict, config_mismatch
-from ctx.io import load_checkpoint, save_checkpoint, write_json
+from ctx.io import kind_of, load_checkpoint, save_checkpoint, write_json
 from ctx.model import SegmentationNet, build_model
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
+AFRESH = "use another --out, or delete it to start again"  # the fix for a run we can't resume
+
+# What resuming reads besides the model and config (ctx.io checks those when loading): key ->
+# the types it may hold. A finished run needs no optimizer or scheduler (shipped runs drop them).
+RUN_KEYS = {"step": int, "max_steps": int, "history": list, "train_seconds": (int, float)}
+UNFINISHED_KEYS = {"optimizer": dict, "scheduler": dict}
 
 
 @dataclass
@@ -57,6 +63,7 @@ def resumable(out: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
     if not (out / CHECKPOINT).exists():
         return None
     ckpt = load_checkpoint(out / CHECKPOINT, map_location=device)
+    check_resumable(ckpt, out / CHECKPOINT)
     bad = config_mismatch(ckpt["config"], cfg)
     if bad:
         raise ValueError(
@@ -66,10 +73,57 @@ def resumable(out: Path, cfg: TrainConfig, device: torch.device) -> dict | None:
     return ckpt
 
 
+def _wrong_key(ckpt: dict, key: str, kinds: type | tuple[type, ...]) -> str | None:
+    if key not in ckpt:
+        return f"no {key!r}"
+    if isinstance(ckpt[key], bool) or not isinstance(ckpt[key], kinds):
+        return f"its {key!r} is {kind_of(ckpt[key])}"
+    return None
+
+
+def resume_problem(ckpt: dict) -> str | None:
+    """What in a loaded checkpoint a resume could not use (None: nothing). An unfinished run's
+    scheduler has taken one step per training step: another count means a damaged file."""
+    for key, kinds in RUN_KEYS.items():
+        if problem := _wrong_key(ckpt, key, kinds):
+            return problem
+    if ckpt["step"] >= ckpt["max_steps"]:
+        return None
+    for key, kinds in UNFINISHED_KEYS.items():
+        if problem := _wrong_key(ckpt, key, kinds):
+            return problem
+    at = ckpt["scheduler"].get("last_epoch")
+    if at == ckpt["step"]:
+        return None
+    where = "no step" if at is None else f"step {at}"
+    return f"its scheduler is at {where}, not step {ckpt['step']}"
+
+
+def check_resumable(ckpt: dict, path: Path) -> None:
+    """Raise ValueError (one line naming `path` and the fix) unless `ckpt` can be resumed."""
+    if problem := resume_problem(ckpt):
+        raise ValueError(
+            f"{path} can't be resumed ({problem}): it is damaged or not a training checkpoint; "
+            f"{AFRESH}"
+        )
+
+
+def load_state(part, state: dict, path: Path, what: str, fix: str) -> None:
+    """`part.load_state_dict(state)`, or ValueError (one line naming `path`, `what` the state
+    should fit, and `fix`) when it does not fit."""
+    try:
+        part.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        why = " ".join(str(e).split())  # torch lists every mismatch on its own line
+        why = f"no {why}" if isinstance(e, KeyError) else why
+        raise ValueError(f"{path} does not match {what} ({why}); {fix}") from e
+
+
 def restore(ckpt: dict, model, opt, sched, max_steps: int, out: Path) -> Progress:
-    """Load a resumable checkpoint into the model (and, unless the run is finished, the
-    optimizer and schedule); its Progress. A run of another length is refused."""
-    model.load_state_dict(ckpt["model"])
+    """Load a resumable checkpoint (`check_resumable`) into the model (and, unless the run is
+    finished, the optimizer and schedule); its Progress. A run of another length is refused."""
+    path = out / CHECKPOINT
+    load_state(model, ckpt["model"], path, "the model its config describes", AFRESH)
     step = ckpt["step"]
     progress = Progress(
         step, ckpt["history"], ckpt["train_seconds"], ckpt.get("train_cpu_seconds", 0.0)
@@ -82,8 +136,8 @@ def restore(ckpt: dict, model, opt, sched, max_steps: int, out: Path) -> Progres
             f"learning-rate schedule depends on the length); use another --out"
         )
     if step < max_steps:
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        load_state(opt, ckpt["optimizer"], path, "this run's optimizer", AFRESH)
+        load_state(sched, ckpt["scheduler"], path, "this run's schedule", AFRESH)
         progress.sums = dict(ckpt.get("running", {}).get("sums", {}))
         progress.count = ckpt.get("running", {}).get("count", 0)
         threads = ckpt.get("threads")
@@ -143,11 +197,5 @@ def model_from_checkpoint(ckpt: dict, path: Path) -> SegmentationNet:
         model = build_model(cfg.model_config(), ckpt["num_classes"])
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path} holds a config no model can be built from ({e}); retrain") from e
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = " ".join(str(e).split())  # torch lists every mismatch on its own line
-        raise ValueError(
-            f"{path} does not match the model its config describes ({first}); retrain"
-        ) from e
+    load_state(model, ckpt["model"], path, "the model its config describes", "retrain")
     return model.eval()

@@ -353,6 +353,7 @@ def train_or_load(cfg: TrainConfig, on_epoch_end: EpochEnd | None = None) -> Run
     path = Path(cfg.out) / CHECKPOINT
     if path.exists():
         ckpt = load_checkpoint(path, map_location="cpu")
+        checkpoint.check_resumable(ckpt, path)
         same_length = all(ckpt["config"].get(k) == getattr(cfg, k) for k in ("max_steps", "epochs"))
         finished = ckpt["step"] >= ckpt["max_steps"]
         if not config_mismatch(ckpt["config"], cfg) and same_length and finished:
