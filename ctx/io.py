@@ -165,7 +165,63 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(
             f"{path} is not valid JSON ({e}); restore it from git or regenerate it"
         ) from e
+
+
+# A results file's shape, as its readers index it: a type (or a tuple of types), [shape] for a
+# list of such, {key: shape} for an object holding at least those keys.
+NUMBER = (int, float)
+_NAMES = {str: "a string", int: "an integer", NUMBER: "a number", dict: "an object", list: "a list"}
+_PLURALS = {str: "strings", int: "integers", NUMBER: "numbers", dict: "objects", list: "lists"}
+
+
+def read_results(path: str | Path, shape: Any, remake: str) -> Any:
+    """`read_json(path)` if the data have `shape`, else ValueError in one line naming the file,
+    what it should hold and the fix: git, or the command `remake` that writes it."""
+    data = read_json(path)
+    problem = shape_problem(data, shape)
+    if problem:
+        raise ValueError(
+            f"{path} should hold {describe(shape)}, but {problem}: restore it from git or "
+            f"regenerate it with `{remake}`"
+        )
+    return data
+
+
+def shape_problem(value: Any, shape: Any, where: str = "") -> str | None:
+    """Where `value` first departs from `shape` ("'runs' is an int"), or None."""
+    name = f"'{where}'" if where else "it"
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{name} is {kind_of(value)}"
+        for key, inner in shape.items():
+            if key not in value:
+                return f"{name} has no {key!r}"
+            if problem := shape_problem(value[key], inner, f"{where}.{key}" if where else key):
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{name} is {kind_of(value)}"
+        problems = (shape_problem(v, shape[0], f"{where}[{i}]") for i, v in enumerate(value))
+        return next((p for p in problems if p), None)
+    if isinstance(value, bool) or not isinstance(value, shape):
+        return f"{name} is {kind_of(value)}"
+    return None
+
+
+def describe(shape: Any, top: bool = True) -> str:
+    """`shape` in words, one level deep: "an object with 'runs' (a list of objects)"."""
+    if isinstance(shape, dict):
+        if not top:
+            return "an object"
+        return "an object with " + ", ".join(
+            f"{k!r} ({describe(v, False)})" for k, v in shape.items()
+        )
+    if isinstance(shape, list):
+        inner = shape[0]
+        return "a list of " + _PLURALS[dict if isinstance(inner, dict) else inner]
+    return _NAMES[shape]

@@ -192,6 +192,56 @@ def test_experiments_report_without_an_ablation_names_the_command(tmp_path, caps
     )
 
 
+# task -> (file under the results folder, what it holds, words of the one error line)
+BAD_RESULTS = {
+    "report: runs not a list": (
+        ["report"], "ablation.json", {"runs": 5}, ["'runs' (a list of objects)", "'runs' is an int"],
+    ),
+    "report: a list": (["report"], "ablation.json", [], ["should hold an object", "it is a list"]),
+    "report: a run without miou": (
+        ["report"], "ablation.json",
+        {"runs": [{"variant": "ce", "seed": 0}], "dataset": {"test_scenes": 8}, "command": "c"},
+        ["'runs[0]' has no 'miou'", "`python -m ctx.experiments ablation`"],
+    ),
+    "regimes --report-only": (
+        ["regimes", "--report-only"], "regimes.json", {"runs": {}}, ["'runs' is a dict"],
+    ),
+    "diagnose --report-only": (
+        ["diagnose", "--report-only"], "regimes/diagnosis.json", {"runs": []}, ["'runs' is a list"],
+    ),
+    "mechanisms --report-only": (
+        ["mechanisms", "--report-only"], "regimes/mechanisms.json", [], ["it is a list"],
+    ),
+    "error-kinds --report-only": (
+        ["error-kinds", "--report-only"], "regimes/error_kinds.json", {"regimes": 5},
+        ["'regimes' is an int"],
+    ),
+    "gallery's manifest": (
+        ["gallery", "--out", "{tmp}/results"], "manifest.json", {"runs": [{"regime": "x"}]},
+        ["'runs[0]' has no 'variant'", "`python -m ctx.experiments gallery`"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_RESULTS, ids=list(BAD_RESULTS))
+def test_a_results_file_of_the_wrong_shape_is_one_line_and_kept(case, tmp_path, capsys):
+    from ctx.experiments.cli import main as experiments
+
+    argv, name, data, words = BAD_RESULTS[case]
+    results = tmp_path / "results"
+    write_json(data, results / name)
+    before = (results / name).read_bytes()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        experiments([*argv, "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs")])
+    msg = str(exit_.value.code)
+    assert msg.startswith(f"error: {results / name} should hold ")
+    assert "\n" not in msg and "restore it from git or regenerate it with `python -m" in msg
+    for word in words:
+        assert word in msg, msg
+    assert (results / name).read_bytes() == before
+
+
 def test_python_api_validates_first(tiny_train_config, no_data):
     for bad in ({"eval_every": 0}, {"threads": 0}, {"epochs": 0}, {"lr": "0.1"}, {"widths": ()}):
         with pytest.raises(ConfigError):

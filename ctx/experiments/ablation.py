@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ctx.engine.config import TrainConfig
 from ctx.engine.loop import train_or_load
-from ctx.experiments.ablation_report import report
+from ctx.experiments.ablation_report import REMAKE, SHAPE, report
 from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS, VARIANTS, evaluate_on_test
-from ctx.io import locked, read_json, write_json
+from ctx.io import locked, read_results, write_json
 from ctx.reference import ROOT
 
 DEFAULT_SEEDS = [0, 1, 2]
@@ -138,7 +138,7 @@ def ablation(
     }
 
     def load() -> dict:
-        results = read_json(path) if path.exists() else {"runs": []}
+        results = read_results(path, SHAPE, REMAKE) if path.exists() else {"runs": []}
         if results["runs"] and results.get("config") != config:
             raise ValueError(
                 f"{path} holds runs made with other settings; use another --results-dir "

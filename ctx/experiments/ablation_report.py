@@ -8,6 +8,16 @@ from pathlib import Path
 
 from ctx.experiments.stats import mean_std, paired_diffs, pm, t_interval
 from ctx.experiments.variants import DESCRIPTIONS
+from ctx.io import NUMBER
+
+# results/ablation.json as `report` reads it (ctx.io.read_results)
+RUN = {"variant": str, "seed": int, "miou": NUMBER, "boundary_miou": NUMBER}
+SHAPE = {
+    "runs": [{**RUN, "steps": NUMBER, "train_seconds": NUMBER}],
+    "dataset": {"test_scenes": int},
+    "command": str,
+}
+REMAKE = "python -m ctx.experiments ablation"
 
 
 def summarise(runs: list[dict]) -> list[dict]:

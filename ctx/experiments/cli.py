@@ -40,11 +40,11 @@ from ctx.experiments import (
     regime_study,
 )
 from ctx.experiments.ablation import DEFAULT_RUNS, DEFAULT_SEEDS, QUICK, ablation
-from ctx.experiments.ablation_report import report
+from ctx.experiments.ablation_report import REMAKE, SHAPE, report
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.tuning import parse_grid, tune
 from ctx.experiments.variants import ALL_VARIANTS, DESCRIPTIONS
-from ctx.io import read_json
+from ctx.io import read_results
 from ctx.reference import ROOT, export_reference
 from ctx.resources import data_dir
 from ctx.validation import OneLineParser
@@ -243,7 +243,7 @@ def _run(
         path = args.results_dir / "ablation.json"
         if not path.is_file():
             raise ValueError(f"no {path}: run `python -m ctx.experiments ablation` first")
-        report(read_json(path), args.results_dir)
+        report(read_results(path, SHAPE, REMAKE), args.results_dir)
     elif args.regime is not None:
         regime_reference.build_reference(
             regime_reference.resolve_regime(args.regime, args.results_dir),

@@ -27,7 +27,7 @@ from ctx.engine.config import TrainConfig, config_mismatch
 from ctx.engine.loop import train_or_load
 from ctx.engine.step import evaluate
 from ctx.experiments.regimes import regime_config
-from ctx.io import load_checkpoint, read_json, write_json, write_text
+from ctx.io import load_checkpoint, read_results, write_json, write_text
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.metrics import ConfusionMatrix
 from ctx.negatives import boundary_negatives, distance_transform, error_maps
@@ -427,7 +427,9 @@ def rewrite(out_dir: Path) -> dict:
     path = out_dir / "diagnosis.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments diagnose` first")
-    saved = read_json(path)
+    saved = read_results(
+        path, {"runs": dict, "sources": dict}, "python -m ctx.experiments diagnose"
+    )
     write(saved["runs"], saved["sources"], out_dir)
     return saved["runs"]
 

@@ -28,7 +28,7 @@ from ctx.experiments.gallery import source_checkpoint
 from ctx.experiments.regime_study import FINAL_SEEDS, Job, load_results
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, t_interval
-from ctx.io import read_json, write_json, write_text
+from ctx.io import read_results, write_json, write_text
 from ctx.labels import IGNORE_INDEX
 from ctx.metrics import ConfusionMatrix
 
@@ -364,7 +364,7 @@ def main(
         torch.set_num_threads(threads)
     finals = load_results(results_dir / "regimes.json")["runs"]
     path = results_dir / "regimes" / "error_kinds.json"
-    runs = read_json(path)["regimes"] if path.exists() and regimes else {}
+    runs = _read(path)["regimes"] if path.exists() and regimes else {}
     runs.update(measure_finals(finals, runs_dir, remake_dir, regimes or complete(finals)))
     runs = {r: runs[r] for r in REGIMES if r in runs}
     stats = {regime: paired_kinds(r) for regime, r in runs.items()}
@@ -374,13 +374,19 @@ def main(
     return stats
 
 
+def _read(path: Path) -> dict:
+    """results/regimes/error_kinds.json, refused in one line if it is not what `main` writes."""
+    shape = {"regimes": dict, "paired": dict, "command": str}
+    return read_results(path, shape, "python -m ctx.experiments error-kinds")
+
+
 def rewrite(results_dir: Path) -> dict:
     """error_kinds.md again from results/regimes/error_kinds.json (`error-kinds --report-only`),
     measuring nothing; the regimes whose five test pairs are in since are named as missing."""
     path = results_dir / "regimes" / "error_kinds.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments error-kinds` first")
-    saved = read_json(path)
+    saved = _read(path)
     finals = load_results(results_dir / "regimes.json")["runs"]
     missing = [r for r in complete(finals) if r not in saved["regimes"]]
     text = markdown(saved["paired"], saved["regimes"], saved["command"], missing)

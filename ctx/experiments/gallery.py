@@ -24,7 +24,6 @@ and the commands that made it (`--regimes` updates only those regimes of an exis
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from ctx.engine.loop import train_or_load
 from ctx.evaluate import evaluate_run
 from ctx.experiments.regime_study import Job, chosen_setting, load_results, tune_jobs
 from ctx.experiments.regimes import REGIMES
-from ctx.io import load_checkpoint, save_checkpoint, write_json
+from ctx.io import load_checkpoint, read_results, save_checkpoint, write_json
 from ctx.resources import portable
 
 SEED = 0
@@ -253,7 +252,8 @@ def read_manifest(folder: Path) -> dict:
             f"no regime gallery at {folder}: it ships in data/regimes/ (git checkout -- data/), "
             f"or make it with `python -m ctx.experiments gallery`"
         )
-    return json.loads(path.read_text())
+    shape = {"runs": [{"regime": str, "variant": str, "file": str}], "skipped": dict}
+    return read_results(path, shape, "python -m ctx.experiments gallery")
 
 
 def load_gallery_model(folder: Path, entry: dict, device: str | torch.device = "cpu"):

@@ -35,7 +35,7 @@ from ctx.experiments.error_kinds import (
     error_kinds,
 )
 from ctx.experiments.gallery import load_gallery_model, read_manifest
-from ctx.io import read_json, write_json, write_text
+from ctx.io import read_results, write_json, write_text
 from ctx.metrics import ConfusionMatrix
 from ctx.resources import portable
 
@@ -252,6 +252,6 @@ def rewrite(out_dir: Path) -> dict:
     path = out_dir / "mechanisms.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments mechanisms` first")
-    d = read_json(path)["regimes"]
+    d = read_results(path, {"regimes": dict}, "python -m ctx.experiments mechanisms")["regimes"]
     write_text(markdown(d) + "\n", out_dir / "mechanisms.md")
     return d

@@ -35,7 +35,7 @@ from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, paired_diffs, t_interval
 from ctx.experiments.variants import VARIANTS, evaluate_on_test
-from ctx.io import locked, read_json, write_json
+from ctx.io import locked, read_results, write_json
 from ctx.resources import portable
 
 ALPHAS = (0.02, 0.05, 0.1)
@@ -355,7 +355,9 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
 
 def load_results(path: Path) -> dict:
     """A study results file ({"runs": [...]} when it does not exist yet)."""
-    return read_json(path) if path.exists() else {"runs": []}
+    if not path.exists():
+        return {"runs": []}
+    return read_results(path, {"runs": [dict]}, "python -m ctx.experiments regimes")
 
 
 def study(

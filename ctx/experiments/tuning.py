@@ -10,7 +10,7 @@ from pathlib import Path
 from ctx.engine.config import TrainConfig, config_from_dict, validate_config
 from ctx.engine.loop import train_or_load
 from ctx.experiments.variants import VARIANTS
-from ctx.io import read_json, write_json
+from ctx.io import read_results, write_json
 from ctx.validation import field_types
 
 _READ = {int: int, float: float, bool: lambda x: {"true": True, "false": False}[x.lower()]}
@@ -48,7 +48,11 @@ def tune(
     appends each run to results_dir/tuning.json. Choose settings here, report on test.
     Every setting of the grid is checked before the first run trains."""
     path = results_dir / "tuning.json"
-    results = read_json(path) if path.exists() else {"command": command, "runs": []}
+    results = (
+        read_results(path, {"runs": [dict]}, "python -m ctx.experiments tune")
+        if path.exists()
+        else {"command": command, "runs": []}
+    )
     done = [(r["variant"], r["overrides"]) for r in results["runs"]]
     combos = [("ce", {})] + [
         ("contextrast", dict(zip(grid, values, strict=True)))
