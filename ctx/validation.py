@@ -64,7 +64,7 @@ class Rule:
 
     def bounds(self) -> str:
         parts = [
-            f"{op} {v:g}"
+            f"{op} {v}" if isinstance(v, int) else f"{op} {v:g}"
             for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
             if v is not None
         ]

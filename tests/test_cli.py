@@ -35,6 +35,14 @@ CASES = {
     "embed-dim 0": (["--embed-dim", "0"], 2, ["--embed-dim", ">= 1"]),
     "threads -2": (["--threads", "-2"], 2, ["--threads", ">= 1", "leave it unset"]),
     "threads 0": (["--threads", "0"], 2, ["--threads", "got 0"]),
+    "threads past int": (
+        ["--threads", "99999999999999999999"], 2, ["--threads", "<= 1024", "leave it unset"],
+    ),
+    "workers past int": (["--num-workers", "99999999999999999999"], 2, ["--num-workers", "<= 1024"]),
+    "seed past int": (
+        ["--seed", "99999999999999999999"], 2, ["--seed", "< 8796093022208", "got 9999", "2**63"],
+    ),
+    "seed at its bound": (["--seed", str(2**43)], 2, ["--seed", "< 8796093022208"]),
     "epochs 0": (["--epochs", "0"], 2, ["--epochs", "got 0", "--max-steps"]),
     "max-steps 0": (["--max-steps", "0"], 2, ["--max-steps", ">= 1", "got 0"]),
     "batch of one 1x1 map": (

@@ -17,6 +17,15 @@ from ctx.data import SCENE_RULES
 from ctx.model import ModelConfig
 from ctx.validation import ConfigError, Rule, plain_numbers, show, validate
 
+# The loop reseeds the loss every step with seed * SEED_STRIDE + step * processes + rank, and
+# torch and the loss take seeds below 2**63: seeds below 2**43 leave room for 4e17 steps.
+SEED_STRIDE = 1_000_003
+SEED_LIMIT = 2**43
+# Threads and DataLoader workers: far above any CPU's core count, far below what overflows
+# torch (2**31 threads) or spawns a machine-filling number of processes; the same on every
+# machine, so a config file that validates on one validates on all.
+MAX_THREADS = 1024
+
 # Fields that may differ between a checkpoint and the run that resumes or loads it.
 RUN_FIELDS = {
     "max_steps",
@@ -203,12 +212,12 @@ RULES: dict[str, Rule] = {
     "weight_decay": Rule("AdamW weight decay", ge=0),
     "pct_start": Rule("OneCycle warm-up fraction", gt=0, lt=1),
     "bf16": Rule("bf16 autocast (CUDA only)"),
-    "seed": Rule("seed of weights, batch order and sampling", ge=0),
+    "seed": Rule("seed of weights, batch order and sampling", ge=0, lt=SEED_LIMIT, fix=f"each step reseeds the loss with seed x {SEED_STRIDE:,} + step, which torch needs in [0, 2**63)"),
     "device": Rule("auto, cpu, cuda, cuda:N or mps"),
     "out": Rule("run folder (checkpoint.pt, history.json)"),
     "eval_every": Rule("validate every N epochs (and at the end)", ge=1),
-    "threads": Rule("CPU threads; unset: PyTorch's default", ge=1, fix="leave it unset for PyTorch's default"),
-    "num_workers": Rule("DataLoader worker processes", ge=0),
+    "threads": Rule("CPU threads; unset: PyTorch's default", ge=1, le=MAX_THREADS, fix="leave it unset for PyTorch's default"),
+    "num_workers": Rule("DataLoader worker processes", ge=0, le=MAX_THREADS),
     "progress": Rule("show a progress bar"),
 }  # fmt: skip
 

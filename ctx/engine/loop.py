@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from ctx.engine import checkpoint
 from ctx.engine.checkpoint import CHECKPOINT, Progress, model_from_checkpoint
-from ctx.engine.config import TrainConfig, config_mismatch, one_cycle_problem, validate_config
+from ctx.engine.config import (
+    SEED_STRIDE,
+    TrainConfig,
+    config_mismatch,
+    one_cycle_problem,
+    validate_config,
+)
 from ctx.engine.device import Place, any_rank, barrier, place, resolve_device, wrap
 from ctx.engine.interrupt import Interrupted, deferred_interrupt
 from ctx.engine.step import evaluate, make_loss, train_step
@@ -205,7 +211,7 @@ class _Run:
             self.sched,
             contrast=contrast,
             bf16=cfg.bf16,
-            seed=cfg.seed * 1_000_003 + p.step * where.world + where.rank,
+            seed=cfg.seed * SEED_STRIDE + p.step * where.world + where.rank,
         )
         p.step += 1
         self.pending.append(losses)

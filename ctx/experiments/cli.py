@@ -26,7 +26,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ctx.engine.config import TrainConfig, validate_config
+from ctx.engine.config import RULES, SEED_LIMIT, TrainConfig, validate_config
 from ctx.engine.device import resolve_device
 from ctx.engine.interrupt import Interrupted
 from ctx.experiments import (
@@ -157,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.max_jobs is not None and args.max_jobs < 1:
             raise ValueError(f"--max-jobs must be >= 1, got {args.max_jobs}")
-        if any(s < 0 for s in args.seeds):
-            raise ValueError(f"--seeds must be integers >= 0, got {args.seeds}")
+        if any(not 0 <= s < SEED_LIMIT for s in args.seeds):
+            raise ValueError(
+                f"--seeds must be integers >= 0 and < {SEED_LIMIT}, got {args.seeds} ("
+                f"{RULES['seed'].fix})"
+            )
         flag = {"max_steps": "--steps"}  # the other fields keep their ctx.train flag names
         validate_config(base, lambda f: flag.get(f, "--" + f.replace("_", "-")))
         if args.status and args.task != "regimes":
