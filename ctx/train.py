@@ -107,7 +107,8 @@ def _read_config_file(path: Path) -> dict:
 
 
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, set[str], Callable[[str], str]]:
-    """(config, the fields the user set, how to name a field in a message)."""
+    """(config, the fields the user set, how to name a field in a message: by where its value
+    came from, a flag, the --config file, the --regime or the default)."""
     args = vars(_parser().parse_args(argv))
     path, regime = args.pop("config", None), args.pop("regime", None)
     preset = REGIMES[regime].overrides if regime else {}
@@ -121,7 +122,9 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, set[str], Callable[[str
             return f"{field} (in {path})"
         if field in preset:
             return f"{field} (from --regime {regime})"
-        return _flag(field)
+        if getattr(cfg, field) is None:
+            return _flag(field)  # unset: no value to come from anywhere
+        return f"{_flag(field)} (default)"
 
     return validate_config(cfg, name), set(preset) | set(base) | set(args), name
 

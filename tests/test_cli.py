@@ -49,7 +49,8 @@ CASES = {
         ["--image-size", "16", "--batch-size", "1"], 2, ["--batch-size 1 at --image-size 16", "BatchNorm"],
     ),
     "one-step warm-up": (
-        ["--max-steps", "4"], 2, ["--pct-start 0.25 of 4 steps", "OneCycleLR", "change --max-steps"],
+        ["--max-steps", "4"], 2,
+        ["--pct-start (default) 0.25 of 4 steps", "OneCycleLR", "change --max-steps"],
     ),
     "data-seed -1": (["--data-seed", "-1"], 2, ["--data-seed", ">= 0", "got -1"]),
     "lr nan": (["--lr", "nan"], 2, ["--lr", "> 0", "nan"]),
@@ -62,10 +63,20 @@ CASES = {
     ),
     "three widths": (
         ["--loss", "contextrast", "--widths", "16", "32", "64"], 2,
-        ["--stage-weights has 4 weights", "--widths", "3 stages"],
+        ["--stage-weights (default) has 4 weights", "--widths gives", "3 stages"],
     ),
     "stage out of range": (["--loss", "contextrast", "--stages", "4"], 2, ["--stages", "0 to 3"]),
-    "fusion weights": (["--loss", "contextrast", "--w-l", "0.5"], 2, ["--w-l + --w-h must be 1"]),
+    "fusion weights": (
+        ["--loss", "contextrast", "--w-l", "0.5"], 2, ["--w-l + --w-h (default) must be 1"],
+    ),
+    "config widths, default stage weights": (
+        ["--config", "{tmp}/two_stages.json", "--loss", "contextrast"], 2,
+        ["--stage-weights (default) has 4 weights", "widths (in {tmp}/two_stages.json) gives the model 2 stages"],
+    ),
+    "config w_l, default w_h": (
+        ["--config", "{tmp}/w_l.json", "--loss", "contextrast"], 2,
+        ["w_l (in {tmp}/w_l.json) + --w-h (default) must be 1, got 0.4 + 0.7"],
+    ),
     "batch above scenes": (["--batch-size", "64", "--train-scenes", "32"], 2, ["no full batch"]),
     "benchmark without root": (["--dataset", "camvid"], 2, ["--dataset camvid needs --data-root"]),
     "benchmark root missing": (
@@ -100,6 +111,8 @@ FILES = {
     "string.json": '{"lr": "fast"}',
     "widths.json": '{"widths": 16}',
     "fusion.json": '{"fusion": "yes"}',
+    "two_stages.json": '{"widths": [16, 32]}',
+    "w_l.json": '{"w_l": 0.4}',
 }
 TINY = ["--image-size", "32", "--train-scenes", "16", "--val-scenes", "8", "--batch-size", "8",
         "--widths", "8", "8", "16", "16", "--embed-dim", "8", "--max-steps", "2"]  # fmt: skip
@@ -141,7 +154,7 @@ def test_bad_input_is_one_error_line(case, files, no_data, capsys):
     assert got == code, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for word in words:
-        assert word in lines[0]
+        assert word.replace("{tmp}", str(files)) in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -240,7 +240,7 @@ def _check_stages(c, name) -> str | None:
     if c.stages is not None and (len(set(c.stages)) != len(c.stages) or max(c.stages) >= n):
         return f"{name('stages')} must be distinct stage indices from 0 to {n - 1} (the model has {n} stages), got {show(c.stages)}"
     if c.fusion and abs(c.w_l + c.w_h - 1.0) > 1e-6:
-        return f"{name('w_l')} + {name('w_h')} must be 1, got {c.w_l} + {c.w_h}"
+        return f"{name('w_l')} + {name('w_h')} must be 1, got {c.w_l} + {c.w_h}: set both"
     return None
 
 
