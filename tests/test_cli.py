@@ -4,6 +4,7 @@ flags that do nothing warn; checkpoints we can't use are described without unsaf
 import copy
 import dataclasses
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -300,8 +301,6 @@ def test_regime_is_a_base_that_config_and_flags_override(files):
 def test_config_numbers_from_numpy_are_python_numbers():
     """A TrainConfig built from a numpy sweep holds Python numbers: it validates and saves to
     JSON like a typed one."""
-    import json
-
     import numpy as np
 
     cfg = validate_config(
@@ -414,6 +413,18 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
     train(ctx_train.parse_args([*TINY, "--device", "cpu", "--no-progress", "--out", str(out)]))
     return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_a_finished_run_in_the_shipped_format_still_loads(finished_run, tmp_path, capsys):
+    """A finished run needs no optimizer, schedule or clock: the study keeps some in the format
+    of a shipped model.pt, and ctx.train loads them as it always did."""
+    out = tmp_path / "run"
+    out.mkdir()
+    keep = ("model", "config", "history", "step", "max_steps", "num_classes")
+    torch.save({k: finished_run[k] for k in keep}, out / "checkpoint.pt")
+    main([*TINY, "--device", "cpu", "--no-progress", "--out", str(out)])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["miou"] == finished_run["history"][-1]["val"]["miou"]
 
 
 @pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))

@@ -2,7 +2,8 @@
 atomically (ctx.io); how far a run got (`Progress`); saving, resuming and loading a model.
 
 The checkpoint's keys are a file format: shipped reference runs and killed runs must keep
-loading, so a new key needs a default where it is read (see `restore`).
+loading, so a new key needs a default where it is read (see `restore`); `RUN_KEYS` and
+`UNFINISHED_KEYS` list those a run cannot resume without (`check_resumable`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ HISTORY = "history.json"
 AFRESH = "use another --out, or delete it to start again"  # the fix for a run we can't resume
 
 # What resuming reads besides the model and config (ctx.io checks those when loading): key ->
-# the types it may hold. A finished run needs no optimizer or scheduler (shipped runs drop them).
-RUN_KEYS = {"step": int, "max_steps": int, "history": list, "train_seconds": (int, float)}
-UNFINISHED_KEYS = {"optimizer": dict, "scheduler": dict}
+# the types it may hold. A finished run needs no training state: runs kept in the shipped
+# format (ctx.reference's model.pt, copied into a run folder) have none, and still load.
+RUN_KEYS = {"step": int, "max_steps": int, "history": list}
+UNFINISHED_KEYS = {"train_seconds": (int, float), "optimizer": dict, "scheduler": dict}
 
 
 @dataclass
@@ -125,9 +127,8 @@ def restore(ckpt: dict, model, opt, sched, max_steps: int, out: Path) -> Progres
     path = out / CHECKPOINT
     load_state(model, ckpt["model"], path, "the model its config describes", AFRESH)
     step = ckpt["step"]
-    progress = Progress(
-        step, ckpt["history"], ckpt["train_seconds"], ckpt.get("train_cpu_seconds", 0.0)
-    )
+    seconds = ckpt.get("train_seconds", 0.0), ckpt.get("train_cpu_seconds", 0.0)
+    progress = Progress(step, ckpt["history"], *seconds)
     progress.saved_step = step
     if ckpt["max_steps"] != max_steps:
         state = "a finished" if step >= ckpt["max_steps"] else "an unfinished"
