@@ -210,7 +210,8 @@ def pixel_anchor_loss(
     if check_inputs and not bool(torch.isfinite(loss)):
         raise ValueError(
             f"pixel_anchor_loss overflowed although emb and anchors are finite: similarities "
-            f"/ tau exceed float32's range (tau={tau}, max |emb| = "
+            f"/ tau exceed {torch.promote_types(emb.dtype, torch.float32)}'s range (tau={tau}, "
+            f"max |emb| = "
             f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings (|emb| = 1) "
             f"and a tau near METHOD.md's 0.1"
         )

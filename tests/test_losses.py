@@ -289,8 +289,11 @@ def test_pixel_anchor_loss_overflow_is_a_clear_error():
     emb, labels = make(dtype=torch.float32)
     anchors, present = class_anchors(emb, labels, 3)
     huge = emb.detach() * 3e38  # finite, unnormalised: similarities / tau overflow
-    with pytest.raises(ValueError, match="overflowed.*L2-normalised"):
+    with pytest.raises(ValueError, match="overflowed.*float32's range.*L2-normalised"):
         pixel_anchor_loss(huge, labels, anchors, present)
+    # normalised embeddings, but a tau so small that similarities / tau pass float64's range
+    with pytest.raises(ValueError, match=r"float64's range \(tau=1e-320.*tau near"):
+        pixel_anchor_loss(emb.double(), labels, -anchors.double(), present, tau=1e-320)
 
 
 @settings(max_examples=40, deadline=None)
