@@ -396,3 +396,22 @@ def test_slide_prefers_the_five_seed_error_kinds():
     unclear = {"scarce": _paired(1, -1)}  # the digit-for-digit interval reaches above zero
     assert "fewer digits" not in R.slide_summary([], R.load_diagnosis(), kinds=unclear)[-1]
     assert error_kinds.recognition(kinds) and not error_kinds.recognition(unclear)
+
+
+def test_post_hoc_reading_waits_then_reads_the_paired_interval(tmp_path):
+    runs = _finals("res128", [1.0, 2.0, 1.5, 1.0, 2.0])
+    cx = {r["seed"]: r["miou"] for r in runs if r["variant"] == "contextrast"}
+    ccl = [{"regime": "res128", "variant": "ccl", "seed": s, "miou": cx[s] - 1.0} for s in cx]
+    write_json({"default_regime": "scarce", "runs": runs + ccl[:3]}, tmp_path / "regimes.json")
+    (text,) = R.post_hoc_reading(tmp_path)
+    assert text.startswith("res128, post hoc: Contextrast − ccl (what BANE's negatives add")
+    assert text.endswith("waits for its runs, 5 of 5 Contextrast and 3 of 5 ccl.")
+    for s, r in enumerate(ccl):
+        r["miou"] -= 0.1 * s  # differences 1.0, 1.1, ..., 1.4: mean 1.2, sd 0.158
+    write_json({"default_regime": "scarce", "runs": runs + ccl}, tmp_path / "regimes.json")
+    (text,) = R.post_hoc_reading(tmp_path)
+    half = stats.t.ppf(0.975, 4) * stats.tstd([1.0, 1.1, 1.2, 1.3, 1.4]) / math.sqrt(5)
+    assert f"+1.20 points, 95 % interval [{1.2 - half:+.2f}, {1.2 + half:+.2f}] over 5" in text
+    assert text.endswith("the interval lies above zero: a gain.")
+    write_json({"default_regime": "res128", "runs": runs + ccl}, tmp_path / "regimes.json")
+    assert R.post_hoc_reading(tmp_path) == []  # the default's controls are the protocol's own

@@ -36,6 +36,7 @@ from ctx.experiments.diagnosis import (
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.experiments.regime_study import (
     FINAL_SEEDS,
+    POST_HOC,
     TUNE_SEEDS,
     chosen_setting,
     load_results,
@@ -383,6 +384,35 @@ def control_reading(regime: str | None, rows: list[dict]) -> list[str]:
         f"[{r['lo']:+.2f}, {r['hi']:+.2f}] over {r['n']} seeds: {verdict(r['lo'], r['hi'])}."
         for r in rows
     ]
+
+
+def post_hoc_reading(folder: Path | None = None) -> list[str]:
+    """One sentence per post-hoc control (regime_study.POST_HOC; none in the default regime,
+    which has the protocol's own): Contextrast − control in its regime, paired by seed, with
+    what its interval says once all final seeds of both are in, else how many are."""
+    data = load_results((folder or results_dir()) / "regimes.json")
+    finals, out = data["runs"], []
+    for regime, controls in POST_HOC.items():
+        if regime == data.get("default_regime"):
+            continue
+        for c in controls:
+            n = [
+                sum((r["regime"], r["variant"]) == (regime, v) for r in finals)
+                for v in ("contextrast", c)
+            ]
+            head = f"{regime}, post hoc: Contextrast − {c} ({CONTROLS[c][1]})"
+            p = paired(finals, regime, "contextrast", base=c)
+            if min(n) < len(FINAL_SEEDS) or p is None:
+                out.append(
+                    f"{head}: waits for its runs, {n[0]} of {len(FINAL_SEEDS)} Contextrast and "
+                    f"{n[1]} of {len(FINAL_SEEDS)} {c}."
+                )
+                continue
+            out.append(
+                f"{head}: {p['mean']:+.2f} points, 95 % interval [{p['lo']:+.2f}, "
+                f"{p['hi']:+.2f}] over {p['n']} seeds: {verdict(p['lo'], p['hi'])}."
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- the mechanisms
