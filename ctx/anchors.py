@@ -15,6 +15,7 @@ from ctx.labels import (
     check_flag,
     check_labels,
     check_scalar,
+    readable,
 )
 
 _EPS = 1e-12
@@ -100,7 +101,7 @@ def class_anchors(
     anchors, present = _class_anchors(
         emb, labels, num_classes, ignore_index, detach, distributed, normalize
     )
-    if check_inputs and not bool(torch.isfinite(anchors).all()):
+    if check_inputs and readable(anchors) and not bool(torch.isfinite(anchors).all()):
         raise ValueError(
             f"class anchors overflowed {anchors.dtype} (finite emb, max |emb| = "
             f"{emb.detach().abs().max().item():.3g}); pass L2-normalised embeddings"

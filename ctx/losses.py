@@ -30,6 +30,7 @@ from ctx.labels import (
     check_num_classes,
     check_scalar,
     check_seed,
+    readable,
     resize_labels,
 )
 from ctx.model import PixelEmbeddings
@@ -207,7 +208,7 @@ def pixel_anchor_loss(
     loss, stats = _pa_from_sample(
         pixel_major(emb), labels, anchors, present, hard, sample, tau=tau, ignore=ignore_index
     )
-    if check_inputs and not bool(torch.isfinite(loss)):
+    if check_inputs and readable(loss) and not bool(torch.isfinite(loss)):
         raise ValueError(
             f"pixel_anchor_loss overflowed although emb and anchors are finite: similarities "
             f"/ tau exceed {torch.promote_types(emb.dtype, torch.float32)}'s range (tau={tau}, "
@@ -355,8 +356,8 @@ class ContextrastLoss(nn.Module):
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         """The loss's own generator on `device` (created from `seed` on first use)."""
-        if self.seed is None:
-            return None
+        if self.seed is None or torch.device(device).type == "meta":
+            return None  # a meta tensor has no values to draw: nothing to seed
         key = str(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
@@ -406,7 +407,7 @@ class ContextrastLoss(nn.Module):
                     f"fusion needs one embedding size D for all stages, got "
                     f"{[x.shape[1] for x in embeddings]}"
                 )
-        if not self.check_inputs:
+        if not self.check_inputs or not readable(logits):
             return
         # One host sync for all of them (a sum could overflow on large finite values).
         # Lazy embeddings: their features, what the heads will read.
@@ -527,7 +528,7 @@ class ContextrastLoss(nn.Module):
             parts[f"pa/stage{i}"] = term.detach()
             parts.update({f"stage{i}/{name}": v for name, v in stats.items()})
         total = ce + self.alpha * pa
-        if self.check_inputs and not bool(torch.isfinite(total)):
+        if self.check_inputs and readable(total) and not bool(torch.isfinite(total)):
             bad = [
                 k
                 for k in ("ce", *(f"pa/stage{i}" for i in self.stages))

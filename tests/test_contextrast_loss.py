@@ -557,3 +557,22 @@ def test_a_miner_that_returns_the_wrong_thing_is_named():
         loss(logits, embs, y)
     with pytest.raises(ValueError, match="stages must be distinct stage indices"):
         ContextrastLoss(3, stage_weights=(1.0, 1.0), stages=(True,))
+
+
+def test_meta_tensors_trace_shapes_through_the_public_api():
+    # a meta tensor has shapes and no values: the checks that read values let it pass
+    from ctx.negatives import boundary_negatives, error_maps
+
+    m = "meta"
+    y = torch.randint(0, 3, (2, 16, 16), device=m)
+    logits = torch.randn(2, 3, 16, 16, device=m, requires_grad=True)
+    embs = [torch.randn(2, 8, s, s, device=m, requires_grad=True) for s in (16, 8, 4, 2)]
+    anchors, present = class_anchors(embs[0], y, 3)
+    assert anchors.shape == (3, 8) and present.shape == (3,)
+    assert fuse_anchors(anchors, anchors, present, present).shape == (3, 8)
+    assert pixel_anchor_loss(embs[0], y, anchors, present).shape == ()
+    assert error_maps(y, y, 3).shape == boundary_negatives(y, y, 3).shape == (2, 3, 16, 16)
+    total, parts = ContextrastLoss(3)(logits, embs, y)
+    total.backward()
+    assert total.shape == () and logits.grad.shape == logits.shape
+    assert embs[0].grad.shape == embs[0].shape and parts["ce"].device.type == m
