@@ -141,3 +141,16 @@ def test_post_hoc_controls_train_last_at_rule_1s_setting(monkeypatch):
     monkeypatch.setattr(regime_study, "choose_default", lambda *a, **k: "res128")
     jobs = [j for j in plan(tuning, finals, names) if j.variant == "ccl"]
     assert [(j.regime, j.seed) for j in jobs] == [("res128", s) for s in FINAL_SEEDS]
+
+
+def test_a_worker_without_the_default_trains_each_regime_in_turn_once_rule_2_has_chosen(
+    monkeypatch,
+):
+    tuning, names = _complete(monkeypatch)
+    finals = [{**r, "train_cpu_seconds": 1.0, "steps": 1} for r in _ce_finals("scarce", [65] * 5)]
+    assert choose_default(tuning, finals) == "scarce"
+    jobs = [j for j in plan(tuning, finals, ["default", "crowded"]) if j.phase == "final"]
+    head = [(j.regime, j.variant) for j in jobs]
+    n = len(FINAL_SEEDS)
+    want = [("default", "ce")] * n + [("default", "contextrast")] * n
+    assert head == want + [("crowded", "ce")] * n + [("crowded", "contextrast")] * n

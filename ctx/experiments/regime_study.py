@@ -251,9 +251,9 @@ def plan(tuning: list[dict], finals: list[dict], regimes: list[str]) -> Iterator
         yield from tune_jobs(regime)[len(TUNE_SEEDS) :]
     settings = {r: chosen_setting(tuning, r) for r in regimes}
     default = choose_default(tuning, finals)
-    decided = default in regimes
+    decided = default is not None  # a worker's `regimes` need not include the default
     if decided:
-        order = [default] + [r for r in regimes if r != default]
+        order = [default] * (default in regimes) + [r for r in regimes if r != default]
     else:
         gain = {r: -math.inf if s is None else s["val_delta"] for r, s in settings.items()}
         order = sorted(regimes, key=lambda r: -gain[r])
