@@ -69,12 +69,12 @@ def check_int(name: str, value: int, ge: int | None = None) -> None:
         )
 
 
-SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a 64-bit integer; beyond, it overflows
+TORCH_SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a 64-bit integer; beyond, it overflows
 
 
 def check_seed(seed: int) -> None:
     """Raise ValueError unless `seed` is an int in [0, 2**63) (a bool or a float is refused)."""
-    if not _is_integer(seed) or not 0 <= seed < SEED_LIMIT:
+    if not _is_integer(seed) or not 0 <= seed < TORCH_SEED_LIMIT:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
 
 

@@ -20,6 +20,7 @@ from ctx.experiments.regime_study import (
     choose_default,
     chosen_setting,
     eligible,
+    final_counts,
     load_results,
     paired,
     rule_2,
@@ -222,10 +223,7 @@ def target_reading(finals: list[dict], regime: str) -> str:
 def post_hoc_reading(finals: list[dict], regime: str, variant: str) -> str:
     """Contextrast − `variant` in `regime`, paired by seed with its 95 % interval, once all
     final seeds of both are in; else how many are."""
-    n = {
-        v: sum((r["regime"], r["variant"]) == (regime, v) for r in finals)
-        for v in ("contextrast", variant)
-    }
+    n = final_counts(finals, regime, ("contextrast", variant))
     if min(n.values()) < len(FINAL_SEEDS):
         return (
             f"Contextrast − `{variant}` waits for its runs: {n['contextrast']} of "

@@ -414,6 +414,17 @@ def study(
 # --------------------------------------------------------------------------- report
 
 
+def post_hoc_controls(default: str | None) -> list[tuple[str, str]]:
+    """(regime, control) of every POST_HOC control; none in the `default` regime, which trains
+    the protocol's own controls."""
+    return [(r, c) for r, controls in POST_HOC.items() if r != default for c in controls]
+
+
+def final_counts(finals: list[dict], regime: str, variants: tuple[str, ...]) -> dict[str, int]:
+    """How many final runs of each of `variants` in `regime` are in."""
+    return {v: sum((r["regime"], r["variant"]) == (regime, v) for r in finals) for v in variants}
+
+
 def paired(finals: list[dict], regime: str, variant: str, base: str = "ce") -> dict | None:
     """Per-seed differences variant - base in a regime: mean, std, n, 95 % t-interval."""
     a = _by_seed([r for r in finals if r["regime"] == regime], variant=variant)

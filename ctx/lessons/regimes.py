@@ -36,11 +36,12 @@ from ctx.experiments.diagnosis import (
 from ctx.experiments.gallery import load_gallery_model, read_manifest
 from ctx.experiments.regime_study import (
     FINAL_SEEDS,
-    POST_HOC,
     TUNE_SEEDS,
     chosen_setting,
+    final_counts,
     load_results,
     paired,
+    post_hoc_controls,
     tune_jobs,
 )
 from ctx.experiments.regimes import REGIMES
@@ -392,26 +393,20 @@ def post_hoc_reading(folder: Path | None = None) -> list[str]:
     what its interval says once all final seeds of both are in, else how many are."""
     data = load_results((folder or results_dir()) / "regimes.json")
     finals, out = data["runs"], []
-    for regime, controls in POST_HOC.items():
-        if regime == data.get("default_regime"):
-            continue
-        for c in controls:
-            n = [
-                sum((r["regime"], r["variant"]) == (regime, v) for r in finals)
-                for v in ("contextrast", c)
-            ]
-            head = f"{regime}, post hoc: Contextrast − {c} ({CONTROLS[c][1]})"
-            p = paired(finals, regime, "contextrast", base=c)
-            if min(n) < len(FINAL_SEEDS) or p is None:
-                out.append(
-                    f"{head}: waits for its runs, {n[0]} of {len(FINAL_SEEDS)} Contextrast and "
-                    f"{n[1]} of {len(FINAL_SEEDS)} {c}."
-                )
-                continue
+    for regime, c in post_hoc_controls(data.get("default_regime")):
+        n = final_counts(finals, regime, ("contextrast", c))
+        head = f"{regime}, post hoc: Contextrast − {c} ({CONTROLS[c][1]})"
+        p = paired(finals, regime, "contextrast", base=c)
+        if min(n.values()) < len(FINAL_SEEDS) or p is None:
             out.append(
-                f"{head}: {p['mean']:+.2f} points, 95 % interval [{p['lo']:+.2f}, "
-                f"{p['hi']:+.2f}] over {p['n']} seeds: {verdict(p['lo'], p['hi'])}."
+                f"{head}: waits for its runs, {n['contextrast']} of {len(FINAL_SEEDS)} "
+                f"Contextrast and {n[c]} of {len(FINAL_SEEDS)} {c}."
             )
+            continue
+        out.append(
+            f"{head}: {p['mean']:+.2f} points, 95 % interval [{p['lo']:+.2f}, "
+            f"{p['hi']:+.2f}] over {p['n']} seeds: {verdict(p['lo'], p['hi'])}."
+        )
     return out
 
 
