@@ -155,3 +155,13 @@ def test_status_belongs_to_the_regimes_task(capsys):
         str(e.value)
         == "error: --status reports the regime study: use it with `regimes`, not gallery"
     )
+
+
+def test_a_damaged_history_is_one_line_naming_the_file(tmp_path):
+    job = Job("final", "long", "ce", 0, None, None)
+    write_json({"config": {}, "history": {"step": 3}}, tmp_path / job.name / "history.json")
+    with pytest.raises(ValueError) as err:
+        P.started(job, tmp_path)
+    msg = str(err.value)
+    assert f"{tmp_path / job.name / 'history.json'} should hold" in msg
+    assert "'history' is a dict" in msg and "\n" not in msg

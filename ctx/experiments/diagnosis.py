@@ -427,11 +427,14 @@ def rewrite(out_dir: Path) -> dict:
     path = out_dir / "diagnosis.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments diagnose` first")
-    saved = read_results(
-        path, {"runs": dict, "sources": dict}, "python -m ctx.experiments diagnose"
-    )
+    saved = read(path)
     write(saved["runs"], saved["sources"], out_dir)
     return saved["runs"]
+
+
+def read(path: Path) -> dict:
+    """A diagnosis.json, refused in one line if it is not what `write` writes."""
+    return read_results(path, {"runs": dict, "sources": dict}, "python -m ctx.experiments diagnose")
 
 
 def write(d: dict, sources: dict, out_dir: Path) -> None:

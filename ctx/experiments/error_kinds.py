@@ -364,7 +364,7 @@ def main(
         torch.set_num_threads(threads)
     finals = load_results(results_dir / "regimes.json")["runs"]
     path = results_dir / "regimes" / "error_kinds.json"
-    runs = _read(path)["regimes"] if path.exists() and regimes else {}
+    runs = read(path)["regimes"] if path.exists() and regimes else {}
     runs.update(measure_finals(finals, runs_dir, remake_dir, regimes or complete(finals)))
     runs = {r: runs[r] for r in REGIMES if r in runs}
     stats = {regime: paired_kinds(r) for regime, r in runs.items()}
@@ -374,7 +374,7 @@ def main(
     return stats
 
 
-def _read(path: Path) -> dict:
+def read(path: Path) -> dict:
     """results/regimes/error_kinds.json, refused in one line if it is not what `main` writes."""
     shape = {"regimes": dict, "paired": dict, "command": str}
     return read_results(path, shape, "python -m ctx.experiments error-kinds")
@@ -386,7 +386,7 @@ def rewrite(results_dir: Path) -> dict:
     path = results_dir / "regimes" / "error_kinds.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments error-kinds` first")
-    saved = _read(path)
+    saved = read(path)
     finals = load_results(results_dir / "regimes.json")["runs"]
     missing = [r for r in complete(finals) if r not in saved["regimes"]]
     text = markdown(saved["paired"], saved["regimes"], saved["command"], missing)

@@ -252,6 +252,11 @@ def rewrite(out_dir: Path) -> dict:
     path = out_dir / "mechanisms.json"
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run `python -m ctx.experiments mechanisms` first")
-    d = read_results(path, {"regimes": dict}, "python -m ctx.experiments mechanisms")["regimes"]
+    d = read(path)["regimes"]
     write_text(markdown(d) + "\n", out_dir / "mechanisms.md")
     return d
+
+
+def read(path: Path) -> dict:
+    """A mechanisms.json, refused in one line if it is not what `main` writes."""
+    return read_results(path, {"regimes": dict}, "python -m ctx.experiments mechanisms")

@@ -24,7 +24,7 @@ from ctx.experiments.regime_study import (
     tune_jobs,
 )
 from ctx.experiments.regimes import REGIMES
-from ctx.io import read_json
+from ctx.io import read_results
 
 FAMILY = {"ce": "ce", "ce_time": "ce", "contextrast": "pa", "ccl": "pa"}  # same cost per step
 
@@ -82,7 +82,9 @@ def started(job: Job, runs_dir: Path) -> float | None:
     path = runs_dir / job.name / "history.json"
     if not path.exists():
         return None
-    history = read_json(path)["history"]
+    history = read_results(path, {"history": [dict]}, "python -m ctx.experiments regimes")[
+        "history"
+    ]
     return history[-1]["train_cpu_seconds"] if history else 0.0
 
 

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ctx.analysis import predict, scene_scores
 from ctx.data import NUM_CLASSES
-from ctx.experiments import error_kinds, mechanisms
+from ctx.experiments import diagnosis, error_kinds, mechanisms
 from ctx.experiments.diagnosis import (
     RANKS_ABOVE,
     bane_summary,
@@ -45,7 +45,6 @@ from ctx.experiments.regime_study import (
     tune_jobs,
 )
 from ctx.experiments.regimes import REGIMES
-from ctx.io import read_json
 from ctx.labels import IGNORE_INDEX, resize_labels
 from ctx.lessons.base import Explorer, dropdown, slider
 from ctx.plotting import class_legend, error_handle, figure, label_to_rgb, mark_errors, to_image
@@ -108,7 +107,7 @@ def _f(xs, fmt: str = ".0f") -> str:
 
 def load_diagnosis(folder: Path | None = None) -> dict:
     """results/regimes/diagnosis.json (`python -m ctx.experiments diagnose`)."""
-    return read_json((folder or results_dir()) / "regimes" / "diagnosis.json")
+    return diagnosis.read((folder or results_dir()) / "regimes" / "diagnosis.json")
 
 
 def diagnosis_rows(diag: dict) -> list[dict]:
@@ -491,13 +490,13 @@ def mechanism_rows(diag: dict, coverage: list[float]) -> list[dict]:
 def load_mechanisms(folder: Path | None = None) -> dict:
     """{regime: ...} of results/regimes/mechanisms.json (`python -m ctx.experiments
     mechanisms`: the diagnosis's error and BANE numbers for each regime's shipped runs)."""
-    return read_json((folder or results_dir()) / "regimes" / "mechanisms.json")["regimes"]
+    return mechanisms.read((folder or results_dir()) / "regimes" / "mechanisms.json")["regimes"]
 
 
 def load_error_kinds(folder: Path | None = None) -> dict:
     """{regime: paired stats} of results/regimes/error_kinds.json (`python -m ctx.experiments
     error-kinds`: Contextrast − CE per kind of error over each regime's five test pairs)."""
-    return read_json((folder or results_dir()) / "regimes" / "error_kinds.json")["paired"]
+    return error_kinds.read((folder or results_dir()) / "regimes" / "error_kinds.json")["paired"]
 
 
 def bane_across_regimes(mech: dict) -> str:

@@ -6,7 +6,6 @@ ablation's table, reading and figure (`show_ablation`, `ablation_reading`, `plot
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +16,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ctx.experiments.ablation_report import plot_ablation
+from ctx.experiments.ablation_report import REMAKE, RUN, plot_ablation
+from ctx.io import read_results
 from ctx.lessons.base import figure_png, in_ipython
 from ctx.plotting import figure
 
@@ -156,10 +156,14 @@ def short_run_verdict(
     )
 
 
+# what the lessons read of an ablation.json: each run's scores and the PA setting
+LESSON_SHAPE = {"runs": [RUN], "config": dict}
+
+
 def load_ablation(results_dir: str | Path) -> dict | None:
     """An ablation's results (results_dir/ablation.json), or None when there are none."""
     path = Path(results_dir) / "ablation.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_results(path, LESSON_SHAPE, REMAKE) if path.exists() else None
 
 
 def paired_spread(results: dict | None) -> float:
