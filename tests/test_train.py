@@ -8,7 +8,7 @@ import torch
 from ctx.analysis import confusion, predict
 from ctx.data import NUM_CLASSES, DigitScenes
 from ctx.engine.checkpoint import load_model
-from ctx.engine.config import TrainConfig, config_from_dict
+from ctx.engine.config import TrainConfig, config_from_dict, validate_config
 from ctx.engine.device import resolve_device
 from ctx.engine.loop import RunResult, train, train_or_load
 from ctx.io import save_checkpoint
@@ -94,6 +94,24 @@ def test_a_one_step_warm_up_is_refused_before_a_step(tiny_train_config):
         train(cfg)  # 32 scenes in batches of 8: 4 steps, known once the data are made
     assert not Path(cfg.out, "checkpoint.pt").exists()
     assert train(dataclasses.replace(cfg, pct_start=0.3)).history[-1]["step"] == 4
+
+
+def test_a_run_never_reaches_the_next_seeds_loss_draws(tiny_train_config):
+    """Each step reseeds the loss with seed x SEED_STRIDE + step x processes + rank, so seed s
+    would draw what seed s + 1 draws if a run took more than SEED_STRIDE draws."""
+    from ctx.engine.config import SEED_STRIDE, seed_stream_problem
+
+    validate_config(dataclasses.replace(tiny_train_config, max_steps=SEED_STRIDE))
+    with pytest.raises(ConfigError, match="<= 1000003, got 1000004 .*repeat the next seed's"):
+        validate_config(dataclasses.replace(tiny_train_config, max_steps=SEED_STRIDE + 1))
+    assert seed_stream_problem(SEED_STRIDE // 4, 4) is None  # 250,000 steps on 4 processes
+    problem = seed_stream_problem(SEED_STRIDE // 4 + 1, 4)
+    assert problem.startswith("250,001 steps on 4 process(es) draw 1,000,004 loss seeds")
+    assert problem.endswith("lower --max-steps")
+    cfg = dataclasses.replace(tiny_train_config, epochs=SEED_STRIDE // 4 + 1)
+    with pytest.raises(ConfigError, match=r"^1,000,004 steps on 1 process\(es\).*lower --epochs$"):
+        train(cfg)  # 32 scenes in batches of 8: 4 steps an epoch, known once the data are made
+    assert not Path(cfg.out, "checkpoint.pt").exists()
 
 
 def test_mismatched_checkpoint_is_refused(tiny_train_config):

@@ -18,7 +18,9 @@ from ctx.model import ModelConfig
 from ctx.validation import ConfigError, Rule, plain_numbers, show, validate
 
 # The loop reseeds the loss every step with seed * SEED_STRIDE + step * processes + rank, and
-# torch and the loss take seeds below 2**63: seeds below 2**43 leave room for 4e17 steps.
+# torch and the loss take seeds below 2**63: seeds below 2**43 leave room for 4e17 steps. A run
+# stays below SEED_STRIDE draws (steps x processes), or its late steps would draw what the next
+# seed's first ones do, and two seeds of a study would share their sampling.
 SEED_STRIDE = 1_000_003
 SEED_LIMIT = 2**43
 # Threads and DataLoader workers: far above any CPU's core count, far below what overflows
@@ -205,7 +207,7 @@ RULES: dict[str, Rule] = {
     "blocks": Rule("residual blocks per stage (resnet)", ge=1, inert=_resnet_only),
     "embed_dim": Rule("embedding size of the projection heads", ge=1),
     "normalize_embeddings": Rule("L2-normalise each pixel's embedding (METHOD.md); off: the heads' raw outputs", inert=_contrast_only),
-    "max_steps": Rule("training steps", ge=1, inert=_steps_only),
+    "max_steps": Rule("training steps", ge=1, le=SEED_STRIDE, inert=_steps_only, fix=f"each step reseeds the loss with seed x {SEED_STRIDE:,} + step, so more steps would repeat the next seed's draws"),
     "epochs": Rule("train this many epochs instead of --max-steps", ge=1, fix="leave it unset to train --max-steps"),
     "batch_size": Rule("global batch, split over processes", ge=1),
     "lr": Rule("peak learning rate (OneCycle)", gt=0),
@@ -293,6 +295,19 @@ def one_cycle_problem(
             f"{name(length)} or {name('pct_start')}"
         )
     return None
+
+
+def seed_stream_problem(steps: int, processes: int, length: str = "--max-steps") -> str | None:
+    """Why `steps` steps on `processes` processes would reach the next seed's loss draws (each
+    step reseeds with seed x SEED_STRIDE + step x processes + rank), None when they do not.
+    `length`: what set the steps, named in the fix."""
+    if steps * processes <= SEED_STRIDE:
+        return None
+    return (
+        f"{steps:,} steps on {processes} process(es) draw {steps * processes:,} loss seeds, past "
+        f"the {SEED_STRIDE:,} between one seed and the next (each step reseeds the loss with "
+        f"seed x {SEED_STRIDE:,} + step x processes + rank): lower {length}"
+    )
 
 
 def _check_schedule(c, name) -> str | None:

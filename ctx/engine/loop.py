@@ -30,6 +30,7 @@ from ctx.engine.config import (
     TrainConfig,
     config_mismatch,
     one_cycle_problem,
+    seed_stream_problem,
     validate_config,
 )
 from ctx.engine.device import Place, any_rank, barrier, place, resolve_device, wrap
@@ -114,6 +115,8 @@ class _Run:
         validate_config(cfg)
         self.cfg, self.on_epoch_end, self.where = cfg, on_epoch_end, place(cfg.device)
         _check_place(cfg, self.where)
+        if cfg.epochs is None and (problem := seed_stream_problem(cfg.max_steps, self.where.world)):
+            raise ConfigError(problem)
         self.out = Path(cfg.out)
         if self.where.main:
             checkpoint.check_out(self.out)
@@ -129,6 +132,8 @@ class _Run:
         )
         if problem := one_cycle_problem(cfg.pct_start, self.max_steps, length="epochs"):
             raise ConfigError(f"{problem} ({cfg.epochs} epochs of {self.steps_per_epoch} steps)")
+        if problem := seed_stream_problem(self.max_steps, self.where.world, "--epochs"):
+            raise ConfigError(problem)  # --max-steps was checked before the data were made
         self.model = build_model(cfg.model_config(), self.num_classes).to(self.where.device)
         self.loss_fn = make_loss(cfg, self.num_classes)
         self.ce_fn = make_loss(dataclasses.replace(cfg, loss="ce"), self.num_classes)
