@@ -16,6 +16,7 @@ import torch
 from ctx.engine import loop
 from ctx.engine.config import RULES, TrainConfig, validate_config
 from ctx.engine.loop import RunResult, train
+from ctx.experiments.cli import TASK_OPTIONS
 from ctx.io import load_checkpoint, save_checkpoint, write_json
 from ctx.train import _parser, main
 from ctx.validation import ConfigError
@@ -255,13 +256,62 @@ def test_a_results_file_of_the_wrong_shape_is_one_line_and_kept(case, tmp_path, 
     before = (results / name).read_bytes()
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_:
-        experiments([*argv, "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs")])
+        runs = ["--runs-dir", str(tmp_path / "runs")] if "runs_dir" in TASK_OPTIONS[argv[0]] else []
+        experiments([*argv, "--results-dir", str(results), *runs])
     msg = str(exit_.value.code)
     assert msg.startswith(f"error: {results / name} should hold ")
     assert "\n" not in msg and "restore it from git or regenerate it with `python -m" in msg
     for word in words:
         assert word in msg, msg
     assert (results / name).read_bytes() == before
+
+
+def test_an_option_the_task_does_not_read_is_refused_before_anything_runs(tmp_path):
+    from ctx.experiments.cli import main as experiments
+
+    argv = ["--results-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "runs")]
+    for task, extra, flag in (
+        ("regimes", ["--seeds", "9"], "--seeds"),  # the study fixes its seeds: it trained all
+        ("regimes", ["--steps=50"], "--steps"),  # each regime fixes its steps
+        ("gallery", ["--report-on"], "--report-only"),  # an abbreviation is the option it names
+        ("error-kinds", ["--quick"], "--quick"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            experiments([task, *argv, *extra])
+        msg = str(exit_.value.code)
+        assert msg.startswith(f"error: {flag} does nothing for `{task}` (it reads --"), msg
+        assert msg.endswith("): drop it") and "\n" not in msg
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
+
+
+def test_every_documented_experiments_command_passes_the_option_check():
+    """Each `python -m ctx.experiments TASK ...` in the README, docs, notebooks, the library's
+    docstrings and messages, results and shipped manifests (the commands that made the files)
+    sets only options its task reads."""
+    import re
+
+    from ctx.experiments.cli import unread_option
+    from ctx.resources import project_root
+
+    root = project_root()
+    files = [root / "README.md", *root.glob("docs/*.md"), *root.glob("notebooks/*.ipynb")]
+    files += [*root.glob("ctx/**/*.py"), *root.glob("scripts/*")]
+    files += [
+        *root.glob("results/**/*.json"),
+        *root.glob("results/**/*.md"),
+        *root.glob("data/*/manifest.json"),
+    ]
+    seen = 0
+    for path in files:
+        text = path.read_text()
+        for m in re.finditer(r"python -m ctx\.experiments ([a-z-]+)([^`\"|#)\n\\]*)", text):
+            task, rest = m.groups()
+            if task not in TASK_OPTIONS:  # "TASK [options]" in the module's doc
+                continue
+            given = {f[2:].replace("-", "_") for f in re.findall(r"--[a-z][a-z-]*", rest)}
+            assert unread_option(task, given) is None, f"{path.name}: {m.group(0)}"
+            seen += 1
+    assert seen > 80  # the README, PROTOCOL.md, the library and the manifests hold dozens
 
 
 def test_python_api_validates_first(tiny_train_config, no_data):

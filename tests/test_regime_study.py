@@ -319,22 +319,24 @@ def test_post_hoc_section_pairs_contextrast_with_its_control_once_all_seeds_are_
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--threads", "0"], "--threads must be an integer >= 1"),
-        (["--steps", "0"], "--steps must be an integer >= 1"),
-        (["--max-jobs", "0"], "--max-jobs must be >= 1"),
-        (["--seeds", "-1"], "--seeds must be integers >= 0"),
-        (["--seeds", "0", "99999999999999999999"], "--seeds must be integers >= 0 and < 87960"),
-        (["--threads", "99999999999999999999"], "--threads must be an integer >= 1 and <= 1024"),
+        (["regimes", "--threads", "0"], "--threads must be an integer >= 1"),
+        (["ablation", "--steps", "0"], "--steps must be an integer >= 1"),
+        (["regimes", "--max-jobs", "0"], "--max-jobs must be >= 1"),
+        (["ablation", "--seeds", "-1"], "--seeds must be integers >= 0"),
+        (["ablation", "--seeds", "0", "99999999999999999999"], "--seeds must be integers >= 0 and < 87960"),
+        (["regimes", "--threads", "99999999999999999999"], "--threads must be an integer >= 1 and <= 1024"),
+        (["regimes", "--seeds", "3"], "--seeds does nothing for `regimes`"),
     ],
-)
+)  # fmt: skip
 def test_experiments_cli_bad_input_is_one_line(args, words, tmp_path):
     from ctx.experiments import cli
 
     runs = ["--runs-dir", str(tmp_path / "runs")]  # were it to run, not into the study's runs
     with pytest.raises(SystemExit) as e:
-        cli.main(["regimes", "--results-dir", str(tmp_path), *runs, *args])
+        cli.main([*args, "--results-dir", str(tmp_path), *runs])
     assert str(e.value).startswith("error: ") and words in str(e.value)
     assert not (tmp_path / "regimes.json").exists(), "nothing runs or is written first"
+    assert not (tmp_path / "ablation.json").exists()
     assert not (tmp_path / "runs").exists()
 
 

@@ -62,6 +62,51 @@ TASKS = [
 ]
 
 
+# The options each task reads (argparse dests). One parser serves every task, so an option given
+# to a task that does not read it is refused: silently ignored, `regimes --seeds 9` would train
+# every seed of the study.
+_RUN = ("steps", "warmup_steps", "alpha", "device", "threads", "quick")
+TASK_OPTIONS = {
+    "ablation": {"variants", "seeds", "results_dir", "runs_dir", *_RUN},
+    "tune": {"grid", "results_dir", "runs_dir", *_RUN},
+    "reference": {"regime", "results_dir", "runs_dir", "reference_dir", "device", "threads", "quick"},
+    "report": {"results_dir"},
+    "regimes": {"regimes", "variants", "max_jobs", "results_dir", "runs_dir", "device", "threads", "report_only", "status"},
+    "diagnose": {"results_dir", "threads", "report_only"},
+    "gallery": {"regimes", "results_dir", "runs_dir", "out", "remake_dir", "threads"},
+    "mechanisms": {"out", "results_dir", "threads", "report_only"},
+    "error-kinds": {"regimes", "results_dir", "runs_dir", "remake_dir", "threads", "report_only"},
+}  # fmt: skip
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _options_epilog() -> str:
+    """The --help lines listing the options of each task."""
+    lines = [f"  {t:<12}{' '.join(sorted(map(_flag, o)))}" for t, o in TASK_OPTIONS.items()]
+    return "options each task reads (others are refused):\n" + "\n".join(lines)
+
+
+def _given(p: argparse.ArgumentParser, argv: list[str], args: argparse.Namespace) -> set[str]:
+    """The options argv sets (dests), however spelt (--flag=v, an abbreviation): argv parsed again
+    into a namespace whose every dest is preset, so that argparse fills in no default."""
+    unset = object()
+    ns = argparse.Namespace(**dict.fromkeys(vars(args), unset))
+    p.parse_args(argv, namespace=ns)
+    return {k for k, v in vars(ns).items() if v is not unset and k != "task"}
+
+
+def unread_option(task: str, given: set[str]) -> str | None:
+    """Why an option in `given` does nothing for `task` (None: each is read)."""
+    extra = sorted(given - TASK_OPTIONS[task])
+    if not extra:
+        return None
+    reads = " ".join(sorted(map(_flag, TASK_OPTIONS[task])))
+    return f"{_flag(extra[0])} does nothing for `{task}` (it reads {reads}): drop it"
+
+
 def _without_options(argv: list[str], names=("--variants", "--seeds")) -> list[str]:
     """argv minus the given options and their values (the ablation records those per file)."""
     out, skip = [], False
@@ -77,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     p = OneLineParser(
         prog="python -m ctx.experiments",
         description=__doc__,
+        epilog=_options_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("task", choices=TASKS)
@@ -139,8 +185,10 @@ def main(argv: list[str] | None = None) -> None:
         help="gallery, error-kinds: retrain runs gone from --runs-dir here (or read them, once "
         "retrained)",
     )
-    args = p.parse_args(argv)
     argv = list(argv if argv is not None else sys.argv[1:])
+    args = p.parse_args(argv)
+    if problem := unread_option(args.task, _given(p, argv, args)):
+        sys.exit(f"error: {problem}")
     command = "python -m ctx.experiments " + shlex.join(argv)
     base = TrainConfig(
         max_steps=args.steps,
@@ -164,10 +212,6 @@ def main(argv: list[str] | None = None) -> None:
             )
         flag = {"max_steps": "--steps"}  # the other fields keep their ctx.train flag names
         validate_config(base, lambda f: flag.get(f, "--" + f.replace("_", "-")))
-        if args.status and args.task != "regimes":
-            raise ValueError(
-                f"--status reports the regime study: use it with `regimes`, not {args.task}"
-            )
         resolve_device(args.device)
         if not args.status:  # read-only
             args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +285,9 @@ def _run(
     elif args.task == "gallery":
         runs = ROOT / "runs" / "regimes" if args.runs_dir == DEFAULT_RUNS else args.runs_dir
         only = None if args.regimes == list(REGIMES) else args.regimes
-        gallery.export_gallery(args.results_dir, runs, args.out, command, args.remake_dir, only)
+        gallery.export_gallery(
+            args.results_dir, runs, args.out, command, args.remake_dir, only, args.threads
+        )
     elif args.task == "report":
         path = args.results_dir / "ablation.json"
         if not path.is_file():

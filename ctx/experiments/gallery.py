@@ -184,6 +184,7 @@ def export_gallery(
     command: str,
     remake_dir: Path | None = None,
     regimes: list[str] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Ship every ready regime's seed-0 ce and contextrast runs into `out` (module doc) and write
     `out`/manifest.json; returns the manifest. A regime that is not ready, or one of whose runs
@@ -191,7 +192,10 @@ def export_gallery(
     ships stay when they are the very runs the study now calls for (a runs folder moved or
     deleted, a mistyped --runs-dir loses nothing). `regimes`: update only these in an existing
     manifest (its `commands` lists every command that made it). A command that changes no run
-    and no reason leaves an existing manifest, and its list of commands, as they were."""
+    and no reason leaves an existing manifest, and its list of commands, as they were.
+    `threads`: CPU threads of the evaluation (a remade run trains with its row's threads)."""
+    if threads:
+        torch.set_num_threads(threads)
     tuning = load_results(results_dir / "regimes" / "tuning.json")["runs"]
     finals = load_results(results_dir / "regimes.json")["runs"]
     exists = (out / MANIFEST).exists()
