@@ -4,6 +4,7 @@ flags that do nothing warn; checkpoints we can't use are described without unsaf
 import copy
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -550,3 +551,18 @@ def test_files_get_normal_permissions(tmp_path):
         os.umask(umask)
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "h.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_python_m_ctx_names_every_command_and_each_exists(capsys):
+    import re
+
+    from ctx.__main__ import main as ctx_main
+
+    ctx_main([])
+    named = re.findall(r"python -m (ctx\.\w+)", capsys.readouterr().out)
+    assert named == ["ctx.train", "ctx.evaluate", "ctx.experiments"]
+    for module in named:  # runnable with python -m: a module, or a package with __main__
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, module
+        if spec.submodule_search_locations:
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, module
