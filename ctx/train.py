@@ -27,7 +27,14 @@ from ctx.engine.config import RULES, TrainConfig, config_from_dict, validate_con
 from ctx.engine.interrupt import Interrupted
 from ctx.engine.loop import train
 from ctx.experiments.regimes import REGIMES
-from ctx.validation import NO_RULE, ConfigError, OneLineParser, field_types, inert_fields
+from ctx.validation import (
+    NO_RULE,
+    ConfigError,
+    OneLineParser,
+    field_types,
+    inert_fields,
+    one_line,
+)
 
 
 def _flag(field: str) -> str:
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             print("interrupted before training started: nothing was saved", file=sys.stderr)
         sys.exit(130)
     except (ValueError, OSError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(1)
     if rank0:
         last = result.history[-1]["val"] if result.history else {}

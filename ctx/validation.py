@@ -25,6 +25,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} ({self.prog} --help lists the flags)\n")
 
 
+def one_line(error: BaseException) -> str:
+    """`error`'s message for a CLI's one `error:` line. An error raised in a DataLoader worker
+    reaches the main process with the worker's whole traceback in its message (torch's
+    ExceptionWrapper: "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback
+    ..."): keep only the error's own message and where it was caught."""
+    text = str(error)
+    head, found, rest = text.partition("\nOriginal Traceback")
+    if not found:
+        return text
+    lines = rest.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(f"{type(error).__name__}:")]
+    message = " ".join(lines[starts[-1] :]).split(": ", 1)[1] if starts else lines[-1]
+    where = head.removeprefix(f"Caught {type(error).__name__} ").rstrip(".")
+    return f"{message} ({where})"
+
+
 @dataclass(frozen=True)
 class FieldType:
     """What a dataclass annotation allows: `kind` int/float/str/bool/tuple, `elem` for tuples."""

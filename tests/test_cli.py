@@ -566,3 +566,41 @@ def test_python_m_ctx_names_every_command_and_each_exists(capsys):
         assert spec is not None, module
         if spec.submodule_search_locations:
             assert importlib.util.find_spec(f"{module}.__main__") is not None, module
+
+
+class _BadItem(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int):
+        raise ValueError("labels/0001.png holds label values [31]; use SegNet's CamVid labels")
+
+
+def _worker_error() -> ValueError:
+    """The error torch re-raises in the main process when a DataLoader worker raised one."""
+    loader = torch.utils.data.DataLoader(_BadItem(), num_workers=1)
+    with pytest.raises(ValueError) as err:
+        next(iter(loader))
+    assert "Original Traceback" in str(err.value)  # what one_line is for
+    return err.value
+
+
+def test_an_error_in_a_dataloader_worker_is_one_line_at_the_cli(monkeypatch, capsys):
+    from ctx.validation import one_line
+
+    error = _worker_error()
+    assert one_line(error) == (
+        "labels/0001.png holds label values [31]; use SegNet's CamVid labels "
+        "(in DataLoader worker process 0)"
+    )
+    assert one_line(ValueError("plain")) == "plain"
+
+    def train_raises(cfg):
+        raise error
+
+    monkeypatch.setattr(importlib.import_module("ctx.train"), "train", train_raises)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--max-steps", "2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err == f"error: {one_line(error)}\n"
