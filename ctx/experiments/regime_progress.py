@@ -32,8 +32,8 @@ FAMILY = {"ce": "ce", "ce_time": "ce", "contextrast": "pa", "ccl": "pa"}  # same
 def study_jobs(tuning: list[dict], regime: str, default: str | None) -> list[Job]:
     """Every run the protocol asks of `regime`: its phase-1 grid, then CE and Contextrast over
     the final seeds (plus `ccl` and `ce_time` if it is the `default` regime, and its POST_HOC
-    controls if it is not). PA finals carry the
-    Rule-1 setting once phase 1 has chosen it (none can have started before)."""
+    controls if it is not). PA finals carry the Rule-1 setting once phase 1 has chosen it (none
+    can have started before)."""
     setting = chosen_setting(tuning, regime) or {"alpha": None, "warmup": None}
     a, w = setting["alpha"], setting["warmup"]
     pa = ["contextrast", "ccl"] if regime == default else ["contextrast", *POST_HOC.get(regime, ())]
