@@ -82,9 +82,8 @@ def started(job: Job, runs_dir: Path) -> float | None:
     path = runs_dir / job.name / "history.json"
     if not path.exists():
         return None
-    history = read_results(path, {"history": [dict]}, "python -m ctx.experiments regimes")[
-        "history"
-    ]
+    remake = "python -m ctx.experiments regimes"  # a resumed run rewrites its history.json
+    history = read_results(path, {"history": [dict]}, remake)["history"]
     return history[-1]["train_cpu_seconds"] if history else 0.0
 
 
