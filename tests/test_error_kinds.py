@@ -4,6 +4,7 @@ final runs (measured, checked against the recorded test mIoU, retrained when gon
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -218,10 +219,38 @@ def test_cli_measures_the_final_runs_and_checks_their_miou(finals):
     assert "## Which errors the PA term removes" in (results / "regimes.md").read_text()
 
 
+def test_the_rows_measured_at_finish_need_no_run_folder(finals):
+    """The study records each final run's error kinds as it finishes: `error-kinds` reads them
+    from the rows, the same as measured from the checkpoints, with no run folder left."""
+    runs, results = finals
+    path = results / "regimes.json"
+    recorded = path.read_text()
+    rows = json.loads(recorded)["runs"]
+    assert all(set(E.KINDS) | {"errors_per_image"} <= set(r["error_kinds"]) for r in rows)
+    at_finish = _cli(runs, results)["regimes"]["default"]
+    assert all(m["at_finish"] and not m["remade"] for m in at_finish)
+    path.write_text(json.dumps({"runs": [_before_error_kinds(r) for r in rows]}))
+    from_folders = _cli(runs, results)["regimes"]["default"]
+    assert not any(m["at_finish"] for m in from_folders)
+    keys = (*E.KINDS, "digit_rim_share", "miou", "errors_per_image")
+    for a, b in zip(at_finish, from_folders, strict=True):
+        assert {k: a[k] for k in keys} == pytest.approx({k: b[k] for k in keys})
+    path.write_text(recorded)
+    shutil.rmtree(runs / "final")
+    assert _cli(runs, results)["regimes"]["default"] == at_finish
+    assert "by the study as each run finished" in (results / "regimes.md").read_text()
+
+
+def _before_error_kinds(row: dict) -> dict:
+    """A results row as the study wrote it before it measured error kinds at finish."""
+    return {k: v for k, v in row.items() if k != "error_kinds"}
+
+
 def test_a_run_that_is_not_its_row_or_is_gone_is_refused_or_retrained(finals, tmp_path):
     runs, results = finals
     path = results / "regimes.json"
     data = json.loads(path.read_text())
+    data["runs"] = [_before_error_kinds(r) for r in data["runs"]]  # read from the folders
     data["runs"][0]["miou"] += 1.0
     path.write_text(json.dumps(data))
     with pytest.raises(SystemExit) as e:
@@ -230,8 +259,6 @@ def test_a_run_that_is_not_its_row_or_is_gone_is_refused_or_retrained(finals, tm
     data["runs"][0]["miou"] -= 1.0
     path.write_text(json.dumps(data))
     first = _cli(runs, results)["regimes"]["default"]
-    import shutil
-
     shutil.rmtree(next((runs / "final" / "default").glob("ce_seed0")))
     with pytest.raises(SystemExit) as e:
         _cli(runs, results)

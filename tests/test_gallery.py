@@ -38,7 +38,7 @@ def _tiny_study(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(gallery, "REGIMES", regimes)
     mp.setattr(regime_study, "ALPHAS", (0.1,))
     mp.setattr(regime_study, "FINAL_SEEDS", (0,))
-    mp.setattr(regime_study, "evaluate_on_test", lambda m, c: _test(m, c))
+    mp.setattr(regime_study, "TEST_SCENES", 4)
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +58,6 @@ def study(phase1, tmp_path, monkeypatch):
     for name in ("runs", "results"):
         shutil.copytree(phase1 / name, tmp_path / name)
     return tmp_path / "runs", tmp_path / "results"
-
-
-def _test(model, cfg):
-    from ctx.data import NUM_CLASSES
-    from ctx.engine.step import evaluate
-
-    return evaluate(model, cfg.digit_scenes("test", 4), torch.device("cpu"), NUM_CLASSES)
 
 
 def _rows(results):

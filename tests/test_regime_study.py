@@ -195,11 +195,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(regime_report, "FINAL_SEEDS", (0, 1))
     monkeypatch.setattr(regime_study, "MAX_COST_RATIO", 1e9)
     monkeypatch.setattr(regime_study, "MIN_CE_VAL_MIOU", 0.0)
-    monkeypatch.setattr(
-        "ctx.experiments.variants.evaluate_on_test",
-        lambda model, cfg, n=None: _tiny_test(model, cfg),
-    )
-    monkeypatch.setattr(regime_study, "evaluate_on_test", lambda m, c: _tiny_test(m, c))
+    monkeypatch.setattr(regime_study, "TEST_SCENES", 8)
     runs, results = tmp_path / "runs", tmp_path / "results"
 
     regime_study.study(list(regimes), results, runs, "CMD", max_jobs=3)
@@ -269,15 +265,6 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
         trained = torch.load(study_run, weights_only=True)["model"]
         assert all(torch.equal(shipped["model"][k], trained[k]) for k in trained)
         assert torch.load(ref / variant / "anchors.pt", weights_only=True)["anchors"]
-
-
-def _tiny_test(model, cfg):
-    from ctx.data import NUM_CLASSES
-    from ctx.engine.step import evaluate
-
-    return evaluate(
-        model, cfg.digit_scenes("test", 8), next(model.parameters()).device, NUM_CLASSES
-    )
 
 
 def test_report_lists_every_regime_even_without_runs(tmp_path):

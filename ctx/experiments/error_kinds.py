@@ -7,8 +7,10 @@ CE's, paired by seed with a 95 % interval.
 
 Strokes are a few pixels wide, so most digit pixels lie within 2 px of a class edge, and the
 diagnosis's rim/interior split cannot tell a misread digit from a frayed edge: this split can.
-The per-seed measurement needs the study's own final run folders (only seed 0 ships, in
-data/regimes/); each run's test mIoU is checked against its row in results/regimes.json.
+The study measures each final run's kinds as it finishes and keeps them in its row of
+results/regimes.json; rows from before it did need the study's own final run folders (only
+seed 0 ships, in data/regimes/), or `--remake-dir` to retrain them, and each such run's test
+mIoU is checked against its row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ctx.data import NUM_CLASSES
 from ctx.engine.checkpoint import load_model
 from ctx.experiments.diagnosis import RIM
 from ctx.experiments.gallery import source_checkpoint
-from ctx.experiments.regime_study import FINAL_SEEDS, Job, load_results
+from ctx.experiments.regime_study import FINAL_SEEDS, TEST_SCENES, Job, load_results
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, t_interval
 from ctx.io import read_results, write_json, write_text
@@ -34,7 +36,6 @@ from ctx.metrics import ConfusionMatrix
 
 BACKGROUND = 0
 MIOU_CHECK = 0.005  # points: a run folder must reproduce its results row's test mIoU
-TEST_SCENES = None  # the frozen test scenes (500) the study scored its final runs on
 
 
 @torch.no_grad()
@@ -133,35 +134,48 @@ def final_pairs(finals: list[dict], regime: str) -> list[tuple[dict, dict]]:
     ]
 
 
+@torch.no_grad()
+def measure(model: torch.nn.Module, scenes) -> dict:
+    """`model`'s test mIoU on `scenes` (digit scenes: images, labels [N,H,W]), its wrong pixels
+    per image (`errors_per_image`) and their `error_kinds`."""
+    pred = predict(model, scenes.images)
+    cm = ConfusionMatrix(NUM_CLASSES)
+    cm.update(pred, scenes.labels)
+    wrong = (pred != scenes.labels) & (scenes.labels != IGNORE_INDEX)
+    return {
+        "miou": cm.summary()["miou"],
+        "errors_per_image": int(wrong.sum()) / len(pred),
+        **error_kinds(pred, scenes.labels),
+    }
+
+
 def measure_run(row: dict, runs_dir: Path, remake_dir: Path | None, scenes) -> dict:
     """A final run's test mIoU and `error_kinds` on `scenes` (its regime's test scenes), with its
-    errors per image. The checkpoint comes from the study's folder, else from `remake_dir`
+    errors per image. A row the study measured when the run finished (its `error_kinds`) needs
+    no checkpoint; otherwise the checkpoint comes from the study's folder, else from `remake_dir`
     (retrained there from the row's config: `gallery.source_checkpoint`); ValueError unless it
     reproduces the row's test mIoU."""
+    head = {"variant": row["variant"], "seed": row["seed"]}
+    if "error_kinds" in row:
+        return {
+            **head,
+            "remade": False,
+            "at_finish": True,
+            "miou": row["miou"],
+            **row["error_kinds"],
+        }
     job = Job(
         "final", row["regime"], row["variant"], row["seed"], row.get("alpha"), row.get("warmup")
     )
     src = source_checkpoint(job, row, runs_dir, remake_dir)
-    path = src["path"]
-    model, _ = load_model(path)
-    pred = predict(model, scenes.images)
-    cm = ConfusionMatrix(NUM_CLASSES)
-    cm.update(pred, scenes.labels)
-    miou = cm.summary()["miou"]
-    if abs(miou - row["miou"]) > MIOU_CHECK:
+    model, _ = load_model(src["path"])
+    m = measure(model, scenes)
+    if abs(m["miou"] - row["miou"]) > MIOU_CHECK:
         raise ValueError(
-            f"{path} scores {miou:.2f} % test mIoU, its row in results/regimes.json "
+            f"{src['path']} scores {m['miou']:.2f} % test mIoU, its row in results/regimes.json "
             f"{row['miou']:.2f} %: not the run that row records"
         )
-    wrong = (pred != scenes.labels) & (scenes.labels != IGNORE_INDEX)
-    return {
-        "variant": row["variant"],
-        "seed": row["seed"],
-        "remade": src["remade"],
-        "miou": miou,
-        "errors_per_image": int(wrong.sum()) / len(pred),
-        **error_kinds(pred, scenes.labels),
-    }
+    return {**head, "remade": src["remade"], "at_finish": False, **m}
 
 
 def complete(finals: list[dict]) -> list[str]:
@@ -327,6 +341,12 @@ def markdown(
     head = list(rows(stats)[0])
     n = sum(r["remade"] for rs in runs.values() for r in rs)
     remade = f"{n} of them retrained from their recorded configs (`--remake-dir`), " if n else ""
+    k = sum(r.get("at_finish", False) for rs in runs.values() for r in rs)
+    finish = (
+        f"{k} of them by the study as each run finished (its row's `error_kinds`), the others "
+        if k
+        else ""
+    )
     lines = [
         title,
         "",
@@ -334,7 +354,7 @@ def markdown(
         "[95 % t-interval]. A pixel of a digit taken for another digit is *digit for digit*; "
         "*inside misread digits* counts the errors (of either digit kind) inside ground-truth "
         "digit regions more than half of which is taken for other digits. Measured on the "
-        f"study's final runs, {remade}each reproducing its row's test mIoU to "
+        f"study's final runs, {finish}{remade}each reproducing its row's test mIoU to "
         f"{MIOU_CHECK} points. Reproduce: `{command}`.",
         "",
         "| " + " | ".join(head) + " |",

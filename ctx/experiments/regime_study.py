@@ -42,6 +42,7 @@ ALPHAS = (0.02, 0.05, 0.1)
 WARMUPS = (0.0, 0.5)  # CE-only steps before the PA term, as a fraction of the run's steps
 TUNE_SEEDS = (0, 1)
 FINAL_SEEDS = (0, 1, 2, 3, 4)
+TEST_SCENES = None  # final runs are scored on all the frozen test scenes (500)
 MAX_COST_RATIO = 1.5  # a default regime's CE run may cost 1.5x today's (6.65 -> 10 minutes)
 MIN_CE_VAL_MIOU = 60.0  # ... and must reach 60 % validation mIoU
 TIE = 0.1  # mIoU points: closer than this counts as a tie
@@ -348,8 +349,13 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
         },
     }
     if job.phase == "final":
-        test = evaluate_on_test(result.model, cfg)
+        from ctx.experiments.error_kinds import measure  # that module reads this one's plan
+
+        test = evaluate_on_test(result.model, cfg, TEST_SCENES)
         row.update({k: test[k] for k in ("miou", "boundary_miou", "pixel_acc", "per_class_iou")})
+        # measured now, so `error-kinds` needs no run folder (a session's folders may be gone)
+        kinds = measure(result.model, cfg.digit_scenes("test", TEST_SCENES))
+        row["error_kinds"] = {k: v for k, v in kinds.items() if k != "miou"}
     return row
 
 
