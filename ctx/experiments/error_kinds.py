@@ -365,7 +365,9 @@ def markdown(
         lines += [
             "",
             f"Not measured yet, though their five test pairs are in: {', '.join(missing)} "
-            f"(`python -m ctx.experiments error-kinds --regimes {' '.join(missing)}`).",
+            f"(`python -m ctx.experiments error-kinds --regimes {' '.join(missing)}`; "
+            "`--remake-dir DIR` retrains the runs measured neither as they finished nor in "
+            "their folders).",
         ]
     return "\n".join([*lines, "", *(f"- {line}" for line in reading(stats)), "", summary(stats)])
 
