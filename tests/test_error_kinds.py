@@ -238,7 +238,7 @@ def test_the_rows_measured_at_finish_need_no_run_folder(finals):
     path.write_text(recorded)
     shutil.rmtree(runs / "final")
     assert _cli(runs, results)["regimes"]["default"] == at_finish
-    assert "by the study as each run finished" in (results / "regimes.md").read_text()
+    assert "by the study on each final run as it finished" in (results / "regimes.md").read_text()
 
 
 def _before_error_kinds(row: dict) -> dict:
@@ -276,6 +276,20 @@ def test_updating_some_regimes_keeps_the_others(finals):
     kept = _cli(runs, results, "--regimes", "default")
     assert list(kept["regimes"]) == ["default", "crowded"]
     assert list(_cli(runs, results)["regimes"]) == ["default"]  # no --regimes: all measured anew
+
+
+def test_provenance_says_whence_the_measured_runs_came():
+    finish = {"remade": False, "at_finish": True}
+    folder, remade = {"remade": False, "at_finish": False}, {"remade": True, "at_finish": False}
+    assert E.provenance({"x": [finish, finish]}).startswith("Measured by the study on each final")
+    mixed = E.provenance({"x": [finish, folder], "y": [remade, {"remade": False}]})
+    assert mixed == (
+        "Measured on the study's final runs, 1 of them as each finished (its row's "
+        "`error_kinds`), the others from their checkpoints, 1 of them retrained from their "
+        f"recorded configs (`--remake-dir`), each reproducing its row's test mIoU to "
+        f"{E.MIOU_CHECK} points."
+    )
+    assert "as each finished" not in E.provenance({"x": [folder]})
 
 
 def test_markdown_names_the_regimes_not_measured_yet():

@@ -331,6 +331,21 @@ def rows(stats: dict[str, dict]) -> list[dict]:
     ]
 
 
+def provenance(runs: dict[str, list[dict]]) -> str:
+    """Whence the measured runs (`measure_finals`' output) came, in a sentence."""
+    every = [r for rs in runs.values() for r in rs]
+    k = sum(r.get("at_finish", False) for r in every)
+    n = sum(r["remade"] for r in every)
+    if k == len(every):
+        return "Measured by the study on each final run as it finished (its row's `error_kinds`)."
+    finish = f"{k} of them as each finished (its row's `error_kinds`), the others " if k else ""
+    remade = f"{n} of them retrained from their recorded configs (`--remake-dir`), " if n else ""
+    return (
+        f"Measured on the study's final runs, {finish}from their checkpoints, {remade}each "
+        f"reproducing its row's test mIoU to {MIOU_CHECK} points."
+    )
+
+
 def markdown(
     stats: dict[str, dict], runs: dict[str, list[dict]], command: str, missing: list[str] = ()
 ) -> str:
@@ -339,23 +354,14 @@ def markdown(
     if not stats:
         return f"{title}\n\nNo regime has its five test pairs measured yet."
     head = list(rows(stats)[0])
-    n = sum(r["remade"] for rs in runs.values() for r in rs)
-    remade = f"{n} of them retrained from their recorded configs (`--remake-dir`), " if n else ""
-    k = sum(r.get("at_finish", False) for rs in runs.values() for r in rs)
-    finish = (
-        f"{k} of them by the study as each run finished (its row's `error_kinds`), the others "
-        if k
-        else ""
-    )
     lines = [
         title,
         "",
         "Contextrast − CE in error pixels per test image (500 scenes), paired by seed, mean "
         "[95 % t-interval]. A pixel of a digit taken for another digit is *digit for digit*; "
         "*inside misread digits* counts the errors (of either digit kind) inside ground-truth "
-        "digit regions more than half of which is taken for other digits. Measured on the "
-        f"study's final runs, {finish}{remade}each reproducing its row's test mIoU to "
-        f"{MIOU_CHECK} points. Reproduce: `{command}`.",
+        "digit regions more than half of which is taken for other digits. "
+        f"{provenance(runs)} Reproduce: `{command}`.",
         "",
         "| " + " | ".join(head) + " |",
         "|---" * len(head) + "|",
