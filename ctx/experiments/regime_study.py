@@ -29,12 +29,14 @@ from pathlib import Path
 
 import torch
 
+from ctx.data import NUM_CLASSES
 from ctx.engine.config import TrainConfig
 from ctx.engine.loop import train_or_load
+from ctx.engine.step import evaluate
 from ctx.experiments.recorder import AnchorRecorder
 from ctx.experiments.regimes import REGIMES
 from ctx.experiments.stats import mean_std, paired_diffs, t_interval
-from ctx.experiments.variants import VARIANTS, evaluate_on_test
+from ctx.experiments.variants import VARIANTS
 from ctx.io import locked, read_results, write_json
 from ctx.resources import portable
 
@@ -351,10 +353,11 @@ def run_job(job: Job, runs_dir: Path, **run) -> dict:
     if job.phase == "final":
         from ctx.experiments.error_kinds import measure  # that module reads this one's plan
 
-        test = evaluate_on_test(result.model, cfg, TEST_SCENES)
+        scenes = cfg.digit_scenes("test", TEST_SCENES)  # made once for both measurements
+        test = evaluate(result.model, scenes, device, NUM_CLASSES)
         row.update({k: test[k] for k in ("miou", "boundary_miou", "pixel_acc", "per_class_iou")})
         # measured now, so `error-kinds` needs no run folder (a session's folders may be gone)
-        kinds = measure(result.model, cfg.digit_scenes("test", TEST_SCENES))
+        kinds = measure(result.model, scenes)
         row["error_kinds"] = {k: v for k, v in kinds.items() if k != "miou"}
     return row
 
